@@ -1,0 +1,15 @@
+"""Contracts shared across the Esper core: stages and their transition table, gate ids, configs."""
+
+from esper.leyline.config import (
+    GateConfig, GovernorConfig, GradientConfig, HeuristicConfig, SlotConfig, TrainConfig,
+)
+from esper.leyline.gates import GATE_FOR_STAGE, GateId, GateResult
+from esper.leyline.stages import (
+    LIVE_STAGES, TRANSITIONS, IllegalTransition, SeedStage, check_transition,
+)
+
+__all__ = [
+    "GateConfig", "GovernorConfig", "GradientConfig", "HeuristicConfig", "SlotConfig", "TrainConfig",
+    "GATE_FOR_STAGE", "GateId", "GateResult", "LIVE_STAGES", "TRANSITIONS", "IllegalTransition",
+    "SeedStage", "check_transition",
+]

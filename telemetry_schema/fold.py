@@ -1,0 +1,537 @@
+"""The run-state fold: what a log says about a run, shared by the TUI and the dashboard.
+
+``Fold.update(table)`` folds a table of new events (a live poll, or a whole replayed log)
+into ``Fold.state``. Dense kinds (batch metrics, scalars, gradient stats, alpha ticks,
+heartbeats, counterfactuals, rewards, PPO updates, epochs) are folded column-wise with numpy;
+only the sparse lifecycle kinds (stage changes, gates, governor, decisions, ...) are walked
+in Python, so a million-event log folds without a per-event Python loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+STAGES = ("DORMANT", "GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED",
+          "PRUNED", "EMBARGOED", "RESETTING")
+LIVE_STAGES = ("GERMINATED", "TRAINING", "BLENDING", "HOLDING")
+
+
+class Series:
+    """A growing table of numpy columns (appended in chunks, concatenated on demand)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+        self._chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        self._cache: dict[str, np.ndarray] = {}
+        self.length = 0
+
+    def append(self, **columns: np.ndarray) -> None:
+        n = len(next(iter(columns.values())))
+        if n == 0:
+            return
+        for name in self.names:
+            col = columns.get(name)
+            self._chunks[name].append(np.full(n, np.nan) if col is None else np.asarray(col))
+        self.length += n
+        self._cache.clear()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        arr = self._cache.get(name)
+        if arr is None:
+            chunks = self._chunks[name]
+            if len(chunks) > 1:
+                chunks[:] = [np.concatenate(chunks)]
+            arr = chunks[0] if chunks else np.empty(0)
+            self._cache[name] = arr
+        return arr
+
+    def __len__(self) -> int:
+        return self.length
+
+    def last(self, name: str):
+        return self[name][-1] if self.length else None
+
+
+@dataclass
+class GateRecord:
+    seq: int
+    epoch: int
+    slot: str | None
+    seed: str | None
+    gate: str
+    target_stage: str
+    passed: bool
+    checks_passed: list[str]
+    checks_failed: list[str]
+
+
+@dataclass
+class GovernorRecord:
+    seq: int
+    epoch: int
+    kind: str  # 'panic' | 'snapshot' | 'rollback'
+    reason: str
+    loss: float | None = None
+    threshold: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    consecutive: int | None = None
+    to_epoch: int | None = None
+    seeds_pruned: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    seq: int
+    epoch: int
+    env: int
+    controller: str
+    op: str
+    slot: str | None
+    blueprint: str | None
+    reason: str
+    action_probs: dict[str, float]
+    value: float | None
+
+
+@dataclass
+class StageSpan:
+    """A slot's seed in one stage from ``start_epoch`` to ``end_epoch`` (None: still open)."""
+
+    slot: str
+    seed: str | None
+    stage: str
+    start_epoch: int
+    start_seq: int
+    end_epoch: int | None = None
+
+
+@dataclass
+class Mark:
+    """A point on the lifecycle timeline: 'fossilized', 'pruned' or 'rollback'."""
+
+    slot: str | None
+    seed: str | None
+    epoch: int
+    seq: int
+    kind: str
+    reason: str
+
+
+@dataclass
+class SlotState:
+    slot_id: str
+    seed_id: str | None = None
+    blueprint: str | None = None
+    stage: str = "DORMANT"
+    stage_since_epoch: int = 0
+    alpha: float = 0.0
+    alpha_target: float = 0.0
+    alpha_mode: str = "hold"
+    ratio: float | None = None
+    health: float | None = None
+    exploding: bool = False
+    vanishing: bool = False
+    last_gate: GateRecord | None = None
+    contribution: float | None = None
+    params: int | None = None
+    blend: str | None = None
+    tempo: str | None = None
+    reset_seq: int = -1  # seq of the last germination/reset; older dense values do not apply
+
+
+@dataclass
+class RunState:
+    """Everything a viewer shows about one run, as of the last event folded."""
+
+    run_id: str = ""
+    task: str = ""
+    topology: str = ""
+    config: dict = field(default_factory=dict)
+    slot_ids: list[str] = field(default_factory=list)
+    host_params: int = 0
+    device: str = ""
+    world_size: int = 1
+    num_envs: int = 1
+    heartbeat_s: float = 5.0
+    versions: dict = field(default_factory=dict)
+    started_wall: float | None = None
+    end_status: str | None = None  # 'completed' | 'failed' | 'interrupted' once finished
+    end_reason: str = ""
+    events: int = 0
+    last_seq: int = -1
+    epoch: int = 0
+    step: int = 0
+    last_wall: float | None = None
+    last_progress_wall: float | None = None
+    kind_counts: Counter = field(default_factory=Counter)
+    slots: dict[str, SlotState] = field(default_factory=dict)
+    spans: list[StageSpan] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    gates: list[GateRecord] = field(default_factory=list)
+    governor: list[GovernorRecord] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    logs: list[tuple[int, str, str]] = field(default_factory=list)
+    per_class_acc: list[float] = field(default_factory=list)
+    epochs: Series = field(default_factory=lambda: Series(
+        "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "perplexity",
+        "host_params", "total_params", "seconds", "step", "wall", "seq"))
+    batches: Series = field(default_factory=lambda: Series(
+        "step", "epoch", "loss", "lr", "samples_per_s", "wall", "seq"))
+    scalars: dict[str, Series] = field(default_factory=dict)
+    alpha: dict[str, Series] = field(default_factory=dict)
+    grads: dict[str, Series] = field(default_factory=dict)
+    counterfactuals: dict[str, Series] = field(default_factory=dict)
+    rewards: Series = field(default_factory=lambda: Series("env", "epoch", "step", "total", "wall", "seq"))
+    reward_components: dict[str, Series] = field(default_factory=dict)
+    ppo: Series = field(default_factory=lambda: Series(
+        "step", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
+        "explained_variance", "lr", "early_stopped", "wall", "seq"))
+    head_entropy: dict[str, Series] = field(default_factory=dict)
+
+    # -- derived ---------------------------------------------------------------------------
+
+    def status(self, now: float, stall_after: float | None = None, crash_after: float | None = None) -> str:
+        """'finished', 'running', 'stalled' or 'crashed' as seen at wall time ``now``.
+
+        Crashed: no run_finished and no event at all (heartbeats included) for
+        ``crash_after`` seconds. Stalled: heartbeats arrive (or the silence is short) but no
+        progress event for ``stall_after`` seconds.
+        """
+        if self.end_status is not None:
+            return "finished"
+        if self.last_wall is None:
+            return "waiting"
+        hb = max(self.heartbeat_s, 0.5)
+        crash_after = crash_after if crash_after is not None else max(30.0, 6 * hb)
+        stall_after = stall_after if stall_after is not None else max(60.0, 12 * hb)
+        if now - self.last_wall > crash_after:
+            return "crashed"
+        if now - self.last_wall > 3 * hb or now - (self.last_progress_wall or self.last_wall) > stall_after:
+            return "stalled"
+        return "running"
+
+    def best_val_acc(self) -> float | None:
+        acc = self.epochs["val_acc"]
+        acc = acc[np.isfinite(acc)] if len(acc) else acc
+        return float(acc.max()) if len(acc) else None
+
+    def count(self, kind: str) -> int:
+        return self.kind_counts.get(kind, 0)
+
+    def seeds_fossilized(self) -> int:
+        return self.count("seed_fossilized")
+
+    def seeds_pruned(self) -> int:
+        return self.count("seed_pruned")
+
+    def panics(self) -> int:
+        return self.count("governor_panic")
+
+    def params_series(self) -> tuple[np.ndarray, np.ndarray]:
+        """(epoch, total params) — how the architecture grew."""
+        return self.epochs["epoch"], self.epochs["total_params"]
+
+
+_DENSE = ("scalar", "batch_metrics", "gradient_stats", "alpha", "heartbeat", "counterfactual",
+          "reward", "ppo_update", "epoch_completed")
+_PROGRESS_EXCLUDED = ("heartbeat", "log")
+
+
+_ENVELOPE_COLS = ("seq", "epoch", "step", "env", "slot", "seed")
+
+
+def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """Rows of a table; a no-op when every row is taken."""
+    if len(rows) == table.num_rows:
+        return table
+    return table.take(pa.array(rows))
+
+
+def _groups(col):
+    """(value, boolean mask) for each distinct value of a string column, in first-seen order."""
+    enc = pc.dictionary_encode(col)
+    enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    values = enc.dictionary.to_pylist()
+    if enc.indices.null_count:
+        idx = np.where(pc.is_null(enc.indices).to_numpy(zero_copy_only=False), -1, idx)
+        yield None, idx == -1
+    for i, value in enumerate(values):
+        yield value, idx == i
+
+
+def _wall_seconds(col) -> np.ndarray:
+    return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+
+
+def _num(table: pa.Table, kind: str, name: str) -> np.ndarray:
+    """A payload field of ``kind`` as a float numpy array (nulls -> NaN)."""
+    arr = pc.struct_field(table.column(kind), name)
+    return arr.to_numpy(zero_copy_only=False).astype(np.float64) if arr.null_count == 0 else \
+        pc.fill_null(pc.cast(arr, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+
+
+class Fold:
+    """Folds event tables, in stream order, into a ``RunState``."""
+
+    def __init__(self) -> None:
+        self.state = RunState()
+        self._latest: dict[str, dict[str, tuple[int, object]]] = {}
+
+    def _set_latest(self, slot: str | None, seq: int, **values) -> None:
+        """Remember a slot's newest dense values; applied after the sparse events of the batch."""
+        latest = self._latest.setdefault(slot or "?", {})
+        for key, value in values.items():
+            latest[key] = (seq, value)
+
+    def _apply_latest(self) -> None:
+        for slot_id, values in self._latest.items():
+            s = self._slot(slot_id)
+            for key, (seq, value) in values.items():
+                if seq > s.reset_seq:
+                    setattr(s, key, value)
+        self._latest.clear()
+
+    def update(self, table: pa.Table) -> RunState:
+        if table.num_rows == 0:
+            return self.state
+        st = self.state
+        kinds = pc.dictionary_encode(table.column("kind")).combine_chunks()
+        codes = kinds.indices.to_numpy(zero_copy_only=False)
+        names = kinds.dictionary.to_pylist()
+        rows_by_kind = {name: np.flatnonzero(codes == i) for i, name in enumerate(names)}
+        wall = _wall_seconds(table.column("wall_time"))
+        st.events += table.num_rows
+        st.last_seq = int(pc.max(table.column("seq")).as_py())
+        st.epoch = max(st.epoch, int(pc.max(table.column("epoch")).as_py()))
+        st.step = max(st.step, int(pc.max(table.column("step")).as_py()))
+        st.last_wall = float(wall.max())
+        progress = np.ones(len(wall), bool)
+        for name, rows in rows_by_kind.items():
+            st.kind_counts[name] += len(rows)
+            if name in _PROGRESS_EXCLUDED:
+                progress[rows] = False
+        if progress.any():
+            st.last_progress_wall = float(wall[progress].max())
+        for name in _DENSE:
+            rows = rows_by_kind.get(name)
+            if rows is not None and len(rows):
+                sub = _take(table.select(_ENVELOPE_COLS + (name,)), rows)
+                getattr(self, "_dense_" + name)(sub, wall[rows])
+        sparse = [(name, rows) for name, rows in rows_by_kind.items() if name not in _DENSE]
+        self._fold_sparse(table, sparse)
+        self._apply_latest()
+        return st
+
+    # -- dense kinds -----------------------------------------------------------------------
+
+    def _env(self, sub: pa.Table, wall: np.ndarray) -> dict[str, np.ndarray]:
+        return {"epoch": sub.column("epoch").to_numpy(), "step": sub.column("step").to_numpy(),
+                "wall": wall, "seq": sub.column("seq").to_numpy()}
+
+    def _by_slot(self, sub: pa.Table):
+        yield from _groups(sub.column("slot"))
+
+    def _dense_scalar(self, sub, wall):
+        values = _num(sub, "scalar", "value")
+        env = self._env(sub, wall)
+        for name, m in _groups(pc.struct_field(sub.column("scalar"), "name")):
+            series = self.state.scalars.setdefault(name, Series("step", "epoch", "value", "wall", "seq"))
+            series.append(step=env["step"][m], epoch=env["epoch"][m], value=values[m],
+                          wall=wall[m], seq=env["seq"][m])
+
+    def _dense_batch_metrics(self, sub, wall):
+        env = self._env(sub, wall)
+        self.state.batches.append(
+            step=env["step"], epoch=env["epoch"], wall=wall, seq=env["seq"],
+            loss=_num(sub, "batch_metrics", "loss"), lr=_num(sub, "batch_metrics", "lr"),
+            samples_per_s=_num(sub, "batch_metrics", "samples_per_s"))
+
+    def _dense_epoch_completed(self, sub, wall):
+        env = self._env(sub, wall)
+        cols = {n: _num(sub, "epoch_completed", n) for n in
+                ("train_loss", "train_acc", "val_loss", "val_acc", "perplexity", "host_params",
+                 "total_params", "seconds")}
+        self.state.epochs.append(epoch=env["epoch"], step=env["step"], wall=wall, seq=env["seq"], **cols)
+        last = pc.struct_field(sub.column("epoch_completed"), "per_class_acc")[-1].as_py()
+        self.state.per_class_acc = last or []
+
+    def _dense_gradient_stats(self, sub, wall):
+        env = self._env(sub, wall)
+        cols = {n: _num(sub, "gradient_stats", n) for n in
+                ("seed_norm", "host_norm", "ratio", "health", "vanishing", "exploding")}
+        for slot, m in self._by_slot(sub):
+            series = self.state.grads.setdefault(slot, Series(
+                "epoch", "step", "seed_norm", "host_norm", "ratio", "health", "vanishing",
+                "exploding", "wall", "seq"))
+            series.append(**{k: v[m] for k, v in cols.items()},
+                          **{k: v[m] for k, v in env.items()})
+            r = cols["ratio"][m][-1]
+            self._set_latest(slot, int(env["seq"][m][-1]), ratio=None if np.isnan(r) else float(r),
+                             health=float(cols["health"][m][-1]),
+                             vanishing=bool(cols["vanishing"][m][-1]),
+                             exploding=bool(cols["exploding"][m][-1]))
+
+    def _dense_alpha(self, sub, wall):
+        env = self._env(sub, wall)
+        value, target = _num(sub, "alpha", "value"), _num(sub, "alpha", "target")
+        modes = pc.struct_field(sub.column("alpha"), "mode").to_numpy(zero_copy_only=False)
+        for slot, m in self._by_slot(sub):
+            series = self.state.alpha.setdefault(slot, Series("epoch", "step", "value", "target", "wall", "seq"))
+            series.append(value=value[m], target=target[m], **{k: v[m] for k, v in env.items()})
+            self._set_latest(slot, int(env["seq"][m][-1]), alpha=float(value[m][-1]),
+                             alpha_target=float(target[m][-1]), alpha_mode=str(modes[m][-1]))
+
+    def _dense_counterfactual(self, sub, wall):
+        env = self._env(sub, wall)
+        cols = {n: _num(sub, "counterfactual", n) for n in ("real_acc", "off_acc", "contribution")}
+        for slot, m in self._by_slot(sub):
+            series = self.state.counterfactuals.setdefault(slot, Series(
+                "epoch", "step", "real_acc", "off_acc", "contribution", "wall", "seq"))
+            series.append(**{k: v[m] for k, v in cols.items()}, **{k: v[m] for k, v in env.items()})
+            self._set_latest(slot, int(env["seq"][m][-1]), contribution=float(cols["contribution"][m][-1]))
+
+    def _dense_heartbeat(self, sub, wall):
+        pass  # counted and timed by update(); nothing else to fold
+
+    def _dense_reward(self, sub, wall):
+        env = self._env(sub, wall)
+        envs = sub.column("env").to_numpy()
+        self.state.rewards.append(env=envs, epoch=env["epoch"], step=env["step"], wall=wall,
+                                  seq=env["seq"], total=_num(sub, "reward", "total"))
+        comps = pc.struct_field(sub.column("reward"), "components").to_pylist()
+        self._fold_maps(self.state.reward_components, comps, env["seq"])
+
+    def _dense_ppo_update(self, sub, wall):
+        env = self._env(sub, wall)
+        cols = {n: _num(sub, "ppo_update", n) for n in
+                ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
+                 "explained_variance", "lr", "early_stopped")}
+        self.state.ppo.append(step=env["step"], wall=wall, seq=env["seq"], **cols)
+        heads = pc.struct_field(sub.column("ppo_update"), "head_entropy").to_pylist()
+        self._fold_maps(self.state.head_entropy, heads, env["seq"])
+
+    @staticmethod
+    def _fold_maps(target: dict[str, Series], maps: list, seqs: np.ndarray) -> None:
+        for seq, pairs in zip(seqs.tolist(), maps):
+            for key, value in pairs or []:
+                target.setdefault(key, Series("seq", "value")).append(
+                    seq=np.array([seq]), value=np.array([np.nan if value is None else value]))
+
+    # -- sparse kinds ----------------------------------------------------------------------
+
+    def _fold_sparse(self, table: pa.Table, sparse: list[tuple[str, np.ndarray]]) -> None:
+        records = []
+        envelope = ("seq", "epoch", "env", "slot", "seed")
+        for name, rows in sparse:
+            if name not in table.column_names:
+                continue
+            sub = _take(table.select(list(envelope) + [name]), rows)
+            for idx, rec in zip(rows.tolist(), sub.to_pylist()):
+                records.append((idx, name, rec))
+        records.sort(key=lambda r: r[0])
+        for _, name, rec in records:
+            getattr(self, "_on_" + name)(rec, rec[name] or {})
+
+    def _slot(self, slot_id: str | None) -> SlotState:
+        key = slot_id or "?"
+        s = self.state.slots.get(key)
+        if s is None:
+            s = self.state.slots[key] = SlotState(key)
+            if key not in self.state.slot_ids:
+                self.state.slot_ids.append(key)
+        return s
+
+    def _on_run_started(self, rec, p):
+        st = self.state
+        st.run_id, st.task, st.topology = p["run_id"], p["task"], p["topology"]
+        st.host_params, st.device = p["host_params"], p["device"]
+        st.world_size, st.num_envs, st.heartbeat_s = p["world_size"], p["num_envs"], p["heartbeat_s"]
+        st.versions = {"python": p["python_version"], "torch": p["torch_version"]}
+        try:
+            st.config = json.loads(p["config_json"] or "{}")
+        except ValueError:
+            st.config = {}
+        for slot in p["slot_ids"] or []:
+            self._slot(slot)
+
+    def _on_run_finished(self, rec, p):
+        self.state.end_status, self.state.end_reason = p["status"], p["reason"] or ""
+
+    def _on_log(self, rec, p):
+        self.state.logs.append((rec["seq"], p["level"], p["text"]))
+
+    def _on_seed_germinated(self, rec, p):
+        s = self._slot(rec["slot"])
+        s.seed_id, s.blueprint, s.params = rec["seed"], p["blueprint"], p["params"]
+        s.blend, s.tempo = p["blend"], p["tempo"]
+        s.alpha = s.alpha_target = 0.0
+        s.ratio = s.health = s.contribution = None
+        s.last_gate = None
+        s.reset_seq = rec["seq"]
+
+    def _on_stage_changed(self, rec, p):
+        s = self._slot(rec["slot"])
+        epoch = rec["epoch"]
+        for span in reversed(self.state.spans):
+            if span.slot == s.slot_id and span.end_epoch is None:
+                span.end_epoch = epoch
+                break
+        to = p["to_stage"]
+        s.stage, s.stage_since_epoch = to, epoch
+        if rec["seed"]:
+            s.seed_id = rec["seed"]
+        if to == "DORMANT":
+            s.seed_id = s.blueprint = None
+            s.alpha = s.alpha_target = 0.0
+            s.ratio = s.health = s.contribution = s.params = None
+            s.last_gate = None
+            s.reset_seq = rec["seq"]
+        else:
+            self.state.spans.append(StageSpan(s.slot_id, s.seed_id, to, epoch, rec["seq"]))
+
+    def _on_gate_evaluated(self, rec, p):
+        g = GateRecord(rec["seq"], rec["epoch"], rec["slot"], rec["seed"], p["gate"], p["target_stage"],
+                       bool(p["passed"]), list(p["checks_passed"] or []), list(p["checks_failed"] or []))
+        self.state.gates.append(g)
+        if rec["slot"]:
+            self._slot(rec["slot"]).last_gate = g
+
+    def _on_seed_fossilized(self, rec, p):
+        self.state.marks.append(Mark(rec["slot"], rec["seed"], rec["epoch"], rec["seq"], "fossilized", p["reason"]))
+
+    def _on_seed_pruned(self, rec, p):
+        self.state.marks.append(Mark(rec["slot"], rec["seed"], rec["epoch"], rec["seq"], "pruned", p["reason"]))
+
+    def _on_governor_panic(self, rec, p):
+        self.state.governor.append(GovernorRecord(
+            rec["seq"], rec["epoch"], "panic", p["reason"], p["loss"], p["threshold"], p["mean"],
+            p["std"], p["consecutive"]))
+
+    def _on_governor_snapshot(self, rec, p):
+        self.state.governor.append(GovernorRecord(rec["seq"], rec["epoch"], "snapshot", p["reason"]))
+
+    def _on_governor_rollback(self, rec, p):
+        self.state.governor.append(GovernorRecord(
+            rec["seq"], rec["epoch"], "rollback", p["reason"], to_epoch=p["to_epoch"],
+            seeds_pruned=list(p["seeds_pruned"] or [])))
+        self.state.marks.append(Mark(None, None, rec["epoch"], rec["seq"], "rollback", p["reason"]))
+
+    def _on_controller_decision(self, rec, p):
+        self.state.decisions.append(Decision(
+            rec["seq"], rec["epoch"], rec["env"], p["controller"], p["op"], rec["slot"],
+            p["blueprint"], p["reason"], dict(p["action_probs"] or []), p["value"]))
+
+
+def fold_table(table: pa.Table) -> RunState:
+    """Fold a whole table at once (a replayed log)."""
+    fold = Fold()
+    fold.update(table)
+    return fold.state

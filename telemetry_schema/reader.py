@@ -1,0 +1,153 @@
+"""Reading event logs: replay a whole log, follow a growing one, merge rank streams.
+
+The reader walks the IPC stream one message at a time and keeps the byte offset of the end
+of the last complete record batch. A torn tail (a writer killed mid-message) costs only that
+message: the reader returns every complete batch and reports how many bytes it could not read.
+A follower polls the same way from its saved offset, so a partial tail is retried later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry_schema.schema import SCHEMA, SchemaVersionError, check_version, conform
+
+_CONTINUATION = b"\xff\xff\xff\xff"
+_READ_ERRORS = (pa.ArrowInvalid, OSError, EOFError, ValueError)
+
+
+class LogError(Exception):
+    """A log that cannot be read at all; the message is one line naming the file."""
+
+
+@dataclass
+class PollResult:
+    """What one poll of a log returned."""
+
+    table: pa.Table
+    """New events, conformed to this reader's schema, in stream order."""
+    torn_bytes: int
+    """Bytes after the last complete batch that could not be read (yet)."""
+    ended: bool
+    """The stream's end-of-stream marker was seen (the writer closed it)."""
+
+
+@dataclass
+class LogFollower:
+    """Follows one event stream by byte offset; ``poll()`` returns only the new events."""
+
+    path: Path
+    offset: int = 0
+    schema: pa.Schema | None = None
+    version: str | None = None
+    events_read: int = 0
+    torn_bytes: int = 0
+    ended: bool = False
+    batches: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def poll(self) -> PollResult:
+        """Read every complete batch past the saved offset.
+
+        Raises LogError for a file that is missing, not an Arrow stream, or of an
+        incompatible schema version. An empty file or a partial schema means "no events yet".
+        """
+        data = self._read_new_bytes()
+        src = pa.BufferReader(data)
+        batches: list[pa.RecordBatch] = []
+        consumed = 0
+        if self.schema is None:
+            if len(data) >= 4 and data[:4].to_pybytes() != _CONTINUATION:
+                raise LogError(f"{self.path}: not an Arrow IPC stream (bad leading bytes)")
+            try:
+                msg = pa.ipc.read_message(src)
+            except _READ_ERRORS:
+                return self._result([], len(data))
+            if msg.type != "schema":
+                raise LogError(f"{self.path}: not an Esper event log (stream does not start with a schema)")
+            schema = pa.ipc.read_schema(msg)
+            try:
+                self.version = check_version(schema, str(self.path))
+            except SchemaVersionError as exc:
+                raise LogError(str(exc)) from None
+            self.schema = schema
+            consumed = src.tell()
+        while consumed < len(data):
+            try:
+                msg = pa.ipc.read_message(src)
+                batch = pa.ipc.read_record_batch(msg, self.schema)
+            except EOFError:
+                self.ended = True
+                consumed = len(data)
+                break
+            except _READ_ERRORS:
+                break
+            batches.append(batch)
+            consumed = src.tell()
+        self.offset += consumed
+        return self._result(batches, len(data) - consumed)
+
+    def _read_new_bytes(self) -> pa.Buffer:
+        try:
+            with pa.OSFile(str(self.path), "rb") as f:
+                size = f.size()
+                f.seek(min(self.offset, size))
+                return f.read_buffer(size - min(self.offset, size))
+        except FileNotFoundError:
+            raise LogError(f"{self.path}: no such log file") from None
+        except IsADirectoryError:
+            raise LogError(f"{self.path}: is a directory, not a log file") from None
+        except OSError as exc:
+            raise LogError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+
+    def _result(self, batches: list[pa.RecordBatch], torn: int) -> PollResult:
+        self.torn_bytes = torn
+        self.batches += len(batches)
+        if batches:
+            table = conform(pa.Table.from_batches(batches, schema=self.schema))
+        else:
+            table = SCHEMA.empty_table()
+        self.events_read += table.num_rows
+        return PollResult(table=table, torn_bytes=torn, ended=self.ended)
+
+
+@dataclass
+class LogRead:
+    """A whole log, replayed."""
+
+    path: Path
+    table: pa.Table
+    events: int
+    torn_bytes: int
+    version: str | None
+    ended: bool
+
+
+def read_log(path: str | Path) -> LogRead:
+    """Replay a whole stream. Raises LogError for a file that holds no readable log."""
+    follower = LogFollower(Path(path))
+    res = follower.poll()
+    if follower.schema is None:
+        if res.torn_bytes == 0:
+            raise LogError(f"{path}: empty log (no schema written yet)")
+        raise LogError(f"{path}: not an Arrow IPC stream (no readable schema)")
+    return LogRead(Path(path), res.table, res.table.num_rows, res.torn_bytes, follower.version, res.ended)
+
+
+def merge_streams(tables: list[pa.Table]) -> pa.Table:
+    """Merge the streams of several ranks into one view ordered by time (then rank, seq)."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return SCHEMA.empty_table()
+    if len(tables) == 1:
+        return tables[0]
+    merged = pa.concat_tables(tables)
+    order = pc.sort_indices(merged, sort_keys=[("wall_time", "ascending"), ("rank", "ascending"),
+                                               ("seq", "ascending")])
+    return merged.take(order)

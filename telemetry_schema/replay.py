@@ -1,0 +1,87 @@
+"""Replay: the state of a run as of a cursor, with the seeks both viewers offer.
+
+The cursor counts events (rows of the merged log table): cursor ``n`` shows the state after
+the first ``n`` events. Moving forward folds only the events in between; moving backward
+re-folds from the start (vectorised, so fast even for large logs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry_schema.fold import Fold, RunState
+
+# Named targets for next/previous seeks: kind, plus an optional payload condition.
+TARGETS = {
+    "panic": ("governor_panic", None),
+    "rollback": ("governor_rollback", None),
+    "gate_failure": ("gate_evaluated", ("passed", False)),
+    "stage_change": ("stage_changed", None),
+    "epoch": ("epoch_completed", None),
+}
+
+
+class Replay:
+    """A cursor over a fixed table of events and the folded state as of that cursor."""
+
+    def __init__(self, table: pa.Table, cursor: int | None = None) -> None:
+        self.table = table
+        self.cursor = 0
+        self._fold = Fold()
+        self._positions: dict[str, np.ndarray] = {}
+        self.seek(table.num_rows if cursor is None else cursor)
+
+    @property
+    def state(self) -> RunState:
+        return self._fold.state
+
+    @property
+    def length(self) -> int:
+        return self.table.num_rows
+
+    def extend(self, new: pa.Table) -> None:
+        """Append newly followed events; the cursor stays where it is."""
+        if new.num_rows:
+            self.table = pa.concat_tables([self.table, new])
+            self._positions.clear()
+
+    def seek(self, cursor: int) -> RunState:
+        cursor = max(0, min(int(cursor), self.table.num_rows))
+        if cursor < self.cursor:
+            self._fold = Fold()
+            self.cursor = 0
+        if cursor > self.cursor:
+            self._fold.update(self.table.slice(self.cursor, cursor - self.cursor))
+            self.cursor = cursor
+        return self.state
+
+    def step(self, events: int = 1) -> RunState:
+        return self.seek(self.cursor + events)
+
+    def positions(self, target: str) -> np.ndarray:
+        """Row indices of the events a target names (sorted)."""
+        pos = self._positions.get(target)
+        if pos is None:
+            kind, cond = TARGETS[target]
+            mask = pc.equal(self.table.column("kind"), kind)
+            if cond is not None:
+                field, value = cond
+                hit = pc.equal(pc.struct_field(self.table.column(kind), field), value)
+                mask = pc.and_(mask, pc.fill_null(hit, False))
+            pos = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+            self._positions[target] = pos
+        return pos
+
+    def next(self, target: str) -> RunState:
+        """Move to just after the next event of ``target`` (stays put when there is none)."""
+        pos = self.positions(target)
+        i = np.searchsorted(pos, self.cursor, side="left")
+        return self.seek(pos[i] + 1) if i < len(pos) else self.state
+
+    def previous(self, target: str) -> RunState:
+        """Move to just after the previous event of ``target`` before the cursor."""
+        pos = self.positions(target)
+        i = np.searchsorted(pos, self.cursor - 1, side="left") - 1
+        return self.seek(pos[i] + 1) if i >= 0 else self.seek(0)

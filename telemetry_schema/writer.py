@@ -1,0 +1,282 @@
+"""The event-log writer: cheap appends on the caller's thread, Arrow batches written off it.
+
+``EventWriter.emit`` (typed events) and ``EventWriter.scalar`` (the hot path) append a
+tuple to an in-memory list, without a lock. A background thread swaps the lists out every
+``flush_interval`` seconds or when ``flush_rows`` events are pending, turns them into one
+record batch in emission order (sequence numbers are assigned there) and appends it to the
+Arrow IPC stream. The training loop
+never waits on the disk. If ``max_pending`` events pile up (the disk cannot keep up), emit
+flushes on the caller's thread instead of dropping anything; each wait is counted and reported in
+the log as a warning and in every heartbeat.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import operator
+import threading
+import time
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from telemetry_schema.events import EVENT_TYPES, Event, Heartbeat, LogMessage, RunFinished, Scalar
+from telemetry_schema.schema import SCHEMA
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    flush_interval: float = 0.25
+    """Seconds between time-based flushes (the latency a live viewer sees)."""
+    flush_rows: int = 65_536
+    """Pending events that trigger an early flush."""
+    max_pending: int = 4_000_000
+    """Pending events at which emit waits for the flusher (never drops)."""
+    heartbeat_s: float = 5.0
+    """Seconds between heartbeats; 0 disables them."""
+    compression: str | None = "zstd"
+    """IPC buffer compression: 'zstd', 'lz4' or None."""
+
+
+class EventWriter:
+    """Writes events to an Arrow IPC stream at ``sink`` (a path or a ``pyarrow.NativeFile``).
+
+    Set ``writer.epoch`` and ``writer.step`` as the loop advances; events take them unless
+    given explicitly. Use as a context manager, or call ``close()``; closing flushes
+    everything and writes ``run_finished`` unless one was already emitted.
+    """
+
+    def __init__(self, sink, *, rank: int = 0, config: WriterConfig | None = None,
+                 clock: Clock = time.perf_counter, wall_clock: Clock = time.time) -> None:
+        self.config = config or WriterConfig()
+        self.rank = rank
+        self.epoch = 0
+        self.step = 0
+        self._clock = clock
+        self._t0 = clock()
+        self._wall0 = wall_clock()
+        self._owns_sink = not isinstance(sink, pa.NativeFile)
+        self._sink = pa.OSFile(str(sink), "wb") if self._owns_sink else sink
+        options = pa.ipc.IpcWriteOptions(compression=self.config.compression)
+        self._stream = pa.ipc.new_stream(self._sink, SCHEMA, options=options)
+        # Emit appends to these lists without a lock (list.extend/append of a tuple is atomic
+        # under the GIL); the flusher swaps them out and re-checks a retired list once more
+        # later, so an append that raced the swap is still written.
+        self._sq: list = []  # flat scalar records: t, name, value, step, epoch, env
+        self._eq: list = []  # typed records: (t, event, slot, seed, step, epoch, env)
+        self._retired: list[tuple[list, list, int, int, int]] = []
+        self._soft_scalar = self.config.flush_rows * _SCALAR_WIDTH
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._seq = 0
+        self.backpressure_waits = 0
+        self.events_written = 0
+        self._finished = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="esper-telemetry-flush", daemon=True)
+        self._thread.start()
+
+    # -- the emit API ----------------------------------------------------------------------
+
+    def scalar(self, name: str, value: float, *, step: int | None = None,
+               epoch: int | None = None, env: int = 0) -> None:
+        """Append a named scalar (the hot path: one list extend, no lock)."""
+        q = self._sq
+        q.extend((self._clock(), name, value, self.step if step is None else step,
+                  self.epoch if epoch is None else epoch, env))
+        if len(q) >= self._soft_scalar:
+            self._on_full()
+
+    def emit(self, event: Event, *, slot: str | None = None, seed: str | None = None,
+             epoch: int | None = None, step: int | None = None, env: int = 0) -> None:
+        """Append one typed event; ``slot`` and ``seed`` fill the envelope where they apply."""
+        if self._closed:
+            raise ValueError("emit on a closed EventWriter")
+        if isinstance(event, RunFinished):
+            self._finished = True
+        q = self._eq
+        q.append((self._clock(), event, slot, seed, self.step if step is None else step,
+                  self.epoch if epoch is None else epoch, env))
+        if len(q) >= self.config.flush_rows:
+            self._on_full()
+
+    def log(self, level: str, text: str) -> None:
+        """Emit a free-form log message."""
+        self.emit(LogMessage(level=level, text=text))
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    def _pending(self) -> int:
+        return len(self._sq) // _SCALAR_WIDTH + len(self._eq)
+
+    def _on_full(self) -> None:
+        """A buffer reached flush_rows: wake the flusher; past max_pending, flush here."""
+        self._wake.set()
+        if self._pending() >= self.config.max_pending:
+            # The flusher cannot keep up: wait for the disk rather than drop events.
+            self.backpressure_waits += 1
+            if self.backpressure_waits == 1 or self.backpressure_waits % 1000 == 0:
+                self.log("warning", f"telemetry writer backpressure: emit waited for the disk "
+                                    f"({self.backpressure_waits} waits so far); no event was dropped")
+            self.flush()
+
+    def _run(self) -> None:
+        next_beat = self._clock() + self.config.heartbeat_s
+        while not self._closed:
+            self._wake.wait(self.config.flush_interval)
+            self._wake.clear()
+            if self.config.heartbeat_s > 0 and self._clock() >= next_beat and not self._closed:
+                self.emit(Heartbeat(events_emitted=self._seq + self._pending(),
+                                    backpressure_waits=self.backpressure_waits))
+                next_beat = self._clock() + self.config.heartbeat_s
+            try:
+                self.flush()
+            except BaseException:  # kept in self._error and raised to the caller by flush()
+                log.exception("telemetry flush failed")
+                return
+
+    def flush(self) -> None:
+        """Write every event emitted so far (called by the flusher; callers may call it too)."""
+        with self._flush_lock:
+            if self._error is not None:
+                raise RuntimeError(f"telemetry writer failed: {self._error}") from self._error
+            try:
+                self._flush_locked()
+            except BaseException as exc:
+                self._error = exc
+                raise
+
+    def _flush_locked(self) -> None:
+        sq, eq = self._sq, self._eq
+        self._sq, self._eq = [], []
+        s_recs, e_recs = [], []
+        for old_sq, old_eq, ns, ne, age in self._retired:  # appends that raced a swap
+            if len(old_sq) > ns:
+                s_recs.append(old_sq[ns:])
+            e_recs.extend(old_eq[ne:])
+        self._retired = [(o_s, o_e, len(o_s), len(o_e), age + 1)
+                         for o_s, o_e, _, _, age in self._retired if age < 2]
+        self._retired.append((sq, eq, len(sq), len(eq), 0))
+        s_flat = sq if not s_recs else [x for part in s_recs for x in part] + sq
+        e_recs.extend(eq)
+        n = len(s_flat) // _SCALAR_WIDTH + len(e_recs)
+        if n == 0:
+            return
+        batch = self._build_batch(s_flat, e_recs)
+        self._stream.write_batch(batch)
+        self._sink.flush()
+        self.events_written += batch.num_rows
+
+    def _build_batch(self, s_flat: list, e_recs: list) -> pa.RecordBatch:
+        parts = []
+        if s_flat:
+            w = _SCALAR_WIDTH
+            payload = pa.StructArray.from_arrays(
+                [pa.array(s_flat[1::w], pa.string()), pa.array(s_flat[2::w], pa.float64())],
+                fields=list(SCHEMA.field(Scalar.KIND).type))
+            env = (s_flat[0::w], s_flat[3::w], s_flat[4::w], s_flat[5::w], None, None)
+            parts.append(self._kind_table(Scalar.KIND, env, payload))
+        by_kind: dict[str, list] = {}
+        for rec in e_recs:
+            by_kind.setdefault(rec[1].KIND, []).append(rec)
+        for kind, recs in by_kind.items():
+            t, events, slot, seed, step, epoch, env = zip(*recs)
+            getter = _GETTERS[kind]
+            rows = [getter(e) for e in events]
+            if rows and not isinstance(rows[0], tuple):
+                rows = [(r,) for r in rows]
+            payload = _payload_array(kind, rows)
+            parts.append(self._kind_table(kind, (t, step, epoch, env, slot, seed), payload))
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        order = pc.sort_indices(table.column("t")) if len(parts) > 1 else None
+        if order is not None:
+            table = table.take(order)
+        seq = np.arange(self._seq, self._seq + table.num_rows, dtype=np.int64)
+        self._seq += table.num_rows
+        table = table.set_column(0, SCHEMA.field("seq"), pa.array(seq))
+        return table.combine_chunks().to_batches()[0]
+
+    def _kind_table(self, kind, envelope, payload) -> pa.Table:
+        t_list, step, epoch, env, slot, seed = envelope
+        t = np.array(t_list, np.float64) - self._t0
+        n = len(t)
+        wall = np.rint((self._wall0 + t) * 1e6).astype(np.int64)
+        columns = {
+            "seq": pa.nulls(n, pa.int64()),  # assigned after the kinds are merged in order
+            "wall_time": pa.array(wall, SCHEMA.field("wall_time").type),
+            "t": pa.array(t),
+            "rank": pa.array(np.full(n, self.rank, np.int16)),
+            "env": pa.array(np.array(env, np.int16)),
+            "epoch": pa.array(np.array(epoch, np.int32)),
+            "step": pa.array(np.array(step, np.int64)),
+            "kind": pa.array([kind] * n, pa.string()),
+            "slot": pa.array(slot, pa.string()) if slot is not None else pa.nulls(n, pa.string()),
+            "seed": pa.array(seed, pa.string()) if seed is not None else pa.nulls(n, pa.string()),
+        }
+        cols = [columns[f.name] if f.name in columns else
+                (payload if f.name == kind else _null_column(f, n)) for f in SCHEMA]
+        return pa.Table.from_arrays(cols, schema=SCHEMA)
+
+    def close(self, status: str = "completed", reason: str = "") -> None:
+        """Write ``run_finished`` (unless already emitted), flush everything, end the stream."""
+        if self._closed:
+            return
+        if not self._finished:
+            self.emit(RunFinished(status=status, reason=reason))
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+        self._stream.close()
+        if self._owns_sink:
+            self._sink.close()
+
+    def __enter__(self) -> "EventWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close("completed")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("interrupted", "KeyboardInterrupt")
+        else:
+            self.close("failed", f"{exc_type.__name__}: {exc}")
+
+
+_SCALAR_WIDTH = 6
+_GETTERS = {cls.KIND: operator.attrgetter(*[f.name for f in fields(cls)]) for cls in EVENT_TYPES}
+
+
+_NULL_BLOCK = 65_536
+
+
+def _null_column(field: pa.Field, n: int) -> pa.Array:
+    """An all-null column of ``n`` rows, sliced from a cached block (no allocation)."""
+    if n > _NULL_BLOCK:
+        return pa.nulls(n, field.type)
+    return _null_block(field.type).slice(0, n)
+
+
+@functools.cache
+def _null_block(dtype: pa.DataType) -> pa.Array:
+    return pa.nulls(_NULL_BLOCK, dtype)
+
+
+def _payload_array(kind: str, rows: list[tuple]) -> pa.StructArray:
+    stype = SCHEMA.field(kind).type
+    columns = list(zip(*rows))
+    children = []
+    for field, values in zip(stype, columns):
+        if pa.types.is_map(field.type):
+            values = [list(v.items()) if v is not None else None for v in values]
+        children.append(pa.array(values, field.type))
+    return pa.StructArray.from_arrays(children, fields=list(stype))
