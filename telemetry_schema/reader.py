@@ -151,3 +151,24 @@ def merge_streams(tables: list[pa.Table]) -> pa.Table:
     order = pc.sort_indices(merged, sort_keys=[("wall_time", "ascending"), ("rank", "ascending"),
                                                ("seq", "ascending")])
     return merged.take(order)
+
+
+def iter_events(table: pa.Table):
+    """Yield (envelope dict, Event) for each row: the log turned back into typed events.
+
+    Meant for small tables (tests, tools); viewers use the vectorised fold instead.
+    """
+    import dataclasses
+    import typing
+
+    from telemetry_schema.events import KINDS
+
+    envelope_names = [f.name for f in SCHEMA if not pa.types.is_struct(f.type)]
+    for row in table.to_pylist():
+        cls = KINDS[row["kind"]]
+        payload = dict(row[row["kind"]] or {})
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if typing.get_origin(hints[f.name]) is dict and payload.get(f.name) is not None:
+                payload[f.name] = dict(payload[f.name])
+        yield {k: row[k] for k in envelope_names}, cls(**payload)

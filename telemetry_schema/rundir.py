@@ -47,7 +47,7 @@ def is_run_dir(path: Path) -> bool:
 def new_run_id(name: str | None = None, clock=time.time) -> str:
     """A sortable run id: '<name>-YYYYmmdd-HHMMSS' (name defaults to 'run')."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(clock()))
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", name or "run").strip("-.") or "run"
+    base = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", name or "run")).strip("-.")[:100] or "run"
     return f"{base}-{stamp}"
 
 

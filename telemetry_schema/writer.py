@@ -12,7 +12,6 @@ the log as a warning and in every heartbeat.
 
 from __future__ import annotations
 
-import functools
 import logging
 import operator
 import threading
@@ -223,7 +222,7 @@ class EventWriter:
             "seed": pa.array(seed, pa.string()) if seed is not None else pa.nulls(n, pa.string()),
         }
         cols = [columns[f.name] if f.name in columns else
-                (payload if f.name == kind else _null_column(f, n)) for f in SCHEMA]
+                (payload if f.name == kind else pa.nulls(n, f.type)) for f in SCHEMA]
         return pa.Table.from_arrays(cols, schema=SCHEMA)
 
     def close(self, status: str = "completed", reason: str = "") -> None:
@@ -254,21 +253,6 @@ class EventWriter:
 
 _SCALAR_WIDTH = 6
 _GETTERS = {cls.KIND: operator.attrgetter(*[f.name for f in fields(cls)]) for cls in EVENT_TYPES}
-
-
-_NULL_BLOCK = 65_536
-
-
-def _null_column(field: pa.Field, n: int) -> pa.Array:
-    """An all-null column of ``n`` rows, sliced from a cached block (no allocation)."""
-    if n > _NULL_BLOCK:
-        return pa.nulls(n, field.type)
-    return _null_block(field.type).slice(0, n)
-
-
-@functools.cache
-def _null_block(dtype: pa.DataType) -> pa.Array:
-    return pa.nulls(_NULL_BLOCK, dtype)
 
 
 def _payload_array(kind: str, rows: list[tuple]) -> pa.StructArray:

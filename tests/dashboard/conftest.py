@@ -1,0 +1,86 @@
+"""Fixtures of the dashboard tests: synthetic run logs, a served app, a headless Chromium.
+
+The browser is Playwright driving the Debian chromium (no `playwright install`), module-scoped:
+a session-scoped sync Playwright breaks the asyncio tests of the TUI in the same pytest run.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from telemetry_schema.synth import SynthConfig, generate
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory) -> Path:
+    """Two finished synthetic runs and one broken log."""
+    root = tmp_path_factory.mktemp("runs")
+    generate(root, SynthConfig(events=8_000, seed=1, run_id="alpha-run"))
+    generate(root, SynthConfig(events=5_000, seed=2, run_id="beta-run"))
+    broken = root / "broken-run"
+    broken.mkdir()
+    (broken / "events.arrows").write_bytes(b"this is not an arrow stream")
+    return root
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+class Served:
+    """A Dash app served by werkzeug on a free loopback port, in a thread."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app.server, threaded=True,
+                                  request_handler=QuietHandler)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def serve():
+    started: list[Served] = []
+
+    def _serve(app) -> Served:
+        started.append(Served(app))
+        return started[-1]
+
+    yield _serve
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no /usr/bin/chromium")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
+    yield pg
+    context.close()

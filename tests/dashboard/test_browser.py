@@ -1,0 +1,191 @@
+"""The app served for real and driven in headless Chromium (Playwright, Debian chromium)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from telemetry_schema.fold import Fold
+from telemetry_schema.replay import Replay
+from telemetry_schema.rundir import RunFollower
+
+from dashboard.app import create_app
+from dashboard.settings import DashboardConfig
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect  # noqa: E402
+
+TRACE_COUNT = "id => document.querySelector(`#${id} .js-plotly-plot`).data.length"
+POINTS = "([id, i]) => (document.querySelector(`#${id} .js-plotly-plot`).data[i].x || []).length"
+
+
+@pytest.fixture(scope="module")
+def app_url(logdir, serve):
+    return serve(create_app(logdir, DashboardConfig(poll_ms=500, min_refresh_s=0.2))).url
+
+
+def wait_points(page, gid: str, trace: int, predicate, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    n = -1
+    while time.monotonic() < deadline:
+        n = page.evaluate(f"""([id, i]) => {{ const g = document.querySelector(`#${{id}} .js-plotly-plot`);
+                                  return g && g.data && g.data[i] ? (g.data[i].x || []).length : -1; }}""",
+                          [gid, trace])
+        if predicate(n):
+            return n
+        time.sleep(0.2)
+    raise AssertionError(f"{gid}[{trace}] has {n} points; condition not met in {timeout}s")
+
+
+def test_runs_page_lists_runs_and_opens_one(page, app_url):
+    page.goto(app_url)
+    table = page.locator("#runs-table")
+    expect(table).to_contain_text("alpha-run", timeout=15_000)
+    expect(table).to_contain_text("beta-run")
+    expect(table).to_contain_text("finished")
+    broken_row = page.locator("#runs-table tr", has_text="broken-run")
+    expect(broken_row).to_contain_text("error")  # the broken log is one row, the page still works
+    page.locator("#runs-table a", has_text="alpha-run").click()
+    page.wait_for_url("**/run/alpha-run")
+    expect(page.locator("#run-title")).to_have_text("alpha-run", timeout=15_000)
+    assert not page.errors
+
+
+def test_runs_table_sorts(page, app_url):
+    page.goto(app_url)
+    expect(page.locator("#runs-table")).to_contain_text("beta-run", timeout=15_000)
+    header = page.locator("#runs-table th", has_text="events").locator(".column-header--sort")
+    header.click()
+    header.click() if page.locator("#runs-table td[data-dash-column=events]").first.inner_text() != "0" else None
+    cells = [int(c) for c in page.locator("#runs-table td[data-dash-column=events]").all_inner_texts()]
+    assert cells == sorted(cells) or cells == sorted(cells, reverse=True)
+    assert len(cells) == 3
+
+
+def test_run_page_renders_charts_with_expected_traces(page, app_url, logdir):
+    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    page.goto(f"{app_url}/run/alpha-run")
+    page.wait_for_selector("#g-swimlane .main-svg", timeout=15_000)
+    wait_points(page, "g-acc", 0, lambda n: n == state.epochs.length)
+    slots = len(state.slot_ids)
+    expected = {"g-loss": 5, "g-acc": 4, "g-alpha": slots + 2, "g-ratio": slots + 2, "g-gates": 2, "g-params": 4}
+    got = {gid: page.evaluate(TRACE_COUNT, gid) for gid in expected}
+    assert got == expected
+    assert page.evaluate(POINTS, ["g-loss", 0]) <= 2000
+    stages = {s.stage for s in state.spans}
+    assert page.evaluate(TRACE_COUNT, "g-swimlane") == len(stages) + 3
+    expect(page.locator("#run-facts")).to_contain_text(f"panics: {state.panics()}")
+    expect(page.locator("#decisions-table")).to_contain_text(state.decisions[-1].op)
+    expect(page.locator("#events-table")).to_contain_text("epoch_completed")
+    expect(page.locator("#g-ppo")).to_be_hidden()  # no PPO events in this log
+    assert not page.errors
+
+
+def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
+    table = RunFollower(logdir / "alpha-run").poll()
+    page.goto(f"{app_url}/run/alpha-run")
+    total = table.num_rows
+    wait_points(page, "g-acc", 0, lambda n: n > 10)
+    page.get_by_text("Replay", exact=True).click()
+    wait_points(page, "g-acc", 0, lambda n: n == 0)  # entering replay rewinds to the start
+    half = total // 2
+    box = page.locator("#cursor input")
+    box.fill(str(half))
+    box.press("Tab")  # the number box commits on blur
+    expected = Replay(table, half).state.epochs.length
+    wait_points(page, "g-acc", 0, lambda n: n == expected)
+    expect(page.locator("#cursor-info")).to_contain_text(f"replay: event {half:,}")
+    page.locator("#play").click()  # play forward
+    wait_points(page, "g-acc", 0, lambda n: n > expected, timeout=15)
+    page.locator("#play").click()  # pause
+    expect(page.locator("#play")).to_have_text("Play")
+    assert not page.errors
+
+
+@pytest.mark.parametrize("path", ["/run/..%2F..%2Fetc", "/run/..%2F..%2Fetc%2Fpasswd", "/run/a%2Fb",
+                                  "/run/%2e%2e", "/run/no-such-run"])
+def test_traversal_refused(page, app_url, path):
+    page.goto(app_url + path)
+    expect(page.locator("#run-refused")).to_be_visible(timeout=15_000)
+    assert "root:" not in page.content()
+    assert page.locator("#g-loss").count() == 0
+
+
+def test_broken_run_shows_error_card(page, app_url):
+    page.goto(f"{app_url}/run/broken-run")
+    expect(page.locator("#run-error")).to_contain_text("not an Arrow IPC stream", timeout=15_000)
+
+
+def test_compare_overlays_runs(page, app_url):
+    page.goto(f"{app_url}/compare")
+    page.wait_for_selector("#g-compare .main-svg", timeout=15_000)
+    deadline = time.monotonic() + 15
+    while page.evaluate(TRACE_COUNT, "g-compare") != 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    names = page.evaluate("() => document.querySelector('#g-compare .js-plotly-plot').data.map(t => t.name)")
+    assert names == ["alpha-run", "beta-run"]
+    expect(page.locator("#compare-table")).to_contain_text("best_val_acc")
+
+
+@pytest.fixture
+def live_run(tmp_path):
+    """A writer process appending a live synthetic run."""
+    proc = subprocess.Popen([sys.executable, "-m", "telemetry_schema.synth", "--out", str(tmp_path),
+                             "--events", "6000", "--seed", "7", "--run-id", "live-run", "--live",
+                             "--epoch-seconds", "0.25"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run_dir = tmp_path / "live-run"
+    deadline = time.monotonic() + 20
+    while not (run_dir / "events.arrows").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield tmp_path, proc
+    proc.kill()
+    proc.wait(10)
+
+
+def test_live_chart_grows_and_keeps_zoom_and_legend(page, serve, live_run):
+    root, proc = live_run
+    url = serve(create_app(root, DashboardConfig(poll_ms=500, min_refresh_s=0.2))).url
+    page.goto(f"{url}/run/live-run")
+    n0 = wait_points(page, "g-acc", 0, lambda n: n >= 2)
+    page.evaluate("""() => { const g = document.querySelector('#g-acc .js-plotly-plot');
+                             Plotly.relayout(g, {'xaxis.range': [0, 3]});
+                             Plotly.restyle(g, {visible: 'legendonly'}, [1]); }""")
+    n1 = wait_points(page, "g-acc", 0, lambda n: n >= n0 + 4)
+    assert proc.poll() is None, "the writer finished before the test could watch it grow"
+    layout = page.evaluate("""() => { const g = document.querySelector('#g-acc .js-plotly-plot');
+                                      return [g.layout.xaxis.range, g.data[1].visible, g.data[0].x.length]; }""")
+    assert layout[0] == [0, 3] and layout[1] == "legendonly" and layout[2] >= n1
+    expect(page.locator("#run-facts")).to_contain_text("running")
+    assert not page.errors
+
+
+def test_cli_prints_url_and_serves(tmp_path, logdir):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "--logdir", str(logdir), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert "Esper dashboard" in body
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,173 @@
+"""The run cache, the run-id checks, table rows and the incremental-update logic."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from dash import Patch, no_update
+
+from telemetry_schema.fold import Fold
+from telemetry_schema.rundir import RunFollower
+from telemetry_schema.synth import SynthConfig, generate
+
+from dashboard import figures, live, tables
+from dashboard.data import RunNotFound, RunStore
+from dashboard.run_view import RunRequest, chart_outputs
+from dashboard.settings import DashboardConfig
+
+
+@pytest.mark.parametrize("bad", ["../etc", "..%2F..%2Fetc", "a/b", "/etc/passwd", "..", "", "x" * 200,
+                                 "%2e%2e", "alpha-run/../beta-run", "no-such-run", ".hidden"])
+def test_resolve_refuses_traversal_and_unknown_ids(logdir, bad):
+    store = RunStore(logdir)
+    with pytest.raises(RunNotFound):
+        store.resolve(bad)
+
+
+def test_resolve_refuses_symlink_out_of_logdir(logdir, tmp_path):
+    outside = tmp_path / "outside-run"
+    generate(tmp_path, SynthConfig(events=200, seed=5, run_id="outside-run"))
+    link = logdir / "linked-run"
+    link.symlink_to(outside)
+    try:
+        with pytest.raises(RunNotFound):
+            RunStore(logdir).resolve("linked-run")
+    finally:
+        link.unlink()
+
+
+def test_runs_listed_with_outcomes_and_broken_log_isolated(logdir):
+    store = RunStore(logdir)
+    rows = {s.run_id: s for s in store.summaries()}
+    assert set(rows) == {"alpha-run", "beta-run", "broken-run"}
+    good = rows["alpha-run"]
+    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    assert good.status == "finished" and good.task == state.task
+    assert (good.epochs, good.fossilized, good.pruned, good.panics) == (
+        state.epochs.length, state.seeds_fossilized(), state.seeds_pruned(), state.panics())
+    assert good.best_val_acc == pytest.approx(state.best_val_acc())
+    assert rows["broken-run"].status == "error" and "not an Arrow IPC stream" in rows["broken-run"].error
+    md = tables.run_rows([good])[0]["run"]
+    assert md == "[alpha-run](/run/alpha-run)"
+
+
+def test_new_runs_appear_without_restart(tmp_path):
+    store = RunStore(tmp_path)
+    assert store.run_ids() == []
+    generate(tmp_path, SynthConfig(events=300, seed=3, run_id="late-run"))
+    assert store.run_ids() == ["late-run"]
+
+
+def test_refresh_reads_only_new_bytes(tmp_path):
+    generate(tmp_path, SynthConfig(events=3000, seed=4, run_id="grow", finish=False, max_epochs=5))
+    src = tmp_path / "grow" / "events.arrows"
+    store = RunStore(tmp_path / "view", DashboardConfig(min_refresh_s=0))
+    (tmp_path / "view" / "grow").mkdir(parents=True)
+    shutil.copy(tmp_path / "grow" / "run.json", tmp_path / "view" / "grow" / "run.json")
+    data = src.read_bytes()
+    dst = tmp_path / "view" / "grow" / "events.arrows"
+    dst.write_bytes(data[: len(data) // 2])
+    entry = store.entry("grow")
+    entry.refresh()
+    first_offset, first_events = entry.follower.followers[dst].offset, entry.length
+    assert 0 < first_offset <= len(data) // 2
+    dst.write_bytes(data)  # the writer appended the rest
+    entry.refresh()
+    follower = entry.follower.followers[dst]
+    assert follower.offset == len(data) - entry.follower.torn_bytes
+    assert entry.length == Fold().update(RunFollower(tmp_path / "grow").poll()).events > first_events
+
+
+def test_replay_state_at_cursor(logdir):
+    entry = RunStore(logdir).entry("alpha-run")
+    entry.refresh()
+    total = entry.length
+    early = entry.state_at(total // 4)
+    assert early.events == total // 4 and early.epoch < entry.state.epoch
+    assert entry.state_at(None) is entry.state
+    assert entry.state_at(total // 8).events == total // 8  # backwards works too
+
+
+def test_figure_update_patches_appended_points_only(logdir):
+    table = RunFollower(logdir / "alpha-run").poll()
+    fold = Fold()
+    fold.update(table.slice(0, 3000))
+    opts = figures.ChartOptions(max_points=100_000)
+    first, meta = live.figure_update(figures.accuracy_figure(fold.state, opts), None)
+    assert isinstance(first, dict) and isinstance(first["data"][0]["x"], list)
+    n_before = len(first["data"][0]["x"])
+    fold.update(table.slice(3000, 2000))
+    patch, meta2 = live.figure_update(figures.accuracy_figure(fold.state, opts), meta)
+    assert isinstance(patch, Patch)
+    ops = patch.to_plotly_json()["operations"]
+    x_ops = [op for op in ops if op["location"] == ["data", 0, "x"]]
+    assert x_ops[0]["operation"] == "Extend"
+    assert len(x_ops[0]["params"]["value"]) == fold.state.epochs.length - n_before
+    again, _ = live.figure_update(figures.accuracy_figure(fold.state, opts), meta2)
+    assert again is no_update
+    changed, _ = live.figure_update(figures.accuracy_figure(fold.state, figures.ChartOptions(xaxis="step")), meta2)
+    assert isinstance(changed, dict)  # options changed: whole figure
+
+
+def test_figure_update_resends_when_prefix_changes(logdir):
+    fold = Fold()
+    fold.update(RunFollower(logdir / "alpha-run").poll())
+    opts = figures.ChartOptions(max_points=200)  # downsampled: points move as data grows
+    _, meta = live.figure_update(figures.loss_figure(fold.state, opts), None)
+    meta["traces"][0][1] = "tampered"
+    out, _ = live.figure_update(figures.loss_figure(fold.state, opts), meta)
+    assert isinstance(out, dict)
+
+
+def test_next_cursor():
+    assert live.next_cursor("tick", "live", 5, 100, 1, 200) == 100
+    assert live.next_cursor("cursor", "replay", 40, 100, 1, 200) == 40
+    assert live.next_cursor("replay-timer", "replay", 40, 1000, 4, 200) == 60
+    assert live.next_cursor("replay-timer", "replay", 995, 1000, 64, 200) == 1000
+
+
+def test_chart_outputs_for_broken_and_good_runs(logdir):
+    store = RunStore(logdir)
+    figs, shipped, optional = chart_outputs(store, RunRequest("alpha-run", cursor=2000), {})
+    assert len(figs) == 9 and set(shipped) >= {"g-loss", "g-swimlane"}
+    assert optional == [{"display": "none"}, {"display": "none"}]  # synthetic runs have no PPO
+    figs, _, _ = chart_outputs(store, RunRequest("broken-run"), {})
+    assert all(len(f.data) == 0 for f in figs)
+
+
+def test_event_rows_filter_search_and_cursor(logdir):
+    table = RunFollower(logdir / "alpha-run").poll()
+    rows = tables.event_rows(table, None, ["gate_evaluated"], "", 1000)
+    assert rows and all(r["kind"] == "gate_evaluated" for r in rows)
+    assert rows[0]["seq"] > rows[-1]["seq"]  # newest first
+    failed = tables.event_rows(table, None, ["gate_evaluated"], '"passed": false', 1000)
+    assert 0 < len(failed) < len(rows)
+    early = tables.event_rows(table, 500, [], "", 10)
+    assert len(early) == 10 and max(r["seq"] for r in early) < table.column("seq")[500].as_py()
+
+
+def test_decision_rows_newest_first(logdir):
+    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    rows = tables.decision_rows(state, 5)
+    assert len(rows) == 5 and rows[0]["seq"] == state.decisions[-1].seq
+
+
+def test_dashboard_never_imports_torch_or_esper():
+    code = ("import sys, dashboard.app, dashboard.cli, dashboard.pages.run; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'esper')]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize("argv, message", [(["--bogus"], "unrecognized arguments"),
+                                           (["--logdir", "/no/such/dir"], "no such directory"),
+                                           (["--port", "0"], "not a port number"),
+                                           (["--port", "abc"], "invalid int value")])
+def test_cli_bad_flags_one_line_error(argv, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dashboard.cli", *argv], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

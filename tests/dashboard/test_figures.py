@@ -1,0 +1,164 @@
+"""Figure and shaping functions called directly, asserted on values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telemetry_schema.fold import Fold, GovernorRecord, RunState, StageSpan
+from telemetry_schema.rundir import RunFollower
+
+from dashboard import figures, lifecycle_figures
+from dashboard.downsample import downsample, ema, ema_reference, minmax_indices
+
+
+@pytest.fixture(scope="module")
+def state(logdir) -> RunState:
+    return Fold().update(RunFollower(logdir / "alpha-run").poll())
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300), st.floats(0, 0.99))
+@settings(max_examples=60, deadline=None)
+def test_ema_matches_reference_loop(values, w):
+    y = np.array(values)
+    np.testing.assert_allclose(ema(y, w, block=16), ema_reference(y, w), rtol=1e-9, atol=1e-6)
+
+
+def test_ema_carries_nan_and_zero_smoothing_is_identity():
+    y = np.array([1.0, np.nan, 3.0])
+    np.testing.assert_allclose(ema(y, 0.5), [1.0, 1.0, 2.0])
+    np.testing.assert_array_equal(ema(y, 0.0), y)
+
+
+@given(st.integers(1, 20_000), st.integers(10, 3000))
+@settings(max_examples=40, deadline=None)
+def test_minmax_keeps_ends_and_extremes_within_limit(n, limit):
+    y = np.sin(np.arange(n) * 0.37) * np.arange(n)
+    idx = minmax_indices(y, limit)
+    assert len(idx) <= max(limit, 2) if n > limit else len(idx) == n
+    assert idx[0] == 0 and idx[-1] == n - 1
+    assert np.all(np.diff(idx) > 0)
+    assert y[idx].max() == y.max() and y[idx].min() == y.min()
+
+
+def test_downsample_million_points_to_limit():
+    x = np.arange(1_000_000, dtype=float)
+    y = np.random.default_rng(0).normal(size=x.size)
+    y[123_457] = 50.0
+    xs, ys = downsample(x, y, 2000)
+    assert len(xs) <= 2000 and 50.0 in ys and xs[0] == 0 and xs[-1] == 999_999
+
+
+def test_time_charts_trace_counts_and_governor_markers(state):
+    opts = figures.ChartOptions()
+    n_slots = len(state.slot_ids)
+    assert len(figures.loss_figure(state, opts).data) == 3 + 2
+    assert len(figures.accuracy_figure(state, opts).data) == 2 + 2
+    assert len(figures.alpha_figure(state, opts).data) == n_slots + 2
+    assert len(figures.ratio_figure(state, opts).data) == n_slots + 2
+    fig = figures.accuracy_figure(state, opts)
+    panic = fig.data[2]
+    assert panic.name == "governor panic" and len(panic.x) == state.panics() > 0
+    assert "threshold" in panic.text[0]
+    rollback = fig.data[3]
+    assert len(rollback.x) == sum(g.kind == "rollback" for g in state.governor)
+    np.testing.assert_allclose(fig.data[1].y, state.epochs["val_acc"])
+
+
+def test_every_trace_ships_at_most_max_points(state):
+    opts = figures.ChartOptions(max_points=300)
+    for fn in (figures.loss_figure, figures.ratio_figure, figures.alpha_figure):
+        for trace in fn(state, opts).data:
+            assert len(trace.x) <= 300
+    assert len(state.batches) > 300  # so the loss chart really was downsampled
+
+
+def test_ratio_chart_draws_g2_threshold(state):
+    fig = figures.ratio_figure(state, figures.ChartOptions(g2_threshold=0.05))
+    assert [s.y0 for s in fig.layout.shapes] == [0.05]
+    assert "G2" in fig.layout.annotations[0].text
+
+
+@pytest.mark.parametrize("axis", ["epoch", "step", "wall"])
+def test_x_axis_choice(state, axis):
+    fig = figures.accuracy_figure(state, figures.ChartOptions(xaxis=axis))
+    x = np.asarray(fig.data[0].x)
+    expected = {"epoch": state.epochs["epoch"], "step": state.epochs["step"]}.get(axis)
+    if expected is not None:
+        np.testing.assert_allclose(x, expected)
+    else:
+        assert x[0] >= 0 and np.all(np.diff(x) > 0)
+    assert fig.layout.uirevision.endswith(axis)
+
+
+def test_smoothing_changes_curves_but_not_length(state):
+    raw = figures.accuracy_figure(state, figures.ChartOptions())
+    smooth = figures.accuracy_figure(state, figures.ChartOptions(smoothing=0.9))
+    assert len(raw.data[1].y) == len(smooth.data[1].y)
+    assert np.std(np.diff(smooth.data[1].y)) < np.std(np.diff(raw.data[1].y))
+
+
+def test_swimlane_segments_match_spans(state):
+    fig = lifecycle_figures.swimlane_figure(state, figures.ChartOptions())
+    bars = [t for t in fig.data if t.type == "bar"]
+    got = sorted((slot, t.name, b, b + w) for t in bars for slot, b, w in zip(t.y, t.base, t.x))
+    want = sorted((s.slot, s.stage, float(s.start_epoch),
+                   float(s.end_epoch if s.end_epoch is not None else max(state.epoch, s.start_epoch + 1)))
+                  for s in state.spans)
+    assert got == want and len(got) == len(state.spans)
+    marks = {t.name: t for t in fig.data if t.type == "scatter"}
+    assert len(marks["fossilized"].x) == state.seeds_fossilized()
+    assert len(marks["pruned"].x) == len([m for m in state.marks if m.kind == "pruned"])
+
+
+def test_open_span_runs_to_current_epoch():
+    spans = [StageSpan("s0", "seed1", "TRAINING", 3, 10, 5), StageSpan("s0", "seed1", "BLENDING", 5, 20)]
+    assert lifecycle_figures.span_segments(spans, 9) == [("s0", "TRAINING", 3.0, 5.0, "seed1"),
+                                                         ("s0", "BLENDING", 5.0, 9.0, "seed1")]
+
+
+def test_gate_timeline_pass_fail_with_checks(state):
+    fig = lifecycle_figures.gates_figure(state, figures.ChartOptions())
+    passed, failed = fig.data
+    assert len(passed.x) == sum(g.passed for g in state.gates)
+    assert len(failed.x) == sum(not g.passed for g in state.gates) > 0
+    bad = next(g for g in state.gates if not g.passed)
+    assert any(bad.checks_failed[0] in t for t in failed.text)
+
+
+def test_ppo_and_reward_panels_from_series():
+    st_ = RunState()
+    n = 50
+    st_.ppo.append(step=np.arange(n), **{c: np.linspace(0, 1, n) for c in figures.PPO_COLUMNS},
+                   lr=np.full(n, 1e-3), early_stopped=np.zeros(n), wall=np.arange(n), seq=np.arange(n))
+    st_.rewards.append(env=np.zeros(n), epoch=np.arange(n), step=np.arange(n) * 10, total=np.ones(n),
+                       wall=np.arange(n), seq=np.arange(n))
+    fig = figures.ppo_figure(st_, figures.ChartOptions())
+    assert [t.name for t in fig.data] == list(figures.PPO_COLUMNS) and len(fig.data[0].x) == n
+    assert len(figures.reward_figure(st_, figures.ChartOptions()).data[0].x) == n
+
+
+def test_empty_state_figures_do_not_fail():
+    empty = RunState()
+    for fn in list(figures.__dict__.values()):
+        if callable(fn) and getattr(fn, "__name__", "").endswith("_figure") and fn is not figures.compare_figure \
+                and fn is not figures.new_figure and fn is not figures.time_figure:
+            assert fn(empty, figures.ChartOptions()) is not None
+    assert lifecycle_figures.swimlane_figure(empty, figures.ChartOptions()).data
+
+
+def test_compare_overlays_runs_by_epoch(state):
+    other = RunState()
+    fig = figures.compare_figure({"a": state, "b": other}, "val_loss", figures.ChartOptions())
+    assert [t.name for t in fig.data] == ["a", "b"]
+    np.testing.assert_allclose(fig.data[0].x, state.epochs["epoch"])
+    np.testing.assert_allclose(fig.data[0].y, state.epochs["val_loss"])
+
+
+def test_governor_hover_texts():
+    panic = GovernorRecord(1, 4, "panic", "statistical", 3.0, 1.5, 0.5, 0.1, 2)
+    assert "loss 3 > threshold 1.5" in figures.governor_hover(panic)
+    rb = GovernorRecord(2, 5, "rollback", "3 anomalies", to_epoch=3, seeds_pruned=["s1"])
+    assert "-> epoch 3" in figures.governor_hover(rb) and "s1" in figures.governor_hover(rb)

@@ -1,0 +1,120 @@
+"""The run-state fold: values match the log, incremental equals whole, replay seeks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from telemetry_schema import events as ev
+from telemetry_schema.fold import Fold, fold_table
+from telemetry_schema.reader import read_log
+from telemetry_schema.replay import Replay
+from telemetry_schema.synth import SynthConfig, generate
+from telemetry_schema.writer import EventWriter, WriterConfig
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    run = generate(tmp_path_factory.mktemp("runs"), SynthConfig(events=20_000, seed=1, run_id="fold"))
+    return read_log(run / "events.arrows").table
+
+
+def snapshot(state):
+    """A comparable summary of a RunState."""
+    return {
+        "events": state.events, "epoch": state.epoch, "end": state.end_status,
+        "slots": {k: (s.seed_id, s.stage, s.alpha, s.ratio, s.contribution,
+                      s.last_gate.gate if s.last_gate else None) for k, s in state.slots.items()},
+        "spans": [(s.slot, s.stage, s.start_epoch, s.end_epoch) for s in state.spans],
+        "marks": [(m.kind, m.epoch, m.slot) for m in state.marks],
+        "gates": [(g.seq, g.passed, tuple(g.checks_failed)) for g in state.gates],
+        "gov": [(g.kind, g.epoch) for g in state.governor],
+        "decisions": [(d.seq, d.op) for d in state.decisions],
+        "val_acc": state.epochs["val_acc"].tolist(),
+        "loss": state.batches["loss"].tolist(),
+        "alpha": {k: v["value"].tolist() for k, v in state.alpha.items()},
+        "ratio": {k: np.nan_to_num(v["ratio"], nan=-1).tolist() for k, v in state.grads.items()},
+        "counts": dict(state.kind_counts),
+    }
+
+
+def test_incremental_fold_equals_whole_fold(table):
+    whole = fold_table(table)
+    fold = Fold()
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.choice(np.arange(1, table.num_rows), size=40, replace=False))
+    start = 0
+    for cut in list(cuts) + [table.num_rows]:
+        fold.update(table.slice(start, cut - start))
+        start = cut
+    assert snapshot(fold.state) == snapshot(whole)
+
+
+def test_fold_values_match_the_log(table):
+    state = fold_table(table)
+    rows = table.to_pylist()
+    epochs = [r for r in rows if r["kind"] == "epoch_completed"]
+    assert state.epochs["val_acc"].tolist() == [r["epoch_completed"]["val_acc"] for r in epochs]
+    assert state.best_val_acc() == max(r["epoch_completed"]["val_acc"] for r in epochs)
+    gates = [r for r in rows if r["kind"] == "gate_evaluated"]
+    assert [g.checks_failed for g in state.gates] == [r["gate_evaluated"]["checks_failed"] for r in gates]
+    assert state.seeds_fossilized() == sum(r["kind"] == "seed_fossilized" for r in rows)
+    assert state.panics() == sum(r["kind"] == "governor_panic" for r in rows)
+    # the current stage of each slot is the last stage change it saw
+    for slot_id, slot in state.slots.items():
+        moves = [r["stage_changed"]["to_stage"] for r in rows if r["kind"] == "stage_changed" and r["slot"] == slot_id]
+        assert slot.stage == (moves[-1] if moves else "DORMANT")
+    # a slot's spans tile its lifecycle: each span ends where the next one starts
+    for slot_id in state.slots:
+        spans = [s for s in state.spans if s.slot == slot_id]
+        for a, b in zip(spans, spans[1:]):
+            assert a.end_epoch == b.start_epoch or b.stage == "GERMINATED"
+    assert state.end_status == "completed" and state.status(now=0) == "finished"
+
+
+def test_alpha_of_a_fresh_seed_is_not_stale(tmp_path):
+    """A germination after alpha ticks in the same folded batch resets the slot's values."""
+    sink = pa.BufferOutputStream()
+    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+    w.emit(ev.AlphaChanged(value=0.8, target=1.0, mode="up"), slot="s", seed="old")
+    w.emit(ev.Counterfactual(real_acc=50, off_acc=48, contribution=2.0), slot="s", seed="old")
+    w.emit(ev.SeedGerminated(blueprint="lora", params=10), slot="s", seed="new")
+    w.close()
+    state = fold_table(pa.ipc.open_stream(sink.getvalue()).read_all())
+    slot = state.slots["s"]
+    assert (slot.seed_id, slot.alpha, slot.contribution) == ("new", 0.0, None)
+
+
+def test_status_running_stalled_crashed():
+    state = Fold().state
+    assert state.status(now=100) == "waiting"
+    state.heartbeat_s, state.last_wall, state.last_progress_wall = 1.0, 100.0, 100.0
+    assert state.status(now=101) == "running"
+    assert state.status(now=105) == "stalled"        # no event at all for > 3 heartbeats
+    state.last_wall = 199.0                          # heartbeats go on, progress does not
+    assert state.status(now=200) == "stalled"
+    assert state.status(now=260) == "crashed"        # silence past the crash threshold
+    state.end_status = "failed"
+    assert state.status(now=10_000) == "finished"
+
+
+def test_replay_seeks(table):
+    replay = Replay(table, cursor=0)
+    assert replay.state.events == 0
+    replay.next("panic")
+    panic_row = replay.cursor - 1
+    assert table.column("kind")[panic_row].as_py() == "governor_panic"
+    assert replay.state.governor[-1].kind == "panic"
+    epoch_before = replay.state.epoch
+    replay.next("epoch")
+    assert table.column("kind")[replay.cursor - 1].as_py() == "epoch_completed"
+    assert replay.state.epoch >= epoch_before
+    replay.next("gate_failure")
+    assert replay.state.gates[-1].passed is False
+    here = replay.cursor
+    replay.previous("panic")
+    assert replay.cursor == panic_row + 1 and replay.cursor < here
+    assert snapshot(replay.seek(table.num_rows)) == snapshot(fold_table(table))
+    replay.seek(10)
+    assert replay.state.events == 10

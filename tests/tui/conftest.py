@@ -1,0 +1,54 @@
+"""Fixtures for the esper-tui tests: small synthetic runs (fixed seeds) and app helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from telemetry_schema.fold import RunState, fold_table
+from telemetry_schema.rundir import RunFollower
+from telemetry_schema.synth import SynthConfig, generate
+
+FIXED_NOW = 1_700_000_000.0 + 86_400.0
+"""The clock every app under test sees (the synthetic runs of seed 0 start at 1.7e9)."""
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished 10k-event synthetic run (seed 0): panics, a rollback, gate failures."""
+    return generate(tmp_path_factory.mktemp("runs"), SynthConfig(events=10_000, seed=0, run_id="synth-run"))
+
+
+@pytest.fixture(scope="session")
+def run_state(run_dir) -> RunState:
+    """The fold of the whole run, computed without the TUI: what the panels must show."""
+    return fold_table(RunFollower(run_dir).poll())
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory) -> Path:
+    """Three runs (one broken) in one directory, for the picker."""
+    out = tmp_path_factory.mktemp("many")
+    generate(out, SynthConfig(events=3_000, seed=1, run_id="alpha-run"))
+    generate(out, SynthConfig(events=3_000, seed=2, run_id="beta-run", finish=False))
+    broken = out / "broken-run"
+    broken.mkdir()
+    (broken / "events.arrows").write_bytes(b"this is not an arrow stream at all")
+    return out
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
+    """Let the app run until ``predicate()`` holds (fails the test after ``timeout``)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+async def wait_loaded(pilot) -> None:
+    await wait_for(pilot, lambda: pilot.app.session.loaded)
