@@ -71,7 +71,7 @@ class EventWriter:
         # later, so an append that raced the swap is still written.
         self._sq: list = []  # flat scalar records: t, name, value, step, epoch, env
         self._eq: list = []  # typed records: (t, event, slot, seed, step, epoch, env)
-        self._retired: list[tuple[list, list, int, int, int]] = []
+        self._retired: list[list] = []  # [list_s, list_e, taken_s, taken_e, age]
         self._soft_scalar = self.config.flush_rows * _SCALAR_WIDTH
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -155,25 +155,42 @@ class EventWriter:
                 raise
 
     def _flush_locked(self) -> None:
-        sq, eq = self._sq, self._eq
-        self._sq, self._eq = [], []
-        s_recs, e_recs = [], []
-        for old_sq, old_eq, ns, ne, age in self._retired:  # appends that raced a swap
-            if len(old_sq) > ns:
-                s_recs.append(old_sq[ns:])
-            e_recs.extend(old_eq[ne:])
-        self._retired = [(o_s, o_e, len(o_s), len(o_e), age + 1)
-                         for o_s, o_e, _, _, age in self._retired if age < 2]
-        self._retired.append((sq, eq, len(sq), len(eq), 0))
-        s_flat = sq if not s_recs else [x for part in s_recs for x in part] + sq
-        e_recs.extend(eq)
-        n = len(s_flat) // _SCALAR_WIDTH + len(e_recs)
-        if n == 0:
+        s_flat, e_recs = self._take_records()
+        if not s_flat and not e_recs:
             return
         batch = self._build_batch(s_flat, e_recs)
         self._stream.write_batch(batch)
         self._sink.flush()
         self.events_written += batch.num_rows
+
+    def _take_records(self) -> tuple[list, list]:
+        """Swap the emit lists out; return every record not yet taken, in order.
+
+        Each swapped-out list stays on ``_retired`` for a few flushes with the length already
+        taken, so a record appended by an emitter that fetched the list just before the swap
+        is picked up by a later flush instead of being lost. Lengths are read once per list,
+        so concurrent appends never tear a column.
+        """
+        sq, eq = self._sq, self._eq
+        self._sq, self._eq = [], []
+        self._retired.append([sq, eq, 0, 0, 0])
+        s_parts: list[list] = []
+        e_recs: list = []
+        keep = []
+        for entry in self._retired:
+            lst_s, lst_e, done_s, done_e, age = entry
+            ns = len(lst_s) // _SCALAR_WIDTH * _SCALAR_WIDTH
+            ne = len(lst_e)
+            if ns > done_s:
+                s_parts.append(lst_s[done_s:ns])
+            if ne > done_e:
+                e_recs.extend(lst_e[done_e:ne])
+            entry[2:] = [ns, ne, age + 1]
+            if age < 3:
+                keep.append(entry)
+        self._retired = keep
+        s_flat = s_parts[0] if len(s_parts) == 1 else [x for part in s_parts for x in part]
+        return s_flat, e_recs
 
     def _build_batch(self, s_flat: list, e_recs: list) -> pa.RecordBatch:
         parts = []

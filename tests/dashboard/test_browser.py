@@ -108,12 +108,12 @@ def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
     assert not page.errors
 
 
-@pytest.mark.parametrize("path", ["/run/..%2F..%2Fetc", "/run/..%2F..%2Fetc%2Fpasswd", "/run/a%2Fb",
-                                  "/run/%2e%2e", "/run/no-such-run"])
+@pytest.mark.parametrize("path", ["/run/..%2F..%2Fetc%2Fpasswd", "/run/a%2Fb", "/run/%2e%2e%2f%2e%2e",
+                                  "/run/no-such-run"])
 def test_traversal_refused(page, app_url, path):
     page.goto(app_url + path)
     expect(page.locator("#run-refused")).to_be_visible(timeout=15_000)
-    assert "root:" not in page.content()
+    assert "root:x:0:0" not in page.inner_text("body")
     assert page.locator("#g-loss").count() == 0
 
 

@@ -35,6 +35,8 @@ def test_resolve_refuses_symlink_out_of_logdir(logdir, tmp_path):
     try:
         with pytest.raises(RunNotFound):
             RunStore(logdir).resolve("linked-run")
+        rows = {r.run_id: r for r in RunStore(logdir).summaries()}  # the listing survives it
+        assert rows["linked-run"].status == "error" and rows["alpha-run"].status == "finished"
     finally:
         link.unlink()
 

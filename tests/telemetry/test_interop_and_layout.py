@@ -126,3 +126,12 @@ def test_run_ids_that_could_escape_are_rejected(bad):
 def test_new_run_id_is_safe():
     rid = new_run_id("my run/../x", clock=lambda: 0.0)
     assert validate_run_id(rid) == rid and "/" not in rid
+
+
+def test_readme_event_reference_is_current():
+    from telemetry_schema.docs import README, updated_readme
+
+    text = README.read_text()
+    assert updated_readme(text) == text, "run: python -m telemetry_schema.docs --write"
+    for cls in ev.EVENT_TYPES:
+        assert f"### `{cls.KIND}`" in text

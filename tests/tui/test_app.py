@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pyarrow.compute as pc
+from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from telemetry_schema.fold import fold_table
@@ -24,7 +27,14 @@ def make_app(path, **kw) -> EsperApp:
 
 
 def header(app) -> str:
-    return str(app.query_one(RunHeader).render())
+    return text_of(app.query_one(RunHeader))
+
+
+def text_of(static: Static) -> str:
+    """What a Static shows, as plain text (rich renderables rendered wide)."""
+    console = Console(width=300, record=True, file=io.StringIO())
+    console.print(static.content)
+    return console.export_text()
 
 
 def mentions(value, text: str) -> bool:
@@ -114,7 +124,7 @@ async def test_replay_keys_move_the_cursor(run_dir):
         assert s.cursor == table.num_rows and s.state.end_status == "completed"
         await pilot.press("P")
         assert kinds[s.cursor - 1] == "governor_panic"
-        assert f"REPLAY {s.cursor}/{table.num_rows}" in header(app)
+        assert f"event {s.cursor:,}/{table.num_rows:,}" in header(app)
         await pilot.press("g")
         assert s.cursor == 0
         await pilot.press("plus", "plus", "space")
@@ -151,7 +161,7 @@ async def test_event_log_filters_and_detail(run_dir):
         assert panel.follow is False
         await pilot.press("home", "enter")
         assert isinstance(app.screen, EventDetail)
-        body = str(app.screen.query_one("#event-detail", Static).render())
+        body = text_of(app.screen.query_one("#event-detail", Static))
         assert "gate_evaluated" in body and "seed_gradient_low" in body
         assert "The stage the gate guards entry to" in body
         await pilot.press("escape")
@@ -164,7 +174,7 @@ async def test_seed_detail_help_and_quit(run_dir, run_state):
         await wait_loaded(pilot)
         await pilot.press("j", "enter")
         assert isinstance(app.screen, SeedDetail) and app.screen.slot == run_state.slot_ids[1]
-        head = str(app.screen.query_one("#seed-head", Static).render())
+        head = text_of(app.screen.query_one("#seed-head", Static))
         assert run_state.slots[run_state.slot_ids[1]].seed_id in head
         await pilot.press("escape", "question_mark")
         assert isinstance(app.screen, HelpScreen)
@@ -179,7 +189,7 @@ async def test_waits_for_events_in_an_empty_run(tmp_path):
     app = EsperApp(Target("run", run), clock=lambda: FIXED_NOW)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
-        banner = str(app.query_one("#banner", Static).render())
+        banner = text_of(app.query_one("#banner", Static))
         assert "waiting for the first events" in banner
         assert "waiting" in header(app) and "fresh-run" in header(app)
 

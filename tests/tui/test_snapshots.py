@@ -1,0 +1,43 @@
+"""SVG snapshots of the main screen on a fixed synthetic log (seed 0) and a fixed clock.
+
+Regenerate after an intended change: ``pytest tests/tui --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.app import EsperApp
+from tui.source import resolve
+
+from .conftest import FIXED_NOW, wait_loaded
+
+
+def make_app(run_dir, **kw) -> EsperApp:
+    return EsperApp(resolve(run_dir), clock=lambda: FIXED_NOW, **kw)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_main_screen(snap_compare, run_dir, size):
+    assert snap_compare(make_app(run_dir), terminal_size=size, run_before=wait_loaded)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_metrics_tab(snap_compare, run_dir, size):
+    assert snap_compare(make_app(run_dir), terminal_size=size, press=["2"], run_before=wait_loaded)
+
+
+def test_replay_at_second_panic(snap_compare, run_dir):
+    async def before(pilot):
+        await wait_loaded(pilot)
+        await pilot.press("p", "p", "3")
+
+    assert snap_compare(make_app(run_dir, replay=True), terminal_size=(80, 24), run_before=before)
+
+
+def test_event_log_panic_filter(snap_compare, run_dir):
+    async def before(pilot):
+        await wait_loaded(pilot)
+        await pilot.press("6", *["t"] * 7)  # kinds sorted: the 7th is governor_panic
+
+    assert snap_compare(make_app(run_dir), terminal_size=(100, 30), run_before=before)
