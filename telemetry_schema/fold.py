@@ -194,6 +194,8 @@ class RunState:
         "step", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
         "explained_variance", "lr", "early_stopped", "wall", "seq"))
     head_entropy: dict[str, Series] = field(default_factory=dict)
+    ranks: "RankCheck" = field(default_factory=lambda: RankCheck())
+    envs: set[int] = field(default_factory=set)
 
     # -- derived ---------------------------------------------------------------------------
 
@@ -239,6 +241,53 @@ class RunState:
         return self.epochs["epoch"], self.epochs["total_params"]
 
 
+class RankCheck:
+    """Compares the lifecycle moves of every rank of a distributed run.
+
+    Every rank must make the same decision at the same time, so each rank's sequence of
+    (epoch, slot, to_stage) moves must equal rank 0's over their common length. The first
+    difference is reported in ``divergence``; ``last_wall`` tells a silent (dead) rank.
+    """
+
+    def __init__(self) -> None:
+        self.moves: dict[int, list[tuple[int, str, str]]] = {}
+        self.last_wall: dict[int, float] = {}
+        self.divergence: str | None = None
+
+    def update(self, table: pa.Table) -> None:
+        ranks = table.column("rank").to_numpy()
+        wall = _wall_seconds(table.column("wall_time"))
+        for rank in np.unique(ranks).tolist():
+            self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), float(wall[ranks == rank].max()))
+            self.moves.setdefault(rank, [])
+        mask = pc.equal(table.column("kind"), "stage_changed")
+        if not pc.any(mask).as_py():
+            return
+        sub = table.filter(mask).select(["rank", "epoch", "slot", "stage_changed"]).to_pylist()
+        for r in sub:
+            self.moves[r["rank"]].append((r["epoch"], r["slot"], r["stage_changed"]["to_stage"]))
+        self._compare()
+
+    def _compare(self) -> None:
+        if self.divergence is not None or len(self.moves) < 2:
+            return
+        base = self.moves.get(0, [])
+        for rank, moves in sorted(self.moves.items()):
+            for i, (a, b) in enumerate(zip(base, moves)):
+                if a != b:
+                    self.divergence = (f"rank {rank} diverged from rank 0 at lifecycle move {i}: "
+                                       f"{b[1]} -> {b[2]} at epoch {b[0]} vs {a[1]} -> {a[2]} at epoch {a[0]}")
+                    return
+
+    def silent(self, now: float, after: float) -> list[int]:
+        """Ranks with no event for ``after`` seconds."""
+        return [r for r, t in sorted(self.last_wall.items()) if now - t > after]
+
+    @property
+    def count(self) -> int:
+        return len(self.last_wall)
+
+
 _DENSE = ("scalar", "batch_metrics", "gradient_stats", "alpha", "heartbeat", "counterfactual",
           "reward", "ppo_update", "epoch_completed")
 _PROGRESS_EXCLUDED = ("heartbeat", "log")
@@ -281,8 +330,14 @@ def _num(table: pa.Table, kind: str, name: str) -> np.ndarray:
 class Fold:
     """Folds event tables, in stream order, into a ``RunState``."""
 
-    def __init__(self) -> None:
+    def __init__(self, rank: int | None = 0, env: int | None = None) -> None:
+        """Fold the events of one ``rank`` (None: all) and one ``env`` (None: all).
+
+        Whatever the filter, every rank's lifecycle moves are compared (``state.ranks``).
+        """
         self.state = RunState()
+        self.rank = rank
+        self.env = env
         self._latest: dict[str, dict[str, tuple[int, object]]] = {}
 
     def _set_latest(self, slot: str | None, seq: int, **values) -> None:
@@ -300,6 +355,14 @@ class Fold:
         self._latest.clear()
 
     def update(self, table: pa.Table) -> RunState:
+        if table.num_rows == 0:
+            return self.state
+        self.state.ranks.update(table)
+        if self.rank is not None and pc.any(pc.not_equal(table.column("rank"), self.rank)).as_py():
+            table = table.filter(pc.equal(table.column("rank"), self.rank))
+        if self.env is not None:
+            table = table.filter(pc.equal(table.column("env"), self.env))
+            self.state.envs.add(self.env)
         if table.num_rows == 0:
             return self.state
         st = self.state

@@ -118,3 +118,44 @@ def test_replay_seeks(table):
     assert snapshot(replay.seek(table.num_rows)) == snapshot(fold_table(table))
     replay.seek(10)
     assert replay.state.events == 10
+
+
+def _ranked_table(moves_by_rank: dict[int, list[tuple[int, str]]]) -> pa.Table:
+    tables = []
+    for rank, moves in moves_by_rank.items():
+        sink = pa.BufferOutputStream()
+        w = EventWriter(sink, rank=rank, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+        for epoch, stage in moves:
+            w.emit(ev.StageChanged(from_stage="X", to_stage=stage), slot="s0", seed="a", epoch=epoch)
+            w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=float(rank)), epoch=epoch)
+        w.close()
+        tables.append(pa.ipc.open_stream(sink.getvalue()).read_all())
+    from telemetry_schema.reader import merge_streams
+
+    return merge_streams(tables)
+
+
+def test_ranks_that_agree_and_ranks_that_diverge():
+    same = [(1, "GERMINATED"), (2, "TRAINING"), (5, "BLENDING")]
+    state = fold_table(_ranked_table({0: same, 1: same}))
+    assert state.ranks.count == 2 and state.ranks.divergence is None
+    assert state.epochs["val_acc"].tolist() == [0.0, 0.0, 0.0]  # rank 0's view by default
+    other = Fold(rank=1)
+    other.update(_ranked_table({0: same, 1: same}))
+    assert other.state.epochs["val_acc"].tolist() == [1.0, 1.0, 1.0]
+    bad = fold_table(_ranked_table({0: same, 1: same[:2] + [(6, "BLENDING")]}))
+    assert "rank 1 diverged from rank 0 at lifecycle move 2" in bad.ranks.divergence
+
+
+def test_env_filter_folds_one_environment():
+    sink = pa.BufferOutputStream()
+    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+    for env in range(3):
+        w.emit(ev.Reward(total=float(env), components={"rent": -0.1 * env}), env=env)
+    w.close()
+    table = pa.ipc.open_stream(sink.getvalue()).read_all()
+    fold = Fold(env=2)
+    fold.update(table)
+    assert fold.state.rewards["total"].tolist() == [2.0]
+    assert fold.state.reward_components["rent"]["value"].tolist() == [pytest.approx(-0.2)]
+    assert fold_table(table).rewards["total"].tolist() == [0.0, 1.0, 2.0]
