@@ -492,7 +492,7 @@ class Fold:
 
     def _fold_sparse(self, table: pa.Table, sparse: list[tuple[str, np.ndarray]]) -> None:
         records = []
-        envelope = ("seq", "epoch", "env", "slot", "seed")
+        envelope = ("seq", "epoch", "env", "slot", "seed", "wall_time")
         for name, rows in sparse:
             if name not in table.column_names:
                 continue
@@ -518,6 +518,8 @@ class Fold:
         st.host_params, st.device = p["host_params"], p["device"]
         st.world_size, st.num_envs, st.heartbeat_s = p["world_size"], p["num_envs"], p["heartbeat_s"]
         st.versions = {"python": p["python_version"], "torch": p["torch_version"]}
+        if rec["wall_time"] is not None:
+            st.started_wall = rec["wall_time"].timestamp()
         try:
             st.config = json.loads(p["config_json"] or "{}")
         except ValueError:

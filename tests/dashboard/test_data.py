@@ -121,7 +121,9 @@ def test_figure_update_resends_when_prefix_changes(logdir):
     _, meta = live.figure_update(figures.loss_figure(fold.state, opts), None)
     meta["traces"][0][1] = "tampered"
     out, _ = live.figure_update(figures.loss_figure(fold.state, opts), meta)
-    assert isinstance(out, dict)
+    ops = out.to_plotly_json()["operations"]  # the changed trace's arrays are replaced, nothing else
+    assert {op["operation"] for op in ops} == {"Assign"}
+    assert {tuple(op["location"]) for op in ops} == {("data", 0, "x"), ("data", 0, "y")}
 
 
 def test_next_cursor():
@@ -173,3 +175,46 @@ def test_cli_bad_flags_one_line_error(argv, message, tmp_path):
                           timeout=60, cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("run_id", ["../../etc", "alpha-run/../../x", "/etc/passwd"])
+def test_forged_callback_run_id_is_refused(logdir, run_id):
+    """The run id of a callback comes from the browser: a forged one updates nothing."""
+    from dashboard.app import create_app
+
+    app = create_app(logdir)
+    client = app.server.test_client()
+    client.get("/")  # let Dash set up its routes
+    body = {"output": "run-header.children", "outputs": {"id": "run-header", "property": "children"},
+            "inputs": [{"id": "tick", "property": "n_intervals", "value": 1},
+                       {"id": "cursor", "property": "value", "value": 5}],
+            "state": [{"id": "mode", "property": "value", "value": "live"},
+                      {"id": "run-id", "property": "data", "value": run_id}],
+            "changedPropIds": ["tick.n_intervals"]}
+    resp = client.post("/_dash-update-component", json=body)
+    assert resp.status_code == 204 and b"root" not in resp.data
+    body["state"][1]["value"] = "alpha-run"
+    ok = client.post("/_dash-update-component", json=body)
+    assert ok.status_code == 200 and b"alpha-run" in ok.data
+
+
+def test_cli_port_in_use_one_line_error(logdir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "dashboard.cli", "--logdir", str(logdir), "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "cannot listen on" in proc.stderr
+
+
+def test_apps_do_not_share_state(logdir):
+    from dashboard.app import create_app
+
+    a, b = create_app(logdir), create_app(logdir)
+    assert a.run_store is not b.run_store
+    a.run_store.entry("alpha-run").refresh()
+    assert b.run_store.entry("alpha-run").length == 0  # b has not read anything yet

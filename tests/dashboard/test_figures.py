@@ -136,8 +136,14 @@ def test_ppo_and_reward_panels_from_series():
     st_.rewards.append(env=np.zeros(n), epoch=np.arange(n), step=np.arange(n) * 10, total=np.ones(n),
                        wall=np.arange(n), seq=np.arange(n))
     fig = figures.ppo_figure(st_, figures.ChartOptions())
-    assert [t.name for t in fig.data] == list(figures.PPO_COLUMNS) and len(fig.data[0].x) == n
+    assert [t.name for t in fig.data] == list(figures.PPO_COLUMNS) and list(fig.data[0].x) == list(range(1, n + 1))
     assert len(figures.reward_figure(st_, figures.ChartOptions()).data[0].x) == n
+
+
+def test_lines_break_where_x_goes_back():
+    x = np.array([1.0, 2.0, 3.0, 1.0, 2.0])
+    trace = figures.line("v", x, x * 10, figures.ChartOptions())
+    assert np.isnan(trace["x"][3]) and list(trace["x"][4:]) == [1.0, 2.0] and len(trace["y"]) == 6
 
 
 def test_empty_state_figures_do_not_fail():

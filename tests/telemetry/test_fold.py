@@ -159,3 +159,9 @@ def test_env_filter_folds_one_environment():
     assert fold.state.rewards["total"].tolist() == [2.0]
     assert fold.state.reward_components["rent"]["value"].tolist() == [pytest.approx(-0.2)]
     assert fold_table(table).rewards["total"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_started_wall_comes_from_run_started(table):
+    state = fold_table(table)
+    assert state.started_wall == table.column("wall_time")[0].as_py().timestamp()
+    assert state.started_wall > 1_600_000_000

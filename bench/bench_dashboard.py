@@ -1,0 +1,223 @@
+"""Dashboard benchmark: first render of a large run, and callback latency under concurrent polling.
+
+    python bench/bench_dashboard.py                      # 1M-event run, 10 clients, 15 polls each
+    python bench/bench_dashboard.py --events 200000 --clients 4 --polls 5   # quicker
+
+1. Time to first render of a synthetic run of ``--events`` events: read + fold the log (the
+   run's follower), build every chart of the run page (downsampled, as shipped to the browser),
+   the header and the tables. Peer measured in the same run: ``pyarrow.ipc.open_stream(...).
+   read_all()`` of the same file, the floor of any reader of that log.
+2. Live polling: a writer process appends a live synthetic run; ``--clients`` threads act as
+   browsers, each POSTing the run page's two live callbacks (cursor, then charts with the
+   shipped-figure store it got back) once per second over loopback HTTP to the real server,
+   ``--polls`` times. Reports p50/p95 callback latency, the share of chart responses that were
+   Patch()es, and the bytes each refresh read. Peer: a full re-read + fold of the same log.
+
+Prints figures, never pass/fail. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow as pa
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from telemetry_schema.fold import Fold
+from telemetry_schema.rundir import RunFollower, stream_paths
+from telemetry_schema.synth import SynthConfig, generate
+
+from dashboard.app import create_app
+from dashboard.run_view import RunRequest, chart_outputs, header, table_outputs
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+def first_render(logdir: Path, run_id: str) -> dict:
+    """Seconds to read + fold the run, then to build what the run page shows first."""
+    store = create_app(logdir).run_store
+    t0 = time.perf_counter()
+    entry = store.entry(run_id)
+    entry.refresh(force=True)
+    t1 = time.perf_counter()
+    figs, _, _ = chart_outputs(store, RunRequest(run_id), {})
+    header(store, run_id, None)
+    table_outputs(store, RunRequest(run_id), ["gate_evaluated", "governor_panic"], "")
+    t2 = time.perf_counter()
+    points = max(len(t.get("x") or []) for f in figs for t in f["data"])
+    return {"read_fold_s": t1 - t0, "figures_s": t2 - t1, "total_s": t2 - t0, "max_trace_points": points,
+            "events": entry.length}
+
+
+def peer_read_all(path: Path) -> float:
+    t0 = time.perf_counter()
+    pa.ipc.open_stream(str(path)).read_all()
+    return time.perf_counter() - t0
+
+
+def full_reread(run_dir: Path) -> float:
+    t0 = time.perf_counter()
+    Fold().update(RunFollower(run_dir).poll())
+    return time.perf_counter() - t0
+
+
+# -- live polling ------------------------------------------------------------------------------
+
+def _outputs(spec: str) -> list[dict]:
+    parts = spec.strip(".").split("...")
+    return [dict(zip(("id", "property"), p.rsplit(".", 1))) for p in parts]
+
+
+class Client:
+    """One simulated browser on a run page: the cursor callback, then the charts callback."""
+
+    def __init__(self, url: str, deps: list[dict], run_id: str) -> None:
+        self.url, self.run_id = url + "/_dash-update-component", run_id
+        self.cursor_dep = next(d for d in deps if "cursor.value" in d["output"])
+        self.chart_dep = next(d for d in deps if "g-loss.figure" in d["output"])
+        self.cursor, self.shipped, self.n = 0, {}, 0
+        self.latencies: list[float] = []
+        self.patches = self.full = 0
+
+    def _post(self, dep: dict, values: dict, changed: str) -> dict:
+        body = {"output": dep["output"], "outputs": _outputs(dep["output"]),
+                "inputs": [{**i, "value": values.get(f"{i['id']}.{i['property']}")} for i in dep["inputs"]],
+                "state": [{**s, "value": values.get(f"{s['id']}.{s['property']}")} for s in dep["state"]],
+                "changedPropIds": [changed]}
+        req = urllib.request.Request(self.url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            data = resp.read()
+        self.latencies.append(time.perf_counter() - t0)
+        return json.loads(data) if data else {}
+
+    def poll(self) -> None:
+        self.n += 1
+        values = {"tick.n_intervals": self.n, "replay-timer.n_intervals": None, "mode.value": "live",
+                  "cursor.value": self.cursor, "speed.value": 1, "run-id.data": self.run_id,
+                  "xaxis.value": "epoch", "smoothing.value": 0, "shipped.data": self.shipped}
+        out = self._post(self.cursor_dep, values, "tick.n_intervals").get("response", {})
+        new = out.get("cursor", {}).get("value")
+        if new is None or new == self.cursor:
+            return  # nothing new: the browser would not call the charts callback
+        self.cursor = values["cursor.value"] = new
+        out = self._post(self.chart_dep, values, "cursor.value").get("response", {})
+        self.shipped = out.get("shipped", {}).get("data", self.shipped)
+        for gid, props in out.items():
+            fig = props.get("figure") if gid.startswith("g-") else None
+            if isinstance(fig, dict) and "__dash_patch_update" in fig:
+                self.patches += 1
+            elif fig is not None:
+                self.full += 1
+
+
+def live_polling(workdir: Path, clients: int, polls: int, period: float) -> dict:
+    logdir = workdir / "live"
+    logdir.mkdir()
+    writer = subprocess.Popen([sys.executable, "-m", "telemetry_schema.synth", "--out", str(logdir), "--events",
+                               "200000", "--seed", "11", "--run-id", "live-run", "--live", "--epoch-seconds", "0.2"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not stream_paths(logdir / "live-run"):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        app = create_app(logdir)
+        server = make_server("127.0.0.1", 0, app.server, threaded=True, request_handler=_Quiet)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.port}"
+        deps = json.loads(urllib.request.urlopen(url + "/_dash-dependencies", timeout=30).read())
+        entry = app.run_store.entry("live-run")
+        entry.refresh(force=True)  # the page layout does this before the first poll
+        offsets = []
+        original = entry.follower.poll
+
+        def counting_poll():  # how many bytes each refresh reads
+            before = sum(f.offset for f in entry.follower.followers.values())
+            table = original()
+            offsets.append(sum(f.offset for f in entry.follower.followers.values()) - before)
+            return table
+
+        entry.follower.poll = counting_poll
+        group = [Client(url, deps, "live-run") for _ in range(clients)]
+
+        def run(c: Client) -> None:
+            for _ in range(polls):
+                t0 = time.perf_counter()
+                c.poll()
+                time.sleep(max(0.0, period - (time.perf_counter() - t0)))
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in group]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        server.shutdown()
+        lat = sorted(x for c in group for x in c.latencies)
+        log_bytes = sum(p.stat().st_size for p in stream_paths(logdir / "live-run"))
+        reread = full_reread(logdir / "live-run")
+        return {"requests": len(lat), "p50_ms": 1e3 * statistics.median(lat),
+                "p95_ms": 1e3 * lat[int(0.95 * (len(lat) - 1))], "max_ms": 1e3 * lat[-1],
+                "chart_patches": sum(c.patches for c in group), "chart_full": sum(c.full for c in group),
+                "refreshes": len(offsets), "mean_bytes_per_refresh": statistics.mean(offsets) if offsets else 0,
+                "log_bytes": log_bytes, "events": entry.length, "full_reread_ms": 1e3 * reread}
+    finally:
+        writer.kill()
+        writer.wait(10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--polls", type=int, default=15)
+    p.add_argument("--period", type=float, default=1.0, help="seconds between a client's polls")
+    p.add_argument("--repeats", type=int, default=3, help="first-render measurements (best is reported)")
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        run_dir = generate(tmp / "big", SynthConfig(events=a.events, seed=0, run_id="big"))
+        print(f"generated {a.events:,}-event run in {time.perf_counter() - t0:.1f} s")
+        renders, peers = [], []
+        for _ in range(a.repeats):  # interleaved: both see the same machine load
+            renders.append(first_render(tmp / "big", "big"))
+            peers.append(peer_read_all(stream_paths(run_dir)[0]))
+        best = min(renders, key=lambda r: r["total_s"])
+        peer = min(peers)
+        print(f"first render: {best['total_s']:.3f} s (read+fold {best['read_fold_s']:.3f} s, figures+tables "
+              f"{best['figures_s']:.3f} s) for {best['events']:,} events; max trace {best['max_trace_points']} points")
+        print(f"peer pyarrow read_all: {peer:.3f} s  -> first render / read_all = {best['total_s'] / peer:.2f}x")
+        live = live_polling(tmp, a.clients, a.polls, a.period)
+        print(f"live: {a.clients} clients x {a.polls} polls, {live['requests']} requests: p50 {live['p50_ms']:.1f} ms, "
+              f"p95 {live['p95_ms']:.1f} ms, max {live['max_ms']:.1f} ms")
+        print(f"live: chart outputs {live['chart_patches']} Patch / {live['chart_full']} full figure; "
+              f"{live['refreshes']} refreshes read {live['mean_bytes_per_refresh']:.0f} B each on average "
+              f"(log {live['log_bytes']:,} B); full re-read + fold {live['full_reread_ms']:.1f} ms "
+              f"-> p95 / full re-read = {live['p95_ms'] / max(live['full_reread_ms'], 1e-9):.2f}x")
+    result = {"events": best["events"], "first_render_s": round(best["total_s"], 4),
+              "first_render_read_fold_s": round(best["read_fold_s"], 4),
+              "first_render_figures_s": round(best["figures_s"], 4), "peer_read_all_s": round(peer, 4),
+              "first_render_vs_read_all": round(best["total_s"] / peer, 3),
+              "max_trace_points": best["max_trace_points"], "clients": a.clients,
+              **{f"live_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in live.items()},
+              "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+    print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {os.getloadavg()[0]:.2f}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

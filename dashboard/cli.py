@@ -1,0 +1,77 @@
+"""``esper-dashboard``: serve the dashboard for a directory of run logs."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit status 2
+        sys.stderr.write(f"esper-dashboard: error: {message}\n")
+        raise SystemExit(2)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(prog="esper-dashboard", description="Serve the Esper web dashboard for a directory of runs.")
+    p.add_argument("--logdir", default="./runs", help="directory holding one sub-directory per run (default ./runs)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050)")
+    args = p.parse_args(argv)
+    if not 0 < args.port < 65536:
+        p.error(f"--port {args.port}: not a port number")
+    if not Path(args.logdir).is_dir():
+        p.error(f"--logdir {args.logdir}: no such directory")
+    return args
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (None when it can), tried the way werkzeug binds."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _quiet_handler():
+    """werkzeug's handler without one access-log line per poll (errors are still reported)."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs) -> None:
+            pass
+
+    return QuietHandler
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from werkzeug.serving import make_server
+
+    from dashboard.app import create_app  # after argument checks: bad flags fail fast
+
+    problem = port_problem(args.host, args.port)
+    if problem:  # werkzeug would print several lines and exit; say it in one
+        sys.stderr.write(f"esper-dashboard: error: cannot listen on {args.host}:{args.port}: {problem}\n")
+        return 1
+    server = make_server(args.host, args.port, create_app(args.logdir).server, threaded=True,
+                         request_handler=_quiet_handler())
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"esper-dashboard: serving {Path(args.logdir).resolve()} at http://{host}:{server.port}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Log data for the dashboard: the runs of a log directory, each with a cached follower and fold.
+
+A ``RunStore`` is created by the app factory (no module-level state). It holds one ``RunEntry``
+per run that a page has asked about; an entry's ``RunFollower`` keeps its byte offsets, so a
+refresh reads only the bytes appended since the last one, and its ``Fold`` folds only those new
+events. A lock per entry serialises the refresh and the readers of the folded state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow as pa
+
+from telemetry_schema.fold import Fold, RunState
+from telemetry_schema.reader import LogError
+from telemetry_schema.replay import Replay
+from telemetry_schema.rundir import RunFollower, is_run_dir, read_manifest, validate_run_id
+
+from dashboard.settings import DashboardConfig
+
+
+class RunNotFound(LookupError):
+    """A run id that is not valid or names no run directory of the log directory."""
+
+
+@dataclass
+class RunSummary:
+    """One row of the runs page."""
+
+    run_id: str
+    status: str
+    task: str
+    started: float | None
+    epochs: int
+    best_val_acc: float | None
+    fossilized: int
+    pruned: int
+    panics: int
+    events: int
+    error: str | None = None
+
+
+def run_status(state: RunState, now: float) -> str:
+    """The runs-page status: 'finished', 'running', 'stalled', 'crashed' (or 'waiting')."""
+    if state.end_status in ("failed",):
+        return "crashed"
+    return state.status(now)
+
+
+class RunEntry:
+    """One run: its follower, its live fold, the events read so far and a replay cursor."""
+
+    def __init__(self, run_id: str, run_dir: Path, config: DashboardConfig, clock=time.time) -> None:
+        self.run_id, self.run_dir, self.config, self.clock = run_id, run_dir, config, clock
+        self.lock = threading.RLock()
+        self.follower = RunFollower(run_dir)
+        self.fold = Fold()
+        self.error: str | None = None
+        self._tables: list[pa.Table] = []
+        self._replay: Replay | None = None
+        self._last_refresh = float("-inf")
+        self._memo: OrderedDict = OrderedDict()  # recent built views, shared by clients
+
+    @property
+    def state(self) -> RunState:
+        return self.fold.state
+
+    @property
+    def length(self) -> int:
+        return self.fold.state.events
+
+    def refresh(self, force: bool = False) -> None:
+        """Fold the events appended since the last refresh (at most every ``min_refresh_s``)."""
+        with self.lock:
+            now = time.monotonic()
+            if self.error is not None or self.follower.ended:
+                return  # a broken log stays broken; a closed stream gets no more events
+            if not force and now - self._last_refresh < self.config.min_refresh_s:
+                return
+            self._last_refresh = now
+            try:
+                new = self.follower.poll()
+            except LogError as exc:
+                self.error = str(exc)
+                return
+            except Exception as exc:  # a log the fold cannot make sense of: this run only
+                self.error = f"{self.run_dir}: unreadable log ({type(exc).__name__}: {exc})"
+                return
+            if new.num_rows:
+                try:
+                    self.fold.update(new)
+                except Exception as exc:  # never unpickled or evaluated: only the fold can fail here
+                    self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
+                    return
+                self._tables.append(new)
+
+    def table(self) -> pa.Table:
+        """Every event read so far, in log order."""
+        with self.lock:
+            if len(self._tables) > 1:
+                table = pa.concat_tables(self._tables)
+                if table.column(0).num_chunks > self.config.max_chunks:  # one chunk per poll adds up
+                    table = table.combine_chunks()
+                self._tables[:] = [table]
+            return self._tables[0] if self._tables else pa.table({})
+
+    def state_at(self, cursor: int | None) -> RunState:
+        """The state after the first ``cursor`` events (None or past the end: the live state)."""
+        with self.lock:
+            if cursor is None or cursor >= self.length:
+                return self.state
+            table = self.table()
+            if self._replay is None:
+                self._replay = Replay(table, 0)
+            elif self._replay.length < table.num_rows:
+                self._replay.extend(table.slice(self._replay.length))
+            return self._replay.seek(cursor)
+
+    def memo(self, key, build):
+        """``build()``'s result for ``key``, reused while the key (events, cursor, options) holds."""
+        with self.lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+            value = self._memo[key] = build()
+            while len(self._memo) > self.config.memo_size:
+                self._memo.popitem(last=False)
+            return value
+
+    @contextmanager
+    def view(self, cursor: int | None = None):
+        """Refresh, then hold the lock while the caller reads the state as of ``cursor``."""
+        self.refresh()
+        with self.lock:
+            yield self.state_at(cursor)
+
+    def summary(self) -> RunSummary:
+        with self.view() as st:
+            manifest = read_manifest(self.run_dir)
+            return RunSummary(
+                run_id=self.run_id, status="error" if self.error else run_status(st, self.clock()),
+                task=st.task or manifest.get("task", ""),
+                started=st.started_wall or manifest.get("started_at") or _first_wall(st),
+                epochs=st.epochs.length, best_val_acc=st.best_val_acc(),
+                fossilized=st.seeds_fossilized(), pruned=st.seeds_pruned(), panics=st.panics(),
+                events=st.events, error=self.error)
+
+
+def _error_summary(run_id: str, message: str) -> RunSummary:
+    return RunSummary(run_id, "error", "", None, 0, None, 0, 0, 0, 0, error=message)
+
+
+def _first_wall(state: RunState) -> float | None:
+    walls = state.batches["wall"]
+    return float(walls[0]) if len(walls) else None
+
+
+class RunStore:
+    """The runs of one log directory; entries are created on first use and then cached."""
+
+    def __init__(self, logdir: str | Path, config: DashboardConfig | None = None, clock=time.time) -> None:
+        self.logdir = Path(logdir).resolve()
+        self.config = config or DashboardConfig()
+        self.clock = clock
+        self._entries: dict[str, RunEntry] = {}
+        self._lock = threading.Lock()
+
+    def run_ids(self) -> list[str]:
+        """Run directories directly under the log directory (rescanned on every call)."""
+        if not self.logdir.is_dir():
+            return []
+        return sorted(p.name for p in self.logdir.iterdir() if _valid(p.name) and is_run_dir(p))
+
+    def resolve(self, run_id: str) -> str:
+        """A URL's run id, decoded and checked: it must name a run directory of the log directory."""
+        run_id = unquote(run_id or "")
+        try:
+            validate_run_id(run_id)
+        except ValueError:
+            raise RunNotFound(f"invalid run id: {run_id!r}") from None
+        path = (self.logdir / run_id).resolve()
+        if path.parent != self.logdir or not is_run_dir(path):
+            raise RunNotFound(f"no run {run_id!r} in the log directory")
+        return run_id
+
+    def entry(self, run_id: str) -> RunEntry:
+        run_id = self.resolve(run_id)
+        with self._lock:
+            entry = self._entries.get(run_id)
+            if entry is None:
+                entry = self._entries[run_id] = RunEntry(run_id, self.logdir / run_id, self.config, self.clock)
+            return entry
+
+    def summaries(self) -> list[RunSummary]:
+        """One summary per run; a run that cannot be summarised becomes an 'error' row."""
+        rows = []
+        for run_id in self.run_ids():
+            try:
+                rows.append(self.entry(run_id).summary())
+            except RunNotFound as exc:  # e.g. a symlink out of the log directory
+                rows.append(_error_summary(run_id, str(exc)))
+        return rows
+
+
+def _valid(name: str) -> bool:
+    try:
+        validate_run_id(name)
+        return True
+    except ValueError:
+        return False

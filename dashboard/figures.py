@@ -1,0 +1,235 @@
+"""Time charts of a run: pure functions from a folded ``RunState`` to a ``go.Figure``.
+
+Every time chart shares the x-axis choice (epoch, step or wall seconds since the start), the
+governor markers (panics and rollbacks, on a hidden overlay axis so they sit at the top of the
+plot whatever the zoom) and ``uirevision`` (zoom and legend toggles survive updates). Series
+longer than ``max_points`` are min/max downsampled here, on the server. Trace data are
+lists, so the browser can extend them in place with ``Patch()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+
+from telemetry_schema.fold import RunState, Series
+
+from dashboard.downsample import downsample, ema
+
+X_AXES = {"epoch": "epoch", "step": "step", "wall": "wall time (s since start)"}
+# A small template: plotly's named templates cost tens of ms to validate on every figure.
+TEMPLATE = {"layout": {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12},
+                       "xaxis": {"gridcolor": "#ebebeb", "zeroline": False},
+                       "yaxis": {"gridcolor": "#ebebeb", "zeroline": False}}}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+@dataclass(frozen=True)
+class ChartOptions:
+    xaxis: str = "epoch"
+    """'epoch', 'step' or 'wall'."""
+    smoothing: float = 0.0
+    """EMA weight of the previous smoothed value (0: raw curves)."""
+    max_points: int = 2000
+    """Most points a trace may ship (longer series are downsampled)."""
+    g2_threshold: float = 0.05
+    """The gradient-ratio line drawn on the ratio chart."""
+    uirevision: str = ""
+    """Kept equal across updates of one view so zoom and legend state survive."""
+
+
+class XMap:
+    """Maps (epoch, step, wall) columns of a run onto the chosen x-axis."""
+
+    def __init__(self, state: RunState, axis: str) -> None:
+        self.axis = axis if axis in X_AXES else "epoch"
+        ep = self.epochs_series = state.epochs
+        self.ep_epoch, self.ep_step, self.ep_wall = ep["epoch"], ep["step"], ep["wall"]
+        starts = [s["wall"][0] for s in (state.batches, ep) if len(s)]
+        self.t0 = float(min(starts)) if starts else 0.0
+
+    def series(self, s: Series) -> np.ndarray:
+        """x of every row of a Series that has epoch, step and wall columns."""
+        if self.axis == "step":
+            return s["step"].astype(np.float64)
+        if self.axis == "wall":
+            return s["wall"] - self.t0
+        if s is not self.epochs_series and len(self.ep_step) and "step" in s.names:
+            # events inside an epoch: a fractional epoch, interpolated between epoch ends
+            return np.interp(s["step"], np.r_[0, self.ep_step], np.r_[self.ep_epoch[0] - 1, self.ep_epoch])
+        return s["epoch"].astype(np.float64)
+
+    def epochs(self, epochs) -> np.ndarray:
+        """x of events known only by their epoch (gates, governor, marks)."""
+        epochs = np.asarray(epochs, dtype=np.float64)
+        if self.axis == "epoch" or not len(self.ep_epoch):
+            return epochs
+        ys = self.ep_step if self.axis == "step" else self.ep_wall - self.t0
+        return np.interp(epochs, self.ep_epoch, ys)
+
+
+def new_figure(traces, layout: dict) -> go.Figure:
+    """Build the figure in one step: trace and layout dicts validated once (plotly's per-object
+    setters and update_layout cost tens of ms per figure)."""
+    return go.Figure(data=list(traces), layout={"template": TEMPLATE, **layout})
+
+
+def _shaped(x: np.ndarray, y: np.ndarray, opts: ChartOptions, smooth: bool = True):
+    if smooth and opts.smoothing > 0:
+        y = ema(y, opts.smoothing)
+    x, y = downsample(x, y, opts.max_points)
+    return x, np.where(np.isfinite(y), y, np.nan)
+
+
+def _break_backsteps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A gap wherever x goes back (episodic runs restart their epochs), so no line is drawn
+    back across the chart."""
+    back = np.flatnonzero(np.diff(x) < 0) + 1
+    if len(back) == 0:
+        return x, y
+    return np.insert(x, back, np.nan), np.insert(y, back, np.nan)
+
+
+def line(name: str, x, y, opts: ChartOptions, color: str | None = None, smooth: bool = True,
+         dash: str | None = None, **kw) -> dict:
+    xs, ys = _break_backsteps(*_shaped(np.asarray(x, np.float64), np.asarray(y, np.float64), opts, smooth))
+    return {"type": "scatter", "name": name, "x": xs, "y": ys, "mode": "lines",
+            "line": {"color": color, "dash": dash, **kw.pop("line", {})}, **kw}
+
+
+def governor_traces(state: RunState, xmap: XMap) -> list[dict]:
+    """Two marker traces (panics, rollbacks) on the overlay axis 'y9', details on hover."""
+    traces = []
+    for kind, symbol, color, y in (("panic", "x", "#d62728", 0.96), ("rollback", "triangle-down", "#ff7f0e", 0.9)):
+        recs = [g for g in state.governor if g.kind == kind]
+        traces.append({
+            "type": "scatter", "name": f"governor {kind}", "x": xmap.epochs([g.epoch for g in recs]),
+            "y": np.full(len(recs), y), "text": [governor_hover(g) for g in recs],
+            "hovertemplate": "%{text}<extra></extra>", "mode": "markers", "yaxis": "y9",
+            "marker": {"symbol": symbol, "size": 11, "color": color}})
+    return traces
+
+
+def governor_hover(g) -> str:
+    if g.kind == "panic":
+        return (f"<b>governor panic</b> @ epoch {g.epoch}<br>{g.reason}<br>loss {_f(g.loss)} "
+                f"> threshold {_f(g.threshold)}<br>mean {_f(g.mean)} std {_f(g.std)} "
+                f"consecutive {g.consecutive}")
+    pruned = ", ".join(g.seeds_pruned) or "none"
+    return f"<b>governor rollback</b> @ epoch {g.epoch} -> epoch {g.to_epoch}<br>{g.reason}<br>pruned: {pruned}"
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def base_layout(title: str, opts: ChartOptions, height: int = 300, **kw) -> dict:
+    return {"title": {"text": title, "x": 0.01, "font": {"size": 14}}, "uirevision": opts.uirevision,
+            "height": height, "margin": {"l": 50, "r": 10, "t": 36, "b": 20}, "hovermode": "closest",
+            "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"}, **kw}
+
+
+def time_figure(traces: list[dict], state: RunState, title: str, ytitle: str, xmap: XMap,
+                opts: ChartOptions, **layout) -> go.Figure:
+    """A time chart: the traces, the governor markers, the chosen x-axis, zoom kept per axis choice."""
+    yaxis = {"title": {"text": ytitle}, **layout.pop("yaxis", {})}
+    lay = base_layout(title, opts, xaxis={"title": {"text": X_AXES[xmap.axis]}}, yaxis=yaxis,
+                      yaxis9={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
+                      **layout)
+    lay["uirevision"] = f"{opts.uirevision}:{xmap.axis}"
+    return new_figure(traces + governor_traces(state, xmap), lay)
+
+
+def loss_figure(state: RunState, opts: ChartOptions) -> go.Figure:
+    """Batch loss (dense, downsampled), train and validation loss per epoch; governor markers."""
+    xm, b, e = XMap(state, opts.xaxis), state.batches, state.epochs
+    traces = [line("batch loss", xm.series(b), b["loss"], opts, "#aec7e8"),
+              line("train loss", xm.series(e), e["train_loss"], opts, PALETTE[0]),
+              line("val loss", xm.series(e), e["val_loss"], opts, PALETTE[1])]
+    return time_figure(traces, state, "Loss", "loss", xm, opts)
+
+
+def accuracy_figure(state: RunState, opts: ChartOptions) -> go.Figure:
+    xm, e = XMap(state, opts.xaxis), state.epochs
+    traces = [line("train acc", xm.series(e), e["train_acc"], opts, PALETTE[0]),
+              line("val acc", xm.series(e), e["val_acc"], opts, PALETTE[1])]
+    return time_figure(traces, state, "Accuracy", "accuracy (%)", xm, opts)
+
+
+def _slot_traces(state: RunState, per_slot: dict[str, Series], column: str, xm: XMap,
+                 opts: ChartOptions) -> list[dict]:
+    """One trace per slot of the run (empty for a slot with no data yet), in slot order."""
+    traces = []
+    for i, slot in enumerate(_slots(state)):
+        s = per_slot.get(slot)
+        x, y = (xm.series(s), s[column]) if s is not None else (np.empty(0), np.empty(0))
+        traces.append(line(slot, x, y, opts, PALETTE[i % len(PALETTE)], smooth=False, legendgroup=slot))
+    return traces
+
+
+def _slots(state: RunState) -> list[str]:
+    return [s for s in state.slot_ids if s != "?"] or sorted(state.alpha) or sorted(state.grads)
+
+
+def alpha_figure(state: RunState, opts: ChartOptions) -> go.Figure:
+    xm = XMap(state, opts.xaxis)
+    return time_figure(_slot_traces(state, state.alpha, "value", xm, opts), state, "Alpha per slot", "alpha",
+                       xm, opts, yaxis={"range": [-0.05, 1.1]})
+
+
+def ratio_figure(state: RunState, opts: ChartOptions) -> go.Figure:
+    """Seed/host gradient ratio per slot, with the G2 threshold as a dashed line."""
+    xm, g2 = XMap(state, opts.xaxis), opts.g2_threshold
+    shape = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": g2, "y1": g2,
+             "line": {"dash": "dash", "color": "#d62728", "width": 1}}
+    note = {"text": f"G2 {g2:g}", "xref": "paper", "x": 0, "yref": "y", "y": g2, "showarrow": False,
+            "xanchor": "left", "yanchor": "bottom", "font": {"color": "#d62728", "size": 11}}
+    return time_figure(_slot_traces(state, state.grads, "ratio", xm, opts), state, "Gradient ratio per slot",
+                       "seed/host ratio", xm, opts, shapes=[shape], annotations=[note])
+
+
+def params_figure(state: RunState, opts: ChartOptions) -> go.Figure:
+    xm, e = XMap(state, opts.xaxis), state.epochs
+    traces = [line("total params", xm.series(e), e["total_params"], opts, PALETTE[2], smooth=False,
+                   line={"shape": "hv"}),
+              line("host params", xm.series(e), e["host_params"], opts, PALETTE[7], smooth=False,
+                   dash="dot", line={"shape": "hv"})]
+    return time_figure(traces, state, "Parameters", "parameters", xm, opts)
+
+
+PPO_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
+
+
+def ppo_figure(state: RunState, opts: ChartOptions) -> go.Figure:
+    """PPO update statistics, one point per update in log order (empty when the log has none)."""
+    p = state.ppo
+    n = np.arange(1, len(p) + 1)
+    traces = [line(c, n, p[c], opts, PALETTE[i]) for i, c in enumerate(PPO_COLUMNS)]
+    return new_figure(traces, base_layout("PPO updates", opts, xaxis={"title": {"text": "PPO update"}}))
+
+
+def reward_figure(state: RunState, opts: ChartOptions) -> go.Figure:
+    """Total reward and each reward component, one point per reward event in log order (steps
+    restart with every episode, so they make a poor axis)."""
+    r = state.rewards
+    traces = [line("total", np.arange(1, len(r) + 1), r["total"], opts, PALETTE[0])]
+    for i, (name, s) in enumerate(sorted(state.reward_components.items())):
+        x = np.searchsorted(r["seq"], s["seq"]) + 1
+        traces.append(line(name, x, s["value"], opts, PALETTE[(i + 1) % len(PALETTE)], dash="dot"))
+    return new_figure(traces, base_layout("Rewards", opts, xaxis={"title": {"text": "reward event"}}))
+
+
+COMPARE_METRICS = {"val_acc": "val accuracy (%)", "train_acc": "train accuracy (%)", "val_loss": "val loss",
+                   "train_loss": "train loss", "total_params": "parameters"}
+
+
+def compare_figure(states: dict[str, RunState], metric: str, opts: ChartOptions) -> go.Figure:
+    """One curve per run of an epoch-level metric, aligned by epoch."""
+    metric = metric if metric in COMPARE_METRICS else "val_acc"
+    traces = [line(run_id, st.epochs["epoch"], st.epochs[metric], opts, PALETTE[i % len(PALETTE)])
+              for i, (run_id, st) in enumerate(states.items())]
+    return new_figure(traces, base_layout(f"Compare: {COMPARE_METRICS[metric]}", opts, height=420, showlegend=True,
+                                          xaxis={"title": {"text": "epoch"}},
+                                          yaxis={"title": {"text": COMPARE_METRICS[metric]}}))

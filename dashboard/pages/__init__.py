@@ -1,0 +1,1 @@
+"""Pages of the dashboard: each offers ``match(path)``, ``layout(store, ...)`` and ``register(app, store)``."""

@@ -1,0 +1,29 @@
+"""Dashboard settings: one dataclass, every default explained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    poll_ms: int = 1000
+    """Browser refresh period of the live views (the brief asks for at least every 2 s)."""
+    min_refresh_s: float = 0.5
+    """A run's log is re-read at most this often, however many clients poll it."""
+    max_points: int = 2000
+    """Most points one trace ships to the browser; longer series are min/max downsampled."""
+    g2_threshold: float = 0.05
+    """Gradient-ratio threshold of gate G2, drawn on the gradient-ratio chart."""
+    max_chunks: int = 256
+    """A live run's event table is compacted into one chunk once its polls add this many."""
+    memo_size: int = 8
+    """Built chart sets kept per run (one per cursor/option combination recently viewed)."""
+    event_rows: int = 200
+    """Most rows the event table shows (the newest matching events)."""
+    decision_rows: int = 200
+    """Most rows the controller-decision table shows (the newest decisions)."""
+    replay_ticks: int = 200
+    """At 1x speed a replay crosses the whole run in this many player ticks."""
+    replay_ms: int = 500
+    """Period of the replay player's ticks."""

@@ -1,0 +1,16 @@
+"""Simic: learning the controller with PPO.
+
+    gae.py        GAE with truncation (bootstrap) distinct from termination
+    losses.py     clipped surrogate (per head), clipped value loss, entropy bonus, KL, clip fraction, EV
+    schedule.py   LR warmup + cosine decay
+    rollout.py    (T, N) rollout storage
+    ppo.py        the recurrent PPO update with an approximate-KL early stop
+    rewards.py    reward components (attribution, PBRS shaping, rent, costs, terminal, penalties)
+    collect.py    the lockstep collection loop and Learner (rounds of collect + update)
+    env.py        one morphogenetic training environment on the core
+    vec_env.py    K environments in lockstep
+    telemetry.py  per-environment event sinks, PPOUpdate events
+    cli.py        ``esper ppo``: add_ppo_arguments / run_ppo
+
+Importing this package imports nothing else; import the modules you need.
+"""

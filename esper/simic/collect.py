@@ -1,0 +1,105 @@
+"""Collecting a round of experience from any lockstep vectorised environment.
+
+The environment side is the small ``VecEnv`` protocol below, so the same loop drives both the
+morphogenetic environments (``esper.simic.vec_env``) and toy environments in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from esper.simic.ppo import PPO, UpdateStats
+from esper.simic.rollout import Rollout, RolloutBuffer, State
+from esper.tamiyo.policy.network import ActResult, PolicyNetwork
+
+
+@dataclass
+class StepOutcome:
+    """What N environments report after a lockstep step."""
+
+    rewards: Tensor
+    # (N,) total reward of the step
+    terminated: Tensor
+    # (N,) bool: episode over for good (no bootstrap)
+    truncated: Tensor
+    # (N,) bool: episode cut by its length limit (bootstrap)
+    final_obs: Tensor
+    # (N, D) features of the state each env reached (before any reset)
+    components: list[dict[str, float]] = field(default_factory=list)
+    # per env: reward by component (may be empty)
+
+
+class VecEnv(Protocol):
+    num_envs: int
+
+    def observe(self) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """(features (N, D), masks {head: (N, ...)}, starts (N,) bool)."""
+
+    def step(self, act: ActResult) -> StepOutcome:
+        """Apply the sampled actions; ended environments reset themselves."""
+
+
+@dataclass
+class RoundResult:
+    rollout: Rollout
+    stats: UpdateStats | None
+    episode_returns: list[float]
+    # returns of episodes that ended in this round
+    mean_reward: float
+    components: dict[str, float]
+    # mean per-step reward by component
+
+
+def collect(env: VecEnv, net: PolicyNetwork, steps: int, state: State, running: list[float],
+            generator: torch.Generator | None = None) -> tuple[Rollout, State, list[float], list[dict]]:
+    """Run ``steps`` lockstep steps with the current policy. ``running`` (per-env return of the
+    unfinished episodes) is updated in place. Returns the rollout, the LSTM state to continue
+    from, the returns of episodes that ended, and every step's reward components."""
+    buf = RolloutBuffer(state)
+    finished, comps = [], []
+    no_start = torch.zeros(1, env.num_envs, dtype=torch.bool)
+    for _ in range(steps):
+        feats, masks, starts = env.observe()
+        res = net.act(feats, masks, state, starts, generator)
+        out = env.step(res)
+        with torch.no_grad():  # V of the reached state, the bootstrap where an episode is cut
+            _, boot, _ = net(out.final_obs.unsqueeze(0), res.state, no_start)
+        buf.add(feats, starts, res.actions, masks, res.head_logp, res.value)
+        buf.add_outcome(out.rewards, out.terminated, out.truncated, boot[0])
+        comps.extend(out.components)
+        for i, r in enumerate(out.rewards.tolist()):
+            running[i] += r
+            if out.terminated[i] or out.truncated[i]:
+                finished.append(running[i])
+                running[i] = 0.0
+        state = res.state
+    feats, _, starts = env.observe()
+    with torch.no_grad():
+        _, final_v, _ = net(feats.unsqueeze(0), state, starts.unsqueeze(0))
+    return buf.finish(final_v[0]), state, finished, comps
+
+
+class Learner:
+    """Rounds of collect + one PPO update, carrying the LSTM state and episode returns across rounds."""
+
+    def __init__(self, env: VecEnv, ppo: PPO, generator: torch.Generator | None = None) -> None:
+        self.env, self.ppo, self.generator = env, ppo, generator
+        self.state = ppo.net.initial_state(env.num_envs)
+        self.running = [0.0] * env.num_envs
+
+    def round(self, steps: int) -> RoundResult:
+        """Collect ``steps`` steps, run one PPO update, then fold the round's observations into the
+        normaliser (after the update, so it replays exactly the features the policy acted on)."""
+        rollout, self.state, finished, comps = collect(self.env, self.ppo.net, steps, self.state,
+                                                       self.running, self.generator)
+        stats = self.ppo.update(rollout)
+        self.ppo.net.norm.update(rollout.obs.reshape(-1, rollout.obs.shape[-1]))
+        mean_comp: dict[str, float] = {}
+        for c in comps:
+            for k, v in c.items():
+                mean_comp[k] = mean_comp.get(k, 0.0) + v / len(comps)
+        return RoundResult(rollout, stats, finished, float(rollout.rewards.mean()), mean_comp)

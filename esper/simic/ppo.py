@@ -1,0 +1,149 @@
+"""The PPO update of the recurrent factored policy, with an approximate-KL early stop that runs.
+
+Minibatches are groups of whole environment sequences, so the LSTM replays each sequence from the
+round's initial state with the same episode resets it had while acting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from esper.simic import losses as L
+from esper.simic.gae import compute_gae
+from esper.simic.rollout import Rollout
+from esper.simic.schedule import lr_factor
+from esper.tamiyo.policy.network import PolicyNetwork
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Hyper-parameters of the PPO update (CORE_SPEC §8)."""
+
+    lr: float = 3e-4
+    # Adam learning rate at the top of the schedule
+    gamma: float = 0.995
+    # discount; also the gamma of the potential-based shaping
+    gae_lambda: float = 0.97
+    # GAE lambda
+    clip: float = 0.2
+    # ratio clip of each head's surrogate
+    value_clip: float | None = 0.2
+    # clip of the value update around the old value (None = unclipped)
+    vf_coef: float = 0.5
+    # weight of the value loss
+    entropy_coefs: dict[str, float] = field(default_factory=lambda: {
+        "op": 0.01, "slot": 0.005, "blueprint": 0.005, "blend": 0.002, "tempo": 0.002,
+        "alpha_target": 0.002, "curve": 0.002})
+    # entropy bonus per head (heads missing here get 0)
+    max_grad_norm: float = 0.5
+    # global gradient-norm clip of the policy
+    update_epochs: int = 4
+    # passes over the round's data
+    minibatches: int = 2
+    # minibatches per pass (groups of environments; capped at the number of environments)
+    target_kl: float | None = 0.03
+    # stop the update before a step whose minibatch approx KL exceeds this (None = never)
+    normalize_advantages: bool = True
+    # standardise advantages per minibatch
+    warmup_updates: int = 2
+    # updates of linear LR warmup
+    lr_floor: float = 0.1
+    # final LR fraction of the cosine decay
+
+
+@dataclass
+class UpdateStats:
+    """What one update did (the fields of the PPOUpdate event, plus bookkeeping)."""
+
+    policy_loss: float = 0.0
+    value_loss: float = 0.0
+    entropy: float = 0.0
+    approx_kl: float = 0.0
+    clip_fraction: float = 0.0
+    explained_variance: float = float("nan")
+    lr: float = 0.0
+    head_entropy: dict[str, float] = field(default_factory=dict)
+    early_stopped: bool = False
+    optimizer_steps: int = 0
+    # minibatch steps actually taken
+
+
+class PPO:
+    """Owns the optimiser and the update counter of a PolicyNetwork."""
+
+    def __init__(self, net: PolicyNetwork, cfg: PPOConfig = PPOConfig(), total_updates: int = 100) -> None:
+        self.net, self.cfg, self.total_updates = net, cfg, total_updates
+        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.updates = 0
+        self.coefs = torch.tensor([cfg.entropy_coefs.get(h, 0.0) for h in net.head_names])
+
+    def _set_lr(self) -> float:
+        lr = self.cfg.lr * lr_factor(self.updates, self.total_updates, self.cfg.warmup_updates, self.cfg.lr_floor)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def _evaluate(self, r: Rollout, idx: Tensor):
+        """Replay sequences ``idx`` of the rollout: flat (T·b) head log-probs, entropies, values."""
+        state = (r.init_state[0][:, idx], r.init_state[1][:, idx])
+        logits, values, _ = self.net(r.obs[:, idx], state, r.starts[:, idx])
+        flat = {h: v.reshape(-1, v.shape[-1]) for h, v in logits.items()}
+        masks = {h: m[:, idx].reshape(-1, *m.shape[2:]) for h, m in r.masks.items()}
+        actions = {h: a[:, idx].reshape(-1) for h, a in r.actions.items()}
+        dist = self.net.distribution(flat, masks)
+        return dist.head_log_probs(actions), dist.head_entropy(actions["op"]), dist.relevant(actions["op"]), values.reshape(-1)
+
+    def update(self, r: Rollout) -> UpdateStats:
+        """One PPO update on a round; the KL early stop ends it before an overshooting step."""
+        cfg, stats = self.cfg, UpdateStats()
+        stats.lr = self._set_lr()
+        adv, returns = compute_gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated,
+                                   cfg.gamma, cfg.gae_lambda)
+        n_env = r.obs.shape[1]
+        groups = max(1, min(cfg.minibatches, n_env))
+        sums: dict[str, float] = {}
+        stop_kl: float | None = None
+        head_sums = torch.zeros(len(self.net.head_names))
+        for _ in range(cfg.update_epochs):
+            for idx in torch.randperm(n_env).chunk(groups):
+                head_logp, head_ent, rel, values = self._evaluate(r, idx)
+                old_head = r.head_logp[:, idx].reshape(-1, head_logp.shape[1])
+                new_lp, old_lp = head_logp.sum(1), old_head.sum(1)
+                kl = L.approx_kl(new_lp, old_lp).detach()
+                if cfg.target_kl is not None and kl.item() > cfg.target_kl:
+                    stats.early_stopped = True
+                    stop_kl = float(kl)
+                    break
+                a = adv[:, idx].reshape(-1)
+                if cfg.normalize_advantages:
+                    a = L.normalize_advantages(a)
+                pg = L.per_head_surrogate(head_logp, old_head, rel, a, cfg.clip)
+                vl = L.clipped_value_loss(values, r.values[:, idx].reshape(-1), returns[:, idx].reshape(-1),
+                                          cfg.value_clip)
+                ent = L.entropy_bonus(head_ent, rel, self.coefs)
+                loss = pg + cfg.vf_coef * vl - ent
+                self.opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                self.opt.step()
+                stats.optimizer_steps += 1
+                for k, v in (("pg", pg), ("vl", vl), ("kl", kl), ("cf", L.clip_fraction(new_lp, old_lp, cfg.clip)),
+                             ("ent", head_ent.sum(1).mean())):
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                head_sums += (head_ent.sum(0) / rel.sum(0).clamp(min=1)).detach()
+            if stats.early_stopped:
+                break
+        self.updates += 1
+        n = max(1, stats.optimizer_steps)
+        stats.policy_loss, stats.value_loss = sums.get("pg", 0.0) / n, sums.get("vl", 0.0) / n
+        # approx KL: mean over the minibatches measured, the one that triggered the stop included
+        measured = sums.get("kl", 0.0) + (stop_kl or 0.0)
+        stats.approx_kl = measured / max(1, stats.optimizer_steps + (stop_kl is not None))
+        stats.clip_fraction = sums.get("cf", 0.0) / n
+        stats.entropy = sums.get("ent", 0.0) / n
+        stats.head_entropy = {h: float(v) / n for h, v in zip(self.net.head_names, head_sums)}
+        stats.explained_variance = L.explained_variance(r.values.reshape(-1), returns.reshape(-1))
+        return stats

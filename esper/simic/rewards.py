@@ -1,0 +1,163 @@
+"""Reward of one controller step, by named component (accuracies in percentage points).
+
+Every component is clipped to a declared bound (``reward_bounds``) so no term can dwarf the
+others (review 004: scale asymmetries). Potential-based shaping (Ng et al. 1999) uses the PPO
+discount, so over an episode it telescopes to γ^T·φ(s_T) − φ(s_0) and cannot change the optimum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from esper.leyline.actions import Op
+from esper.leyline.stages import SeedStage
+
+COMPONENTS: tuple[str, ...] = ("attribution", "shaping", "rent", "action", "terminal",
+                               "fossilize_penalty", "ransomware", "death")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Weights and bounds of the reward components."""
+
+    mode: str = "shaped"
+    # 'shaped' (every component) or 'sparse' (terminal accuracy and death only)
+    attribution_sign: dict[str, float] = field(default_factory=lambda: {"FOSSILIZE": 1.0, "PRUNE": -1.0})
+    # op name -> sign applied to the acted-on seed's contribution when the op takes effect
+    attribution_scale: float = 0.5
+    # reward per percentage point of counterfactual contribution
+    attribution_bound: float = 5.0
+    # |attribution| <= this
+    shaping_scale: float = 0.3
+    # scale of γφ(s') − φ(s)
+    gamma: float = 0.995
+    # discount of the shaping; must equal the PPO gamma
+    stage_potentials: dict[str, float] = field(default_factory=lambda: {
+        "GERMINATED": 1.0, "TRAINING": 2.0, "BLENDING": 3.5, "HOLDING": 5.5, "FOSSILIZED": 6.0})
+    # potential of a slot by stage name (absent stages: 0); φ(s) sums over slots
+    rent_coef: float = 0.5
+    # rent = −min(rent_coef·ln(1 + added/host), rent_cap) ...
+    rent_cap: float = 1.5
+    # ... capped here ...
+    rent_weight: float = 0.1
+    # ... and charged per step at this weight (the formula's cap is per episode-length scale)
+    action_costs: dict[str, float] = field(default_factory=lambda: {
+        "WAIT": 0.0, "GERMINATE": -0.05, "SET_ALPHA_TARGET": -0.01, "PRUNE": -0.02,
+        "FOSSILIZE": -0.01, "ADVANCE": -0.01})
+    # cost of choosing each op (paid whether or not a gate lets it through)
+    terminal_scale: float = 0.05
+    # terminal reward per pct-pt of accuracy gained over the episode (from its first epoch); small,
+    # because most of that gain is the host's own learning, which no action controls
+    terminal_bound: float = 5.0
+    # |terminal| <= this
+    noncontributor_pp: float = 0.5
+    # fossilizing a seed contributing less than this is penalised ...
+    noncontributor_penalty: float = -1.0
+    # ... by this
+    ransomware_contribution_pp: float = 1.0
+    # 'ransomware': contribution above this ...
+    ransomware_total_pp: float = 0.0
+    # ... while accuracy since germination improved by less than this
+    ransomware_penalty: float = -2.0
+    # penalty for fossilizing a ransomware seed (its attribution is also withheld)
+    death_penalty: float = -10.0
+    # governor rollback (the episode terminates)
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """What happened in one step, as plain values (the environment fills it)."""
+
+    op: Op
+    # the op chosen
+    took_effect: bool
+    # the decision changed the model (gates passed)
+    contribution: float | None
+    # counterfactual contribution (pp) of the acted-on seed, as the policy observed it
+    improvement: float | None
+    # accuracy change (pp) since the acted-on seed germinated
+    stages_before: tuple[SeedStage, ...]
+    # every slot's stage before the action
+    stages_after: tuple[SeedStage, ...]
+    # every slot's stage after the epoch that followed
+    host_params: int
+    # parameters of the host
+    added_params: int
+    # parameters added by seeds (total − host)
+    died: bool = False
+    # the governor rolled the model back (terminal)
+    episode_end: bool = False
+    # last step of the episode (terminal accuracy term)
+    acc_gain: float = 0.0
+    # accuracy now minus at the episode's first epoch, pp
+
+
+def potential(stages: Sequence[SeedStage], cfg: RewardConfig) -> float:
+    return sum(cfg.stage_potentials.get(s.name, 0.0) for s in stages)
+
+
+def shaping(before: Sequence[SeedStage], after: Sequence[SeedStage], cfg: RewardConfig,
+            terminal: bool = False) -> float:
+    """scale·(γ·φ(s') − φ(s)); φ of a terminal state is 0."""
+    phi_next = 0.0 if terminal else potential(after, cfg)
+    return cfg.shaping_scale * (cfg.gamma * phi_next - potential(before, cfg))
+
+
+def rent(host_params: int, added_params: int, cfg: RewardConfig) -> float:
+    """−weight·min(coef·ln(1 + added/host), cap)."""
+    ratio = max(0, added_params) / max(1, host_params)
+    return -cfg.rent_weight * min(cfg.rent_coef * math.log1p(ratio), cfg.rent_cap)
+
+
+def _clip(x: float, bound: float) -> float:
+    return max(-bound, min(bound, x))
+
+
+def is_ransomware(contribution: float | None, improvement: float | None, cfg: RewardConfig) -> bool:
+    return (contribution is not None and improvement is not None
+            and contribution > cfg.ransomware_contribution_pp and improvement < cfg.ransomware_total_pp)
+
+
+def attribution(f: StepFacts, cfg: RewardConfig) -> float:
+    sign = cfg.attribution_sign.get(f.op.name, 0.0)
+    if not f.took_effect or f.contribution is None or sign == 0.0 or not math.isfinite(f.contribution):
+        return 0.0
+    if is_ransomware(f.contribution, f.improvement, cfg) and sign > 0:
+        return 0.0
+    return _clip(sign * cfg.attribution_scale * f.contribution, cfg.attribution_bound)
+
+
+def compute_reward(f: StepFacts, cfg: RewardConfig = RewardConfig()) -> dict[str, float]:
+    """Every component by name (all of COMPONENTS; zeros where they do not apply)."""
+    out = dict.fromkeys(COMPONENTS, 0.0)
+    if f.episode_end or f.died:
+        out["terminal"] = _clip(cfg.terminal_scale * f.acc_gain, cfg.terminal_bound) if not f.died else 0.0
+    out["death"] = cfg.death_penalty if f.died else 0.0
+    if cfg.mode == "sparse":
+        return out
+    out["attribution"] = attribution(f, cfg)
+    out["shaping"] = shaping(f.stages_before, f.stages_after, cfg, terminal=f.died)
+    out["rent"] = rent(f.host_params, f.added_params, cfg)
+    out["action"] = cfg.action_costs.get(f.op.name, 0.0)
+    fossilized = f.op is Op.FOSSILIZE and f.took_effect
+    if fossilized and (f.contribution is None or f.contribution < cfg.noncontributor_pp):
+        out["fossilize_penalty"] = cfg.noncontributor_penalty
+    if fossilized and is_ransomware(f.contribution, f.improvement, cfg):
+        out["ransomware"] = cfg.ransomware_penalty
+    return out
+
+
+def reward_bounds(cfg: RewardConfig, n_slots: int) -> dict[str, tuple[float, float]]:
+    """Closed interval each component lies in, for a host with ``n_slots`` slots."""
+    top = max(cfg.stage_potentials.values(), default=0.0) * n_slots * cfg.shaping_scale
+    costs = list(cfg.action_costs.values()) or [0.0]
+    return {"attribution": (-cfg.attribution_bound, cfg.attribution_bound),
+            "shaping": (-top, top),
+            "rent": (-cfg.rent_weight * cfg.rent_cap, 0.0),
+            "action": (min(min(costs), 0.0), max(max(costs), 0.0)),
+            "terminal": (-cfg.terminal_bound, cfg.terminal_bound),
+            "fossilize_penalty": (min(cfg.noncontributor_penalty, 0.0), 0.0),
+            "ransomware": (min(cfg.ransomware_penalty, 0.0), 0.0),
+            "death": (min(cfg.death_penalty, 0.0), 0.0)}

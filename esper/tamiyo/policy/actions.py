@@ -1,0 +1,85 @@
+"""The factored action space of the learned controller.
+
+An action is one index per head. The op head is sampled first; the other heads only matter for
+the ops listed in ``HEADS_FOR_OP`` — the rest contribute nothing to log-prob, entropy or KL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import torch
+from torch import Tensor
+
+from esper.leyline.actions import Decision, Op
+
+OPS: tuple[Op, ...] = tuple(Op)
+"""Op head index -> Op, in enum order (WAIT first)."""
+BLENDS: tuple[str, ...] = ("add", "multiply", "gate")
+TEMPOS: tuple[str, ...] = ("fast", "standard", "slow")
+ALPHA_TARGETS: tuple[float, ...] = (0.5, 0.7, 1.0)
+CURVES: tuple[str, ...] = ("linear", "cosine", "sigmoid", "tanh")
+
+HEADS_FOR_OP: Mapping[Op, tuple[str, ...]] = MappingProxyType({
+    Op.WAIT: ("op",),
+    Op.GERMINATE: ("op", "slot", "blueprint", "blend", "tempo", "curve"),
+    Op.SET_ALPHA_TARGET: ("op", "slot", "alpha_target"),
+    Op.PRUNE: ("op", "slot"),
+    Op.FOSSILIZE: ("op", "slot"),
+    Op.ADVANCE: ("op", "slot"),
+})
+"""Heads whose choice the op uses (and which therefore enter loss, entropy and KL)."""
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    """Head names and sizes for a host with ``slot_ids`` and ``blueprints``."""
+
+    slot_ids: tuple[str, ...]
+    # slot ids in forward order (slot head index -> slot id)
+    blueprints: tuple[str, ...]
+    # blueprint names of the host topology (blueprint head index -> name)
+
+    @property
+    def head_sizes(self) -> dict[str, int]:
+        return {"op": len(OPS), "slot": len(self.slot_ids), "blueprint": len(self.blueprints),
+                "blend": len(BLENDS), "tempo": len(TEMPOS), "alpha_target": len(ALPHA_TARGETS),
+                "curve": len(CURVES)}
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return tuple(self.head_sizes)
+
+    def relevance(self) -> Tensor:
+        """(n_ops, n_heads) bool: head h matters for op o."""
+        heads = self.heads
+        return torch.tensor([[h in HEADS_FOR_OP[op] for h in heads] for op in OPS], dtype=torch.bool)
+
+    def decode(self, action: dict[str, int], reason: str = "") -> PolicyAction:
+        """Turn head indices into a Decision plus the settings the Decision cannot carry."""
+        op = OPS[action["op"]]
+        slot = self.slot_ids[action["slot"]] if op is not Op.WAIT else None
+        decision = Decision(
+            op, slot_id=slot,
+            blueprint=self.blueprints[action["blueprint"]] if op is Op.GERMINATE else None,
+            alpha_target=ALPHA_TARGETS[action["alpha_target"]] if op is Op.SET_ALPHA_TARGET else None,
+            reason=reason)
+        if op is Op.GERMINATE:
+            return PolicyAction(decision, BLENDS[action["blend"]], TEMPOS[action["tempo"]],
+                                CURVES[action["curve"]])
+        return PolicyAction(decision)
+
+
+@dataclass(frozen=True)
+class PolicyAction:
+    """A decoded action: the Decision, and the blend settings chosen for a GERMINATE."""
+
+    decision: Decision
+    blend: str | None = None
+    # blend operator of the new seed (GERMINATE only)
+    tempo: str | None = None
+    # blend tempo of the new seed (GERMINATE only)
+    curve: str | None = None
+    # alpha curve of the new seed (GERMINATE only)

@@ -1,0 +1,111 @@
+"""The policy network: Linear + LayerNorm -> LSTM -> per-head MLPs and a value head."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from esper.tamiyo.policy.actions import ActionSpace
+from esper.tamiyo.policy.distribution import FactoredDistribution
+from esper.tamiyo.policy.normalizer import RunningNorm
+
+State = tuple[Tensor, Tensor]
+
+
+@dataclass
+class ActResult:
+    """What one batched policy call returns."""
+
+    actions: dict[str, Tensor]
+    # head -> (B,) chosen indices
+    head_logp: Tensor
+    # (B, H) log-prob per relevant head (0 where irrelevant)
+    value: Tensor
+    # (B,) value estimates
+    state: State
+    # LSTM state after the step
+    op_probs: Tensor
+    # (B, n_ops) masked op probabilities
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Widths of the policy network."""
+
+    hidden: int = 64
+    # width of the encoder and of the LSTM
+    head_hidden: int = 32
+    # hidden width of each action head and of the value head
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.Tanh(), nn.Linear(d_hidden, d_out))
+
+
+class PolicyNetwork(nn.Module):
+    """Recurrent actor-critic over a factored action space."""
+
+    def __init__(self, obs_dim: int, space: ActionSpace, cfg: NetworkConfig = NetworkConfig()) -> None:
+        super().__init__()
+        self.obs_dim, self.space, self.cfg = obs_dim, space, cfg
+        self.head_names = space.heads
+        self.register_buffer("relevance", space.relevance(), persistent=False)
+        self.norm = RunningNorm(obs_dim)
+        self.encoder = nn.Sequential(nn.Linear(obs_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.Tanh())
+        self.lstm = nn.LSTM(cfg.hidden, cfg.hidden)
+        self.heads = nn.ModuleDict({h: _mlp(cfg.hidden, cfg.head_hidden, n) for h, n in space.head_sizes.items()})
+        self.value = _mlp(cfg.hidden, cfg.head_hidden, 1)
+        for head in self.heads.values():  # near-uniform initial policy
+            nn.init.normal_(head[-1].weight, std=0.01)
+            nn.init.zeros_(head[-1].bias)
+
+    def initial_state(self, batch: int) -> State:
+        z = torch.zeros(1, batch, self.cfg.hidden)
+        return z, z.clone()
+
+    def forward(self, obs: Tensor, state: State, starts: Tensor) -> tuple[dict[str, Tensor], Tensor, State]:
+        """obs (T, B, D), starts (T, B) bool (episode begins: LSTM state reset before the step).
+        Returns logits {head: (T, B, n)}, values (T, B), final state."""
+        x = self.encoder(self.norm(obs))  # (T, B, H)
+        h, c = state
+        outs = []
+        for t in range(obs.shape[0]):
+            keep = (~starts[t]).to(x.dtype).view(1, -1, 1)  # (1, B, 1)
+            out, (h, c) = self.lstm(x[t:t + 1], (h * keep, c * keep))
+            outs.append(out)
+        z = torch.cat(outs, 0)  # (T, B, H)
+        logits = {name: head(z) for name, head in self.heads.items()}
+        return logits, self.value(z).squeeze(-1), (h, c)
+
+    def distribution(self, logits: dict[str, Tensor], masks: dict[str, Tensor]) -> FactoredDistribution:
+        """Distribution over flat (N, ·) logits and masks."""
+        return FactoredDistribution(logits, masks, self.relevance, self.head_names)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, masks: dict[str, Tensor], state: State, starts: Tensor,
+            generator: torch.Generator | None = None, greedy: bool = False) -> ActResult:
+        """One batched step: obs (B, D), masks (B, ...), starts (B,) -> sampled actions."""
+        logits, values, state = self(obs.unsqueeze(0), state, starts.unsqueeze(0))
+        dist = self.distribution({h: v[0] for h, v in logits.items()}, masks)
+        actions = dist.sample(generator, greedy)
+        return ActResult(actions, dist.head_log_probs(actions), values[0], state, dist.op_probs())
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        """A plain dict of tensors and builtins, loadable with torch.load(weights_only=True)."""
+        torch.save({"state_dict": self.state_dict(), "obs_dim": self.obs_dim,
+                    "slot_ids": list(self.space.slot_ids), "blueprints": list(self.space.blueprints),
+                    "network": asdict(self.cfg), "extra": extra or {}}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[PolicyNetwork, dict]:
+        """(network, extra) from ``save``; never unpickles arbitrary objects."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        space = ActionSpace(tuple(ckpt["slot_ids"]), tuple(ckpt["blueprints"]))
+        net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
+        net.load_state_dict(ckpt["state_dict"])
+        return net, dict(ckpt["extra"])
