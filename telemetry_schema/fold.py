@@ -181,7 +181,7 @@ class RunState:
     per_class_acc: list[float] = field(default_factory=list)
     epochs: Series = field(default_factory=lambda: Series(
         "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "perplexity",
-        "host_params", "total_params", "seconds", "step", "wall", "seq"))
+        "host_params", "total_params", "seconds", "step", "wall", "seq", "env"))
     batches: Series = field(default_factory=lambda: Series(
         "step", "epoch", "loss", "lr", "samples_per_s", "wall", "seq"))
     scalars: dict[str, Series] = field(default_factory=dict)
@@ -422,7 +422,8 @@ class Fold:
         cols = {n: _num(sub, "epoch_completed", n) for n in
                 ("train_loss", "train_acc", "val_loss", "val_acc", "perplexity", "host_params",
                  "total_params", "seconds")}
-        self.state.epochs.append(epoch=env["epoch"], step=env["step"], wall=wall, seq=env["seq"], **cols)
+        self.state.epochs.append(epoch=env["epoch"], step=env["step"], wall=wall, seq=env["seq"],
+                                 env=sub.column("env").to_numpy(), **cols)
         last = pc.struct_field(sub.column("epoch_completed"), "per_class_acc")[-1].as_py()
         self.state.per_class_acc = last or []
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class GateConfig:
     """Thresholds of the quality gates G0-G5 (CORE_SPEC §2)."""
 
-    mode: str = "strict"
+    mode: str = "permissive"
     # 'strict' or 'permissive': strict adds G2's improvement check and G5's 1.0pp bar
     min_training_epochs: int = 3
     # G2: epochs a seed must spend in TRAINING before it may blend
@@ -22,7 +22,7 @@ class GateConfig:
     # G2 (strict only): val-accuracy gain since TRAINING began, percentage points
     alpha_tolerance: float = 1e-6
     # G3: how close alpha must be to its target
-    min_holding_epochs: int = 1
+    min_holding_epochs: int = 2
     # G4: epochs the seed must have spent in HOLDING (the stability window)
     hold_loss_tolerance: float = 0.05
     # G4: val loss may be at most this fraction worse than at hold start
@@ -108,7 +108,7 @@ class HeuristicConfig:
     # epochs after a prune before the next germination
     stable_window: int = 3
     # epochs of small relative loss change that mean the host has stabilised
-    stable_rel_change: float = 0.05
+    stable_rel_change: float = 0.1
     # 'small' relative change of the train loss between epochs
     plateau_window: int = 3
     # epochs over which accuracy must have stalled
@@ -130,8 +130,12 @@ class HeuristicConfig:
     # in HOLDING, fossilize when contribution exceeds this, else prune
     max_training_epochs: int = 10
     # prune a seed stuck in TRAINING (G2 failing) for this long
+    hold_decide_epochs: int = 3
+    # epochs in HOLDING before a non-contributing seed is pruned
     max_holding_epochs: int = 4
     # prune a seed whose fossilization keeps failing after this long in HOLDING
+    slot_preference: str = "last"
+    # which free slot to germinate into: 'last' (deepest) or 'first'
     ransomware_contribution_pp: float = 1.0
     # 'ransomware': contribution above this ...
     ransomware_total_pp: float = 0.0
@@ -142,7 +146,7 @@ class HeuristicConfig:
 class TrainConfig:
     """The training loop (tolaria)."""
 
-    epochs: int = 30
+    epochs: int = 40
     # epochs to train
     host_lr: float = 3e-3
     # host AdamW learning rate
@@ -150,6 +154,12 @@ class TrainConfig:
     # seed AdamW learning rate
     weight_decay: float = 0.0
     # AdamW weight decay of host and seeds
+    lr_schedule: str = "cosine"
+    # 'cosine' (decay to lr_floor x lr over the run) or 'constant'
+    lr_floor: float = 0.05
+    # final learning-rate fraction of the cosine schedule
+    seed_lr_scheduled: bool = False
+    # seeds follow the host's schedule (True) or keep seed_lr (False: late seeds still learn)
     batch_stride: int = 20
     # emit batch metrics every k-th batch
     seed: int = 0

@@ -51,4 +51,17 @@ async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
 
 
 async def wait_loaded(pilot) -> None:
+    """Until the log is loaded and every plot on screen is drawn (plots draw in workers)."""
+    from tui.widgets.plot import AsyncPlot
+
     await wait_for(pilot, lambda: pilot.app.session.loaded)
+    await wait_for(pilot, lambda: not any(p.pending for p in pilot.app.screen.query(AsyncPlot)))
+
+
+async def press_and_settle(pilot, *keys: str) -> None:
+    """Press keys, then wait until every plot on screen is drawn."""
+    from tui.widgets.plot import AsyncPlot
+
+    await pilot.press(*keys)
+    await pilot.pause()
+    await wait_for(pilot, lambda: not any(p.pending for p in pilot.app.screen.query(AsyncPlot)))

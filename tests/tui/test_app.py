@@ -221,3 +221,25 @@ async def test_run_picker_lists_runs_and_opens_one(runs_dir):
         await wait_loaded(pilot)
         assert app.session.state.run_id == "alpha-run"
         assert np.isfinite(app.session.state.epochs["val_acc"]).all()
+
+
+async def test_empty_log_file_waits(tmp_path):
+    log = tmp_path / "events.arrows"
+    log.write_bytes(b"")
+    app = make_app(log)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        assert "waiting for the first events" in text_of(app.query_one("#banner", Static))
+
+
+async def test_log_vanishing_while_followed_is_reported(runs_dir, tmp_path):
+    log = tmp_path / "copy.arrows"
+    log.write_bytes((runs_dir / "beta-run" / "events.arrows").read_bytes())  # unfinished: followed
+    app = EsperApp(resolve(log), clock=lambda: FIXED_NOW, poll_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        assert app.session.state.run_id == "beta-run" and not app.session.ended
+        log.unlink()
+        await wait_for(pilot, lambda: app.error != "")
+        assert "no such log file" in text_of(app.query_one("#banner", Static))
+        assert app.session.state.run_id == "beta-run"  # what was read stays on screen

@@ -10,7 +10,7 @@ import pytest
 from tui.app import EsperApp
 from tui.source import resolve
 
-from .conftest import FIXED_NOW, wait_loaded
+from .conftest import FIXED_NOW, press_and_settle, wait_loaded
 
 
 def make_app(run_dir, **kw) -> EsperApp:
@@ -24,7 +24,11 @@ def test_main_screen(snap_compare, run_dir, size):
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 def test_metrics_tab(snap_compare, run_dir, size):
-    assert snap_compare(make_app(run_dir), terminal_size=size, press=["2"], run_before=wait_loaded)
+    async def before(pilot):
+        await wait_loaded(pilot)
+        await press_and_settle(pilot, "2")
+
+    assert snap_compare(make_app(run_dir), terminal_size=size, run_before=before)
 
 
 def test_replay_at_second_panic(snap_compare, run_dir):
