@@ -1,0 +1,122 @@
+"""Benchmark esper-tui on big synthetic logs: time to first full screen, per-refresh cost, memory.
+
+    python bench/bench_tui.py                 # a 1M-event log
+    python bench/bench_tui.py --ten-million   # also a 10M-event log (slow to generate: minutes)
+
+Prints figures (no pass/fail); the last line is one JSON object with every figure.
+Logs are generated in a separate process (cached under --cache) so the peak memory reported
+is the viewer's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZE = (160, 48)
+
+
+def ensure_log(cache: Path, events: int) -> Path:
+    run = cache / f"bench-{events}"
+    if not (run / "events.arrows").exists():
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "telemetry_schema.synth", "--out", str(cache), "--events",
+                        str(events), "--seed", "7", "--run-id", run.name], check=True, stdout=subprocess.DEVNULL)
+        print(f"generated {events:,} events in {time.perf_counter() - t0:.1f} s -> {run}", file=sys.stderr)
+    return run
+
+
+async def measure(run: Path, refreshes: int) -> dict:
+    from tui.app import TABS, EsperApp
+    from tui.source import Target
+
+    t0 = time.perf_counter()
+    app = EsperApp(Target("run", run))
+    out: dict = {}
+    async with app.run_test(size=SIZE) as pilot:
+        while not app.session.loaded:
+            await asyncio.sleep(0.005)
+        out["loaded_s"] = time.perf_counter() - t0
+        await pilot.pause()
+        out["first_full_screen_s"] = time.perf_counter() - t0
+        out["events"] = app.session.length
+        s = app.session
+        chunk = s.table.slice(s.length // 2, 400)  # ~ what a 0.2 s poll of a fast run brings
+        for tab in TABS:
+            await pilot.press(str(TABS.index(tab) + 1))
+            await pilot.pause()
+            sync, cycle = [], []
+            for _ in range(refreshes):
+                t = time.perf_counter()
+                s.ingest(chunk, 0, False, time.time())
+                app.refresh_panels(force=True)
+                sync.append(time.perf_counter() - t)
+                await pilot.pause()
+                cycle.append(time.perf_counter() - t)
+            out[f"refresh_{tab[4:]}_ms"] = {"median": 1e3 * statistics.median(sync), "max": 1e3 * max(sync),
+                                             "with_paint_median": 1e3 * statistics.median(cycle)}
+        t = time.perf_counter()
+        await pilot.press("6", "slash", *"low", "enter")
+        await pilot.pause()
+        out["event_search_ms"] = 1e3 * (time.perf_counter() - t)
+        t = time.perf_counter()
+        await pilot.press("r")  # replay at the end: folded in a worker
+        while s.replay is None:
+            await asyncio.sleep(0.005)
+        out["enter_replay_worker_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        await pilot.press("P")
+        while s.replay.cursor >= s.length:
+            await asyncio.sleep(0.005)
+        out["seek_prev_panic_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        await pilot.press("full_stop")
+        out["step_one_event_ms"] = 1e3 * (time.perf_counter() - t)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=1_000_000, help="events in the log (default 1M)")
+    p.add_argument("--ten-million", action="store_true", help="measure a 10M-event log as well")
+    p.add_argument("--refreshes", type=int, default=10, help="refreshes timed per tab")
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "esper-bench-tui")
+    a = p.parse_args(argv)
+    a.cache.mkdir(parents=True, exist_ok=True)
+    sizes = [a.events] + ([10_000_000] if a.ten_million else [])
+    results = {}
+    for n in sizes:
+        run = ensure_log(a.cache, n)
+        # each size in a fresh process so peak memory is per size
+        code = (f"import asyncio, json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r});"
+                f"import bench_tui as b; print(json.dumps(asyncio.run(b.measure(b.Path({str(run)!r}), {a.refreshes}))))")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        results[n] = json.loads(res.stdout.strip().splitlines()[-1])
+        r = results[n]
+        print(f"== {r['events']:,} events ({SIZE[0]}x{SIZE[1]})")
+        print(f"  first poll folded        {r['loaded_s']:.3f} s")
+        print(f"  first full screen        {r['first_full_screen_s']:.3f} s")
+        for key, v in r.items():
+            if key.startswith("refresh_"):
+                print(f"  live refresh {key[8:-3]:<11} median {v['median']:6.1f} ms  max {v['max']:6.1f} ms"
+                      f"  (with paint {v['with_paint_median']:.1f} ms)")
+        print(f"  event text search        {r['event_search_ms']:.0f} ms")
+        print(f"  enter replay (worker)    {r['enter_replay_worker_s']:.3f} s")
+        print(f"  seek previous panic      {r['seek_prev_panic_s']:.3f} s")
+        print(f"  step one event           {r['step_one_event_ms']:.1f} ms")
+        print(f"  peak RSS                 {r['peak_rss_mb']:.0f} MB")
+    print(json.dumps({"bench": "tui", "size": list(SIZE), "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

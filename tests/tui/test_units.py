@@ -1,0 +1,90 @@
+"""Pieces tested without an app: formatting, the session's replay moves, filters, the import rule."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from telemetry_schema.rundir import RunFollower
+from tui import fmt
+from tui.session import SPEEDS, Session
+from tui.widgets.eventlog import EventFilter, FilteredRows, filter_rows
+from tui.widgets.timeline import timeline_lines
+
+
+def test_tui_never_imports_torch_or_esper():
+    code = ("import sys, tui.cli, tui.app, tui.screens.picker, tui.screens.detail; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'esper')); "
+            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("value,width,expected", [(0.0, 4, "    "), (1.0, 4, "████"), (0.5, 4, "██  "),
+                                                  (None, 3, "   "), (2.0, 2, "██"), (float("nan"), 2, "  ")])
+def test_bar(value, width, expected):
+    assert fmt.bar(value, width) == expected
+
+
+def test_numbers_and_durations():
+    assert [fmt.si(v) for v in (999, 1_234, 2_500_000, None)] == ["999", "1.2k", "2.5M", "—"]
+    assert [fmt.duration(s) for s in (5, 184, 7_500, 200_000, None)] == ["5s", "3m04s", "2h05m", "2d07h", "—"]
+    assert fmt.ratio_text(0.02).plain == "0.020 <0.05" and "red" in str(fmt.ratio_text(0.02).style)
+    assert fmt.ratio_text(0.2, short=True).plain == "0.200✓" and fmt.ratio_text(None).plain == "unmeasured"
+
+
+def test_downsample_keeps_ends_and_drops_nan():
+    x = np.arange(10_000.0)
+    y = np.where(x == 5, np.nan, x)
+    xs, ys = fmt.downsample(x, y, 100)
+    assert len(xs) <= 102 and xs[0] == 0 and xs[-1] == 9_999 and not np.isnan(ys).any()
+
+
+def test_session_replay_moves(run_dir):
+    table = RunFollower(run_dir).poll()
+    kinds = table.column("kind").to_pylist()
+    s = Session()
+    s.ingest(table, 0, True, now=0.0)
+    s.start_replay(0)
+    assert s.target("next:panic") == kinds.index("governor_panic") + 1
+    s.seek(s.target("next:panic"))
+    second = kinds.index("governor_panic", s.cursor) + 1
+    assert s.target("next:panic") == second
+    assert s.target("prev:panic") == 0  # the cursor sits on the first panic: none before it
+    s.seek(second)
+    assert s.target("prev:panic") == kinds.index("governor_panic") + 1
+    assert s.target("end") == len(kinds) and s.target("start") == 0
+    assert s.is_cheap(s.cursor + 10) and not s.is_cheap(s.cursor + 10**7)
+    s.speed_index = len(SPEEDS) - 1
+    s.change_speed(+1)
+    assert s.speed == SPEEDS[-1]
+    s.playing = True
+    s.seek(len(kinds) - 3)
+    assert s.play_target() == len(kinds) and not s.playing
+
+
+def test_incremental_filter_matches_full_filter(run_dir):
+    table = RunFollower(run_dir).poll()
+    flt = EventFilter(kind="gate_evaluated", slot="r0c1")
+    rows = FilteredRows()
+    for limit in (100, 5_000, table.num_rows):
+        got, count = rows.update(table, flt, limit)
+        assert count == len(got) and np.array_equal(got, filter_rows(table, flt, limit))
+    got, count = rows.update(table, flt, 3_000)  # replay went back
+    assert np.array_equal(got, filter_rows(table, flt, 3_000))
+    expected = pc.sum(pc.and_(pc.equal(table.column("kind"), "gate_evaluated"),
+                              pc.fill_null(pc.equal(table.column("slot"), "r0c1"), False))).as_py()
+    assert len(filter_rows(table, flt, table.num_rows)) == expected
+    assert rows.update(table, EventFilter(), 42) == (None, 42)
+
+
+def test_timeline_lanes(run_state):
+    lines = timeline_lines(run_state, 80)
+    assert [line.plain[:4] for line in lines[:4]] == ["r0c0", "r0c1", "r0c2", "gov "]
+    assert all(line.cell_len <= 80 for line in lines)
+    assert lines[0].plain.count("◆") == sum(m.kind == "fossilized" and m.slot == "r0c0" for m in run_state.marks)
+    assert "↺" in lines[3].plain and "!" in lines[3].plain

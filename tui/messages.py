@@ -1,0 +1,42 @@
+"""Small messages the follow and seek workers post to the app (they own no shared state)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from textual.message import Message
+
+from telemetry_schema.fold import Fold
+from telemetry_schema.replay import Replay
+
+
+class Loaded(Message):
+    """The first poll: every event already in the log, folded off the UI thread."""
+
+    def __init__(self, table: pa.Table, fold: Fold, torn_bytes: int, ended: bool, manifest: dict) -> None:
+        super().__init__()
+        self.table, self.fold, self.torn_bytes, self.ended = table, fold, torn_bytes, ended
+        self.manifest = manifest
+
+
+class EventsArrived(Message):
+    """New events from a later poll (small: what was flushed since the last poll)."""
+
+    def __init__(self, table: pa.Table, torn_bytes: int, ended: bool) -> None:
+        super().__init__()
+        self.table, self.torn_bytes, self.ended = table, torn_bytes, ended
+
+
+class SourceFailed(Message):
+    """The log cannot be read; ``text`` is one line naming the file."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ReplayReady(Message):
+    """A replay folded to a far cursor in a worker; ``request`` tells stale results apart."""
+
+    def __init__(self, replay: Replay, request: int) -> None:
+        super().__init__()
+        self.replay, self.request = replay, request

@@ -1,0 +1,1 @@
+"""Screens: the run picker and the modal detail, seed and help screens."""

@@ -1,0 +1,50 @@
+"""The help screen: every key of the app, grouped."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("general", (
+        ("?", "this help"), ("q", "quit (close a dialog)"), ("Esc", "close a dialog"),
+        ("1-6", "tabs: slots, metrics, gates, governor, decisions, events"),
+        ("h / l, ← / →", "previous / next tab"), ("j / k, ↓ / ↑", "move in a table or list"),
+        ("Tab", "move focus"), ("Enter", "open the seed of a slot / the fields of an event"),
+    )),
+    ("replay", (
+        ("r", "replay on / off (--replay starts in it)"), ("space", "play / pause"),
+        ("+ / -", "faster / slower"), (". / ,", "step one event forward / back"),
+        ("] / [", "next / previous epoch"), ("g / G", "jump to the first / last event"),
+        ("p / P", "next / previous governor panic"), ("x / X", "next / previous gate failure"),
+        ("s / S", "next / previous stage change"),
+    )),
+    ("event log", (
+        ("/", "text search (Enter applies)"), ("t", "cycle kind filter"), ("o", "cycle slot filter"),
+        ("f", "follow new events on / off"), ("Esc", "clear filters"),
+        ("PgUp / PgDn, ctrl+b / ctrl+f", "page up / down"), ("Home / End", "first / last event"),
+    )),
+)
+
+
+def help_table() -> Table:
+    table = Table(title="esper-tui keys", expand=True, show_header=False)
+    table.add_column("key", style="bold cyan", no_wrap=True)
+    table.add_column("does")
+    for section, keys in KEYS:
+        table.add_row(f"[bold magenta]{section}[/]", "")
+        for key, does in keys:
+            table.add_row(key, does)
+    return table
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body"):
+            yield Static(help_table(), id="help-table")

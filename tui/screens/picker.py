@@ -1,0 +1,77 @@
+"""The run picker: the runs of a directory, newest first, summarised in a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui import fmt
+from tui.source import RunSummary, list_runs, summarize
+
+COLUMNS = ("run", "status", "task", "epochs", "fossil", "pruned", "panics", "events")
+
+
+def summary_row(s: RunSummary) -> tuple:
+    if s.error:
+        return (s.run_id, Text("error", style="bold red"), Text(s.error, style="red"), "", "", "", "", "")
+    status = Text(("● live " if s.live else "") + s.status,
+                  style="bold green" if s.live else {"completed": "blue", "failed": "red"}.get(s.status, ""))
+    return (s.run_id, status, s.task, str(s.epochs), str(s.fossilized), str(s.pruned),
+            Text(str(s.panics), style="red" if s.panics else ""), fmt.si(s.events))
+
+
+class RunPicker(Screen):
+    """Enter opens the highlighted run."""
+
+    BINDINGS = [Binding("j", "cursor('down')", "Down", show=False),
+                Binding("k", "cursor('up')", "Up", show=False),
+                Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, runs_dir: Path, now: float | None = None) -> None:
+        super().__init__()
+        self.runs_dir, self.now = Path(runs_dir), now
+        self.paths: list[Path] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"runs in {self.runs_dir} — Enter opens a run", id="picker-title")
+        yield DataTable(id="picker-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        self.paths = list_runs(self.runs_dir)
+        for path in self.paths:
+            table.add_row(path.name, Text("…", style="grey50"), "", "", "", "", "", "", key=str(path))
+        if not self.paths:
+            self.query_one("#picker-title", Static).update(f"{self.runs_dir}: no runs found")
+        table.focus()
+        self.summarize_all(list(self.paths))
+
+    @work(thread=True, exclusive=True, group="picker")
+    def summarize_all(self, paths: list[Path]) -> None:
+        for path in paths:
+            try:
+                row = summary_row(summarize(path, self.now))
+            except Exception as exc:  # one broken run must not stop the picker
+                row = summary_row(RunSummary(path, path.name, error=f"{type(exc).__name__}: {exc}"))
+            self.app.call_from_thread(self._fill, path, row)
+
+    def _fill(self, path: Path, row: tuple) -> None:
+        table = self.query_one(DataTable)
+        for name, cell in zip(COLUMNS, row):
+            table.update_cell(str(path), name, cell, update_width=True)
+
+    def action_cursor(self, direction: str) -> None:
+        table = self.query_one(DataTable)
+        table.action_cursor_down() if direction == "down" else table.action_cursor_up()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.dismiss(Path(str(event.row_key.value)))

@@ -1,0 +1,250 @@
+"""The event log: every event of the run, filtered by kind, slot and text, drawn lazily.
+
+Only the rows on screen are ever turned into Python objects, so a log of millions of events
+scrolls as fast as a short one; filters are vectorised Arrow compute over the whole table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from telemetry_schema.schema import ENVELOPE_NAMES
+
+KIND_STYLES = {"governor_panic": "bold red", "governor_rollback": "bold yellow", "gate_evaluated": "cyan",
+               "stage_changed": "magenta", "seed_fossilized": "bold green", "seed_pruned": "red",
+               "controller_decision": "blue", "heartbeat": "grey50", "batch_metrics": "grey70",
+               "run_started": "bold", "run_finished": "bold"}
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    kind: str | None = None
+    slot: str | None = None
+    text: str = ""
+
+    def active(self) -> bool:
+        return bool(self.kind or self.slot or self.text)
+
+
+def _match(arr, text: str) -> np.ndarray:
+    hit = pc.fill_null(pc.match_substring(arr, text, ignore_case=True), False)
+    return np.asarray(hit.to_numpy(zero_copy_only=False), bool)
+
+
+def _value_rows(column) -> dict[str | None, np.ndarray]:
+    """Row indices of each distinct value of a low-cardinality string column."""
+    enc = pc.dictionary_encode(column).combine_chunks()
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return {v: np.flatnonzero(codes == i) for i, v in enumerate(enc.dictionary.to_pylist())}
+
+
+def _take(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` chunk by chunk (a take across chunks would concatenate them all)."""
+    parts, start = [], 0
+    for chunk in column.chunks:
+        lo, hi = np.searchsorted(rows, [start, start + len(chunk)])
+        if hi > lo:
+            parts.append(chunk.take(pa.array(rows[lo:hi] - start)))
+        start += len(chunk)
+    return pa.concat_arrays(parts)
+
+
+def text_hits(table: pa.Table, text: str) -> np.ndarray:
+    """Rows where ``text`` occurs (case-insensitive) in the envelope's kind, slot or seed, or in
+    any string (or list of strings) field of the event's payload. Envelope columns are matched
+    on their few distinct values, and each kind's payload on that kind's rows only."""
+    mask = np.zeros(table.num_rows, bool)
+    needle = text.lower()
+    for name in ("slot", "seed"):
+        for value, rows in _value_rows(table.column(name)).items():
+            if value is not None and needle in value.lower():
+                mask[rows] = True
+    for kind, rows in _value_rows(table.column("kind")).items():
+        if needle in kind.lower():
+            mask[rows] = True
+        if kind not in table.column_names or not len(rows):
+            continue
+        subs = [f for f in table.schema.field(kind).type if pa.types.is_string(f.type)
+                or (pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type))]
+        if not subs:
+            continue
+        col = _take(table.column(kind), rows)
+        for sub in subs:
+            values = pc.struct_field(col, sub.name)
+            if pa.types.is_string(sub.type):
+                mask[rows[_match(values, text)]] = True
+            else:
+                parents = pc.list_parent_indices(values).to_numpy(zero_copy_only=False)
+                mask[rows[parents[_match(pc.list_flatten(values), text)]]] = True
+    return mask
+
+
+def filter_rows(table: pa.Table, flt: EventFilter, limit: int, start: int = 0) -> np.ndarray | None:
+    """Row indices in [start, limit) that pass the filter; None when every row does."""
+    if not flt.active():
+        return None
+    table = table.slice(start, max(0, limit - start))
+    mask = pa.chunked_array([pa.array(np.ones(table.num_rows, bool))])
+    if flt.kind:
+        mask = pc.and_(mask, pc.fill_null(pc.equal(table.column("kind"), flt.kind), False))
+    if flt.slot:
+        mask = pc.and_(mask, pc.fill_null(pc.equal(table.column("slot"), flt.slot), False))
+    if flt.text:
+        mask = pc.and_(mask, pa.chunked_array([pa.array(text_hits(table, flt.text))]))
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False)) + start
+
+
+class FilteredRows:
+    """The filtered row indices of a growing table, extended incrementally."""
+
+    def __init__(self) -> None:
+        self.flt = EventFilter()
+        self.done = 0
+        self.rows: np.ndarray | None = None
+
+    def update(self, table: pa.Table, flt: EventFilter, limit: int) -> tuple[np.ndarray | None, int]:
+        """(row indices or None for all, number of rows shown) for rows below ``limit``."""
+        if not flt.active():
+            self.flt, self.rows, self.done = flt, None, limit
+            return None, limit
+        if flt != self.flt or self.rows is None or limit < self.done:
+            self.flt, self.done = flt, limit
+            self.rows = filter_rows(table, flt, limit)
+        elif limit > self.done:
+            self.rows = np.concatenate([self.rows, filter_rows(table, flt, limit, self.done)])
+            self.done = limit
+        return self.rows, len(self.rows)
+
+
+def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    if isinstance(v, list):
+        if v and isinstance(v[0], tuple):  # a map
+            return "{" + ",".join(f"{k}:{_value(x)}" for k, x in v) + "}"
+        return "[" + ",".join(_value(x) for x in v[:6]) + (",…" if len(v) > 6 else "") + "]"
+    return str(v)
+
+
+def event_line(row: dict) -> str:
+    payload = row.get(row["kind"]) or {}
+    summary = " ".join(f"{k}={_value(v)}" for k, v in payload.items() if v not in (None, "", [], {}))
+    where = " ".join(v for v in (row["slot"], row["seed"]) if v)
+    return f"{row['seq']:>8} e{row['epoch']:<4} {row['kind']:<19} " + (f"[{where}] " if where else "") + summary
+
+
+class EventList(ScrollView, can_focus=True):
+    """A virtual list of events; Enter opens the highlighted event."""
+
+    BINDINGS = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("pageup,ctrl+b", "page(-1)", "Page up", show=False),
+        Binding("pagedown,ctrl+f", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+        Binding("enter", "open", "Open event"),
+    ]
+    cursor = reactive(0)
+
+    class Opened(Message):
+        def __init__(self, row: int) -> None:
+            super().__init__()
+            self.row = row
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.table: pa.Table | None = None
+        self.rows: np.ndarray | None = None
+        self.count = 0
+        self._cache: dict[int, tuple[str, str]] = {}
+
+    def set_rows(self, table: pa.Table, rows: np.ndarray | None, count: int, follow: bool) -> None:
+        same = table is self.table and count == self.count and rows is self.rows
+        if same:
+            return
+        self.table, self.rows, self.count = table, rows, count
+        self._cache.clear()
+        self.virtual_size = Size(self.size.width, count)
+        if follow:
+            self.cursor = max(0, count - 1)
+            self.scroll_to(y=max(0, count - self.size.height), animate=False)
+        else:
+            self.cursor = min(self.cursor, max(0, count - 1))
+        self.refresh()
+
+    def table_row(self, i: int) -> int:
+        return int(self.rows[i]) if self.rows is not None else i
+
+    def _lines(self, start: int, stop: int) -> None:
+        missing = [i for i in range(start, stop) if i not in self._cache]
+        if not missing or self.table is None:
+            return
+        if len(self._cache) > 2000:
+            self._cache.clear()
+        rows = pa.concat_tables([self.table.slice(self.table_row(i), 1) for i in missing])
+        for i, row in zip(missing, rows.to_pylist()):
+            self._cache[i] = (event_line(row), row["kind"])
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        i = int(self.scroll_offset.y) + y
+        if i >= self.count:
+            return Strip.blank(width)
+        top = int(self.scroll_offset.y)
+        self._lines(top, min(self.count, top + self.size.height))
+        line, kind = self._cache.get(i, ("", ""))
+        style = Style.parse(KIND_STYLES.get(kind, ""))
+        if i == self.cursor:
+            style += Style(reverse=True) if self.has_focus else Style(bgcolor="grey23")
+        x = int(self.scroll_offset.x)
+        return Strip([Segment(line[x:x + width].ljust(width), style)], width)
+
+    def on_click(self, event) -> None:
+        row = int(self.scroll_offset.y) + event.y
+        if 0 <= row < self.count:
+            self.cursor = row
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self.refresh()
+
+    def action_move(self, delta: int) -> None:
+        self.cursor = max(0, min(self.count - 1, self.cursor + delta))
+        self._reveal()
+
+    def action_page(self, direction: int) -> None:
+        self.action_move(direction * max(1, self.size.height - 1))
+
+    def action_jump(self, where: int) -> None:
+        self.cursor = 0 if where == 0 else max(0, self.count - 1)
+        self._reveal()
+
+    def _reveal(self) -> None:
+        top, h = int(self.scroll_offset.y), self.size.height
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + h:
+            self.scroll_to(y=self.cursor - h + 1, animate=False)
+
+    def action_open(self) -> None:
+        if self.count:
+            self.post_message(self.Opened(self.table_row(self.cursor)))
+
+
+def envelope_and_payload(table: pa.Table, row: int) -> tuple[dict, dict]:
+    """The envelope fields and the payload of one event, as Python values."""
+    rec = table.slice(row, 1).to_pylist()[0]
+    return {k: rec[k] for k in ENVELOPE_NAMES}, dict(rec.get(rec["kind"]) or {})

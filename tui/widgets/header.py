@@ -1,0 +1,70 @@
+"""The run header: id, task, status, progress, timing, rates, freshness and log integrity."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui import fmt
+from tui.session import Session
+
+
+def header_text(session: Session, now: float, target: str) -> Text:
+    """Two lines describing the run as of the cursor (live: as of ``now``)."""
+    st = session.state
+    replaying = session.replay is not None
+    status = st.status(st.last_wall if replaying and st.last_wall else now)
+    if not session.loaded:
+        status = "loading"
+    elif st.events == 0 and session.length == 0:
+        status = "waiting"
+    top = Text()
+    top.append(st.run_id or session.manifest.get("run_id") or target, style="bold")
+    top.append(f"  {st.task or session.manifest.get('task', '')}  ")
+    label = status
+    if status == "finished" and st.end_status:
+        label = f"finished ({st.end_status})"
+    top.append(f" {label} ", style=fmt.STATUS_STYLES.get(status, "bold") + " reverse")
+    top.append(f"  epoch {st.epoch}  step {fmt.si(st.step)}")
+    bottom = Text(style="grey70")
+    end = st.last_wall if (replaying or st.end_status or status == "crashed") else now
+    elapsed = end - session.start_wall if end is not None and session.start_wall is not None else None
+    bottom.append(f"elapsed {fmt.duration(elapsed)}")
+    sps = st.batches.last("samples_per_s")
+    bottom.append(f" │ {fmt.si(sps) if sps is not None else '—'} samples/s")
+    rate = session.events_per_s(now)
+    bottom.append(f" │ {fmt.si(rate) if rate is not None else '—'} ev/s")
+    bottom.append(f" │ {fmt.si(st.events)} events")
+    if not replaying and st.last_wall is not None and st.end_status is None:
+        age = now - st.last_wall
+        bottom.append(f" │ data {fmt.duration(age)} old", style="yellow" if age > 3 * st.heartbeat_s else "")
+    ranks = getattr(st, "ranks", None)
+    if ranks is not None and ranks.count > 1:
+        silent = ranks.silent(now, max(30.0, 6 * st.heartbeat_s)) if not replaying and st.end_status is None else []
+        bottom.append(f" │ {ranks.count} ranks", style="bold red" if ranks.divergence or silent else "")
+        if silent:
+            bottom.append(f" silent: {','.join(map(str, silent))}", style="bold red")
+        if ranks.divergence:
+            bottom.append(" DIVERGED", style="bold red")
+    if session.torn_bytes:
+        bottom.append(f" │ torn tail {session.torn_bytes} B", style="bold yellow")
+    else:
+        bottom.append(" │ log intact", style="green")
+    lines = [top, bottom]
+    if replaying:
+        replay = Text()
+        replay.append(" ▶ PLAYING " if session.playing else " ❚❚ PAUSED ", style="bold reverse magenta")
+        replay.append(f" event {session.cursor:,}/{session.length:,}  ×{session.speed}/tick", style="bold magenta")
+        replay.append("  space play · ./, step · ]/[ epoch · p/P panic · x/X gate fail · s/S stage",
+                      style="grey62")
+        lines.append(replay)
+    text = Text("\n").join(lines)
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
+
+
+class RunHeader(Static):
+    """Two lines at the top of the main screen."""
+
+    def show(self, session: Session, now: float, target: str) -> None:
+        self.update(header_text(session, now, target))

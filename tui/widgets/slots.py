@@ -1,0 +1,69 @@
+"""The slots table: one row per slot with its seed's stage, alpha, gradients, gate and value."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from telemetry_schema.fold import RunState, SlotState
+from tui import fmt
+
+COLUMNS = ("slot", "seed", "blueprint", "stage", "ep", "alpha", "ratio", "health", "gate", "contrib",
+           "params")
+LABELS = ("slot", "seed", "blueprint", "stage", "ep", "alpha", f"grad≥{fmt.G2_THRESHOLD:g}", "health",
+          "gate", "contrib", "params")
+
+
+def _pad(cell) -> Text:
+    """Cells carry their own one-space gap so the table fits 80 columns (cell_padding=0)."""
+    return Text.assemble(cell if isinstance(cell, Text) else Text(str(cell)), " ")
+
+
+def slot_row(s: SlotState, epoch: int) -> tuple:
+    """The cells of one slot's row (rich Text where colour carries meaning)."""
+    alpha = Text(f"{fmt.bar(s.alpha, 3)} {s.alpha:.2f}", style=fmt.STAGE_STYLES.get(s.stage, ""))
+    health = Text("—", style="grey50") if s.health is None else Text(
+        f"{s.health:.2f}" + ("!" if s.exploding else "") + ("↓" if s.vanishing else ""),
+        style="green" if s.health >= 0.9 and not (s.exploding or s.vanishing) else "yellow")
+    gate = s.last_gate
+    contrib = Text("—", style="grey50") if s.contribution is None else Text(
+        f"{s.contribution:+.2f}", style="green" if s.contribution > 0 else "red")
+    seed = s.seed_id or "—"
+    if seed.startswith(s.slot_id + "-"):
+        seed = seed[len(s.slot_id) + 1:]
+    cells = (s.slot_id, seed, s.blueprint or "—", fmt.stage_text(s.stage),
+             str(max(0, epoch - s.stage_since_epoch)), alpha, fmt.ratio_text(s.ratio, short=True),
+             health, fmt.gate_text(gate.passed if gate else None, gate.gate if gate else "", short=True),
+             contrib, fmt.si(s.params) if s.params is not None else "—")
+    return tuple(_pad(c) for c in cells)
+
+
+class SlotsTable(DataTable):
+    """Slots of the host; Enter opens the selected slot's seed history."""
+
+    BINDINGS = [("j", "cursor_down", "Down"), ("k", "cursor_up", "Up")]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)
+
+    def on_mount(self) -> None:
+        for name, label in zip(COLUMNS, LABELS):
+            self.add_column(label + " ", key=name)
+
+    def show(self, state: RunState) -> None:
+        ids = list(state.slot_ids) or list(state.slots)
+        rows = [slot_row(state.slots[i], state.epoch) for i in ids if i in state.slots]
+        keys = [r[0].plain.strip() for r in rows]
+        if [str(k.value) for k in self.rows] != keys:
+            self.clear()
+            for row in rows:
+                self.add_row(*row, key=row[0].plain.strip())
+            return
+        for key, row in zip(keys, rows):
+            for name, cell in zip(COLUMNS, row):
+                self.update_cell(key, name, cell)
+
+    def selected_slot(self) -> str | None:
+        if not self.row_count:
+            return None
+        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)

@@ -1,0 +1,99 @@
+"""The lifecycle timeline: one coloured lane per slot over epochs, with fossilize/prune/rollback
+marks, and a governor lane with panics and rollbacks."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from telemetry_schema.fold import RunState
+from tui import fmt
+
+LABEL = 7
+
+
+def stage_at(spans: list, epoch: float) -> str | None:
+    """The stage of a slot's lane at ``epoch`` (spans of that slot, in start order)."""
+    stage = None
+    for span in spans:
+        if span.start_epoch > epoch:
+            break
+        stage = span.stage if span.end_epoch is None or span.end_epoch > epoch else None
+    return stage
+
+
+def timeline_lines(state: RunState, width: int) -> list[Text]:
+    cols = max(10, width - LABEL)
+    last = max(state.epoch, 1)
+    epoch_of = [c * last / (cols - 1) for c in range(cols)]
+    col_of = (lambda e: min(cols - 1, max(0, round(e * (cols - 1) / last))))
+    lines = []
+    for slot in (state.slot_ids or list(state.slots)):
+        spans = [s for s in state.spans if s.slot == slot]
+        cells = [(" ", "")] * cols
+        for c, e in enumerate(epoch_of):
+            stage = stage_at(spans, e)
+            if stage:
+                cells[c] = ("█", fmt.STAGE_STYLES.get(stage, ""))
+            else:
+                cells[c] = ("·", "grey30")
+        for m in state.marks:
+            if m.slot == slot:
+                cells[col_of(m.epoch)] = fmt.MARK_GLYPHS[m.kind]
+        lines.append(_lane(slot, cells))
+    gov = [("─", "grey30")] * cols
+    for g in state.governor:
+        if g.kind == "panic":
+            gov[col_of(g.epoch)] = ("!", "bold red")
+    for m in state.marks:
+        if m.kind == "rollback":
+            gov[col_of(m.epoch)] = fmt.MARK_GLYPHS["rollback"]
+    lines.append(_lane("gov", gov))
+    axis = Text(" " * LABEL + "0", style="grey62")
+    label = f"epoch {last}"
+    axis.append(label.rjust(cols - 1), style="grey62")
+    lines.append(axis)
+    stages = Text(" " * LABEL)
+    for stage in ("GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED", "PRUNED", "EMBARGOED"):
+        stages.append("█", style=fmt.STAGE_STYLES[stage])
+        stages.append(stage[:5].lower() + " ")
+    marks = Text(" " * LABEL)
+    for kind, (glyph, style) in fmt.MARK_GLYPHS.items():
+        marks.append(glyph, style=style)
+        marks.append(kind + " ")
+    marks.append("!", style="bold red")
+    marks.append("panic")
+    if stages.cell_len + marks.cell_len - LABEL < width:
+        stages.append_text(marks[LABEL:])
+        lines.append(stages)
+    else:
+        lines.extend([stages, marks])
+    return lines
+
+
+def _lane(label: str, cells: list[tuple[str, str]]) -> Text:
+    text = Text(label[: LABEL - 1].ljust(LABEL), style="bold")
+    for glyph, style in cells:
+        text.append(glyph, style=style)
+    return text
+
+
+class Timeline(Widget):
+    """Renders the lanes of the last state shown."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._state: RunState | None = None
+
+    def show(self, state: RunState) -> None:
+        self._state = state
+        self.refresh()
+
+    def render(self) -> Text:
+        if self._state is None:
+            return Text("no events yet", style="grey50")
+        lines = timeline_lines(self._state, self.size.width)
+        text = Text("\n").join(lines)
+        text.no_wrap = True
+        text.overflow = "crop"
+        return text
