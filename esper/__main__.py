@@ -1,0 +1,7 @@
+"""``python -m esper train ...``."""
+
+import sys
+
+from esper.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""``esper train``: the command line, with a rich progress display (the only place that renders)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from esper.leyline.config import GateConfig, TrainConfig
+from esper.nissa.sink import Sink
+from esper.runtime.tasks import TASK_NAMES, TaskOptions
+from esper.session import RunSpec, run_training
+from esper.tolaria.trainer import FaultSpec
+
+STAGE_STYLE = {"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta", "FOSSILIZED": "green",
+               "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"}
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # no usage dump: one line, exit 2
+        raise CliError(message)
+
+
+class ProgressSink(Sink):
+    """Renders epochs, metrics and each slot's seed and stage."""
+
+    def __init__(self, console: Console, epochs: int, slot_ids: list[str]) -> None:
+        self.console = console
+        self.progress = Progress(TextColumn("epoch {task.completed:>3.0f}/{task.total:.0f}"), BarColumn(),
+                                 TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("train", total=epochs, metrics="")
+        self.slots = {sid: ["DORMANT", "", "", ""] for sid in slot_ids}  # stage, seed, blueprint, note
+        self.live: Live | None = None
+
+    def render(self) -> Group:
+        table = Table(box=None, pad_edge=False)
+        for col in ("slot", "stage", "seed", "blueprint", "last event"):
+            table.add_column(col)
+        for sid, (stage, seed, bp, note) in self.slots.items():
+            table.add_row(sid, f"[{STAGE_STYLE.get(stage, 'white')}]{stage}[/]", seed, bp, note)
+        return Group(self.progress, table)
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self.render())
+
+    def epoch_completed(self, epoch, result, host_params, total_params, seconds) -> None:
+        extra = f" ppl {result.perplexity:.2f}" if result.perplexity is not None else ""
+        self.progress.update(self.task, completed=epoch, metrics=(
+            f"loss {result.train_loss:.3f} val_loss {result.val_loss:.3f} val_acc {result.val_acc:5.2f}%"
+            f"{extra} params {total_params}"))
+        self._refresh()
+
+    def seed_germinated(self, slot_id, seed_id, blueprint, params, blend, tempo, blend_epochs) -> None:
+        self.slots[slot_id][1:3] = [seed_id, blueprint]
+        self.console.log(f"{slot_id}: germinated {seed_id} ({blueprint}, {params} params)")
+
+    def stage_changed(self, slot_id, seed_id, from_stage, to_stage, reason) -> None:
+        self.slots[slot_id][0] = to_stage.name
+        if to_stage.name in ("DORMANT",):
+            self.slots[slot_id][1:3] = ["", ""]
+        self._refresh()
+
+    def gate_evaluated(self, slot_id, seed_id, result) -> None:
+        mark = "pass" if result.passed else "fail " + ",".join(result.checks_failed)
+        self.slots[slot_id][3] = f"{result.gate.value} {mark}"
+
+    def counterfactual(self, slot_id, seed_id, real_acc, off_acc) -> None:
+        self.slots[slot_id][3] = f"contribution {real_acc - off_acc:+.2f}pp"
+
+    def seed_fossilized(self, slot_id, seed_id, reason, initiator, params) -> None:
+        self.console.log(f"{slot_id}: [green]fossilized[/] {seed_id}: {reason}")
+
+    def seed_pruned(self, slot_id, seed_id, reason, initiator) -> None:
+        self.console.log(f"{slot_id}: [red]pruned[/] {seed_id} ({initiator}): {reason}")
+
+    def governor_panic(self, verdict) -> None:
+        self.console.log(f"[red]governor panic[/]: {verdict.reason} (loss {verdict.loss:.4g})")
+
+    def governor_rollback(self, to_epoch, seeds_pruned, reason) -> None:
+        self.console.log(f"[red]governor rollback[/] to epoch {to_epoch} ({reason})")
+
+
+def make_parser() -> OneLineParser:
+    p = OneLineParser(prog="esper", description="Train neural networks that grow, and watch them grow.")
+    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
+    t = sub.add_parser("train", help="train a morphogenetic model")
+    t.add_argument("--task", default="synthetic-images", help=f"one of {', '.join(TASK_NAMES)}")
+    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    t.add_argument("--controller", default="heuristic", metavar="heuristic|none|policy:PATH",
+                   help="who decides: the heuristic, nobody, or a policy trained by `esper ppo`")
+    t.add_argument("--slots", default="all", help="'all', a count N (the last N), or slot ids a,b")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    t.add_argument("--runs-dir", default="runs")
+    t.add_argument("--run-name", default=None)
+    t.add_argument("--gates", choices=("strict", "permissive"), default=GateConfig.mode)
+    t.add_argument("--inject-fault", default=None, metavar="nan@EPOCH|spike@EPOCH",
+                   help="nan: poison the first training loss of EPOCH (weights go NaN, the governor rolls "
+                        "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
+                        "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history)")
+    t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
+    from esper.simic.cli import add_ppo_arguments
+    add_ppo_arguments(sub.add_parser("ppo", help="learn the controller with PPO over vectorised environments"))
+    return p
+
+
+def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
+    if args.epochs < 1:
+        raise CliError("--epochs must be >= 1")
+    if args.controller not in ("heuristic", "none") and not args.controller.startswith("policy:"):
+        raise CliError(f"--controller {args.controller!r}: expected heuristic, none or policy:PATH")
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise CliError("--device cuda: no CUDA device is available")
+    try:
+        fault = FaultSpec.parse(args.inject_fault) if args.inject_fault else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
+                        gates=dataclasses.replace(GateConfig(), mode=args.gates))
+    spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
+                   run_name=args.run_name, fault=fault, train=train,
+                   task_options=TaskOptions(data_dir=args.data_dir))
+    return spec, args.slots
+
+
+def train(args: argparse.Namespace, console: Console) -> int:
+    from esper.session import build_model
+    spec, slots_text = spec_from_args(args)
+    try:
+        _, probe = build_model(spec, slots_text)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise CliError(str(exc).strip("'\"")) from None
+    spec = dataclasses.replace(spec, slots=list(probe.order))
+    progress = ProgressSink(console, spec.train.epochs, list(probe.order))
+
+    def on_start(run_dir) -> None:
+        console.print(f"run directory: [bold]{run_dir}[/]")
+        console.print(f"watch it: [bold]esper-tui {run_dir}[/]  or  "
+                      f"[bold]esper-dashboard --logdir {spec.runs_dir}[/]")
+
+    try:
+        with Live(progress.render(), console=console, refresh_per_second=4) as live:
+            progress.live = live
+            outcome = run_training(spec, progress, on_start)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CliError(f"run failed: {exc}") from None
+    console.line()
+    s = outcome.summary
+    final = f"{s.final.val_acc:.2f}%" if s.final else "n/a"
+    console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
+                  f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
+                  f"governor rollbacks {s.rollbacks}")
+    console.print(f"log: {outcome.run_dir / 'events.arrows'}")
+    return 130 if outcome.status == "interrupted" else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False)
+    try:
+        args = make_parser().parse_args(argv)
+        if args.command == "ppo":
+            from esper.simic.cli import run_ppo
+            try:
+                return run_ppo(args, console)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+        if args.command != "train":
+            raise CliError("usage: esper train|ppo [...] (try: esper train --help)")
+        return train(args, console)
+    except CliError as exc:
+        sys.stderr.write(f"esper: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("esper: interrupted\n")
+        return 130

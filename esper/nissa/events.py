@@ -1,0 +1,106 @@
+"""EventSink: the only place in esper that builds telemetry_schema events."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+
+from telemetry_schema import EventWriter
+from telemetry_schema import events as ev
+from telemetry_schema.rundir import RunWriter, create_run, new_run_id
+
+from esper.nissa.sink import Sink
+
+
+def _finite_or_nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+class EventSink(Sink):
+    """Turns core state changes into events on an EventWriter (``rw.writer`` of a run)."""
+
+    def __init__(self, writer: EventWriter) -> None:
+        self.writer = writer
+
+    def _emit(self, event: ev.Event, slot: str | None = None, seed: str | None = None, **kw) -> None:
+        self.writer.emit(event, slot=slot, seed=seed, **kw)
+
+    def set_position(self, epoch: int, step: int) -> None:
+        self.writer.epoch, self.writer.step = epoch, step
+
+    def run_finished(self, status: str, reason: str = "") -> None:
+        self._emit(ev.RunFinished(status=status, reason=reason))
+
+    def batch_metrics(self, step, loss, lr, samples_per_s) -> None:
+        self._emit(ev.BatchMetrics(loss=float(loss), lr=float(lr), samples_per_s=float(samples_per_s)),
+                   step=step)
+
+    def epoch_completed(self, epoch, result, host_params, total_params, seconds) -> None:
+        self._emit(ev.EpochCompleted(
+            train_loss=result.train_loss, train_acc=result.train_acc, val_loss=result.val_loss,
+            val_acc=result.val_acc, perplexity=result.perplexity, per_class_acc=list(result.per_class_acc),
+            host_params=host_params, total_params=total_params, seconds=seconds), epoch=epoch)
+
+    def seed_germinated(self, slot_id, seed_id, blueprint, params, blend, tempo, blend_epochs) -> None:
+        self._emit(ev.SeedGerminated(blueprint=blueprint, params=params, blend=blend, tempo=tempo,
+                                     blend_epochs=blend_epochs), slot_id, seed_id)
+
+    def stage_changed(self, slot_id, seed_id, from_stage, to_stage, reason) -> None:
+        self._emit(ev.StageChanged(from_stage=from_stage.name, to_stage=to_stage.name, reason=reason),
+                   slot_id, seed_id)
+
+    def gate_evaluated(self, slot_id, seed_id, result) -> None:
+        self._emit(ev.GateEvaluated(gate=result.gate.value, target_stage=result.target.name,
+                                    passed=result.passed, checks_passed=list(result.checks_passed),
+                                    checks_failed=list(result.checks_failed)), slot_id, seed_id)
+
+    def alpha_changed(self, slot_id, seed_id, alpha) -> None:
+        self._emit(ev.AlphaChanged(value=alpha.alpha, target=alpha.target, mode=alpha.mode.value,
+                                   curve=alpha.curve), slot_id, seed_id)
+
+    def gradient_stats(self, slot_id, seed_id, stats) -> None:
+        self._emit(ev.GradientStats(seed_norm=stats.seed_norm, host_norm=stats.host_norm, ratio=stats.ratio,
+                                    health=stats.health, vanishing=stats.vanishing,
+                                    exploding=stats.exploding), slot_id, seed_id)
+
+    def counterfactual(self, slot_id, seed_id, real_acc, off_acc) -> None:
+        self._emit(ev.Counterfactual(real_acc=real_acc, off_acc=off_acc, contribution=real_acc - off_acc),
+                   slot_id, seed_id)
+
+    def seed_fossilized(self, slot_id, seed_id, reason, initiator, params) -> None:
+        self._emit(ev.SeedFossilized(reason=reason, initiator=initiator, params=params), slot_id, seed_id)
+
+    def seed_pruned(self, slot_id, seed_id, reason, initiator) -> None:
+        self._emit(ev.SeedPruned(reason=reason, initiator=initiator), slot_id, seed_id)
+
+    def governor_panic(self, verdict) -> None:
+        self._emit(ev.GovernorPanic(reason=verdict.reason, loss=verdict.loss,
+                                    threshold=_finite_or_nan(verdict.threshold), mean=verdict.mean,
+                                    std=verdict.std, consecutive=verdict.consecutive))
+
+    def governor_snapshot(self, reason, tensors) -> None:
+        self._emit(ev.GovernorSnapshot(reason=reason, tensors=tensors))
+
+    def governor_rollback(self, to_epoch, seeds_pruned, reason) -> None:
+        self._emit(ev.GovernorRollback(to_epoch=to_epoch, seeds_pruned=list(seeds_pruned), reason=reason))
+
+    def controller_decision(self, controller, decision) -> None:
+        self._emit(ev.ControllerDecision(controller=controller, op=decision.op.name,
+                                         blueprint=decision.blueprint, reason=decision.reason),
+                   decision.slot_id, decision.seed_id)
+
+    def scalar(self, name: str, value: float) -> None:
+        """A namespaced scalar (the TensorBoard add_scalar analogue), e.g. 'seed/contribution'."""
+        self.writer.scalar(name, float(value))
+
+
+def start_run(runs_dir, *, run_id: str, task: str, topology: str, host_params: int, slot_ids: list[str],
+              config: dict, device: str, torch_version: str = "") -> tuple[RunWriter, EventSink]:
+    """Create ``runs_dir/<run_id>/``, emit run_started, and return the run writer and its sink."""
+    started = ev.RunStarted(run_id=run_id, task=task, topology=topology, host_params=host_params,
+                            slot_ids=list(slot_ids), config_json=json.dumps(config, default=str),
+                            python_version=platform.python_version(), torch_version=torch_version,
+                            device=device)
+    rw = create_run(runs_dir, started)
+    return rw, EventSink(rw.writer)

@@ -1,0 +1,250 @@
+"""The morphogenetic training loop: train, measure, guard, let the controller act."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+from torch import Tensor
+
+from esper.kasmina.gradients import GradientCollector
+from esper.kasmina.model import MorphogeneticModel
+from esper.leyline.actions import Observation, SlotView
+from esper.leyline.config import TrainConfig
+from esper.leyline.stages import SeedStage
+from esper.nissa.sink import NullSink, Sink
+from esper.tamiyo.protocol import Controller, NoController
+from esper.tolaria.attribution import counterfactual_contribution
+from esper.tolaria.governor import Governor
+from esper.tolaria.lifecycle import Lifecycle
+from esper.tolaria.runners import StepHooks, ValidationResult, train_epoch, validate
+
+S = SeedStage
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A deliberate fault: 'nan' poisons the first training loss of ``epoch`` (weights go NaN);
+    'spike' multiplies the validation loss by ``factor`` for ``span`` epochs from ``epoch``."""
+
+    kind: str
+    # 'nan' or 'spike'
+    epoch: int
+    # first epoch affected (1-based)
+    factor: float = 100.0
+    # spike multiplier
+    span: int = 3
+    # epochs a spike lasts (3 consecutive anomalies force a rollback)
+
+    @classmethod
+    def parse(cls, text: str) -> "FaultSpec":
+        """'nan@5' or 'spike@12'; raises ValueError otherwise."""
+        kind, _, at = text.partition("@")
+        if kind not in ("nan", "spike") or not at.isdigit() or int(at) < 1:
+            raise ValueError(f"bad --inject-fault {text!r}: expected nan@EPOCH or spike@EPOCH")
+        return cls(kind, int(at))
+
+
+@dataclass
+class RunSummary:
+    """The outcome of ``Trainer.fit``."""
+
+    epochs: int = 0
+    final: ValidationResult | None = None
+    best_val_acc: float = float("nan")
+    germinated: int = 0
+    fossilized: int = 0
+    pruned: int = 0
+    panics: int = 0
+    rollbacks: int = 0
+    seconds: float = 0.0
+    history: list[ValidationResult] = field(default_factory=list)
+
+
+class Trainer:
+    """Runs epochs of a MorphogeneticModel under a controller and a governor."""
+
+    def __init__(self, model: MorphogeneticModel, train_loader: Iterable, val_loader: Iterable, *,
+                 num_classes: int, language: bool = False, cfg: TrainConfig = TrainConfig(),
+                 controller: Controller | None = None, sink: Sink | None = None,
+                 fault: FaultSpec | None = None, clock=time.perf_counter) -> None:
+        self.model, self.cfg, self.clock = model, cfg, clock
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.num_classes, self.language = num_classes, language
+        self.device = torch.device(cfg.device)
+        self.controller = controller or NoController()
+        self.sink = sink or NullSink()
+        self.fault = fault
+        model.set_sink(self.sink)
+        self.governor = Governor(cfg.governor, num_classes)
+        self.lifecycle = Lifecycle(model, cfg.gates, self.sink, self.device, self.controller.name)
+        self.collector = GradientCollector()
+        self.host_opt = self._adamw(model.host_parameters(), cfg.host_lr)
+        self.seed_opts: dict[str, torch.optim.Optimizer] = {}
+        self.step = 0
+        self.acc_history: list[float] = []
+        self.loss_history: list[float] = []
+        self.summary = RunSummary()
+
+    def _adamw(self, params, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=self.cfg.weight_decay)
+
+    def _sync_seed_optimizers(self) -> None:
+        """One optimizer per slot that holds a trainable seed; dropped when the seed goes."""
+        for sid, slot in self.model.slots.items():
+            params = slot.seed_parameters()
+            if not params or slot.stage is S.PRUNED:
+                self.seed_opts.pop(sid, None)
+            elif sid not in self.seed_opts:
+                self.seed_opts[sid] = self._adamw(params, self.cfg.seed_lr)
+
+    def _training_seed_opts(self) -> dict[str, torch.optim.Optimizer]:
+        return {sid: o for sid, o in self.seed_opts.items()
+                if self.model.slots[sid].stage in (S.TRAINING, S.BLENDING, S.HOLDING, S.FOSSILIZED)}
+
+    def _measured_params(self):
+        seeds = {s.slot_id: s.seed_parameters() for s in self.model.slots_in(S.TRAINING, S.BLENDING)}
+        return self.model.host_parameters(), seeds
+
+    def lr_factor(self, epoch: int) -> float:
+        """Learning-rate multiplier of ``epoch`` (1-based) under the configured schedule."""
+        if self.cfg.lr_schedule == "constant" or self.cfg.epochs <= 1:
+            return 1.0
+        t = min(1.0, (epoch - 1) / (self.cfg.epochs - 1))
+        return self.cfg.lr_floor + (1 - self.cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def _apply_lr(self, epoch: int) -> float:
+        f = self.lr_factor(epoch)
+        seed_f = f if self.cfg.seed_lr_scheduled else 1.0
+        pairs = [(self.host_opt, self.cfg.host_lr * f)] + [(o, self.cfg.seed_lr * seed_f) for o in self.seed_opts.values()]
+        for opt, lr in pairs:
+            for group in opt.param_groups:
+                group["lr"] = lr
+        return self.cfg.host_lr * f
+
+    def _corrupt(self, epoch: int):
+        if self.fault is None or self.fault.kind != "nan" or self.fault.epoch != epoch:
+            return None
+        return lambda i, loss: loss * float("nan") if i == 0 else loss
+
+    # -- one epoch ---------------------------------------------------------------------------
+
+    def run_epoch(self, epoch: int) -> ValidationResult:
+        t0 = self.clock()
+        self.sink.set_position(epoch, self.step)
+        lr = self._apply_lr(epoch)
+        hooks = StepHooks(self.cfg.gradients.stride, self._measured_params, self.collector,
+                          self.cfg.batch_stride, self._corrupt(epoch), self.cfg.gradients.clip_norm)
+        stats = train_epoch(self.model, self.train_loader, self.host_opt, self._training_seed_opts(),
+                            self.device, hooks, self.step, self.clock)
+        self.step += stats.steps
+        for step, loss, sps in stats.strided:
+            self.sink.batch_metrics(step, loss, lr, sps)
+        self.sink.set_position(epoch, self.step)
+        self._feed_gradients()
+        result = validate(self.model, self.val_loader, self.device, self.num_classes, self.language, stats)
+        if self.fault and self.fault.kind == "spike" and 0 <= epoch - self.fault.epoch < self.fault.span:
+            result.val_loss *= self.fault.factor
+        self._measure_contributions(result)
+        healthy = self._govern(epoch, result)
+        self.sink.epoch_completed(epoch, result, self.model.host_param_count(),
+                                  self.model.total_param_count(), self.clock() - t0)
+        if healthy:
+            self.acc_history.append(result.val_acc)
+            self.loss_history.append(result.train_loss)
+        for slot in self.model.slots.values():
+            slot.end_epoch()
+        self._control(epoch, result)
+        return result
+
+    def _feed_gradients(self) -> None:
+        """Real gradient norms -> each seed's GradientStats (the ratio G2 reads; review 002)."""
+        host_params = self.model.host_param_count()
+        for sample in self.collector.flush():
+            slot = self.model.slots[sample.slot_id]
+            if slot.record is None:
+                continue
+            slot.record.grad.update(sample.host_norm, sample.seed_norms, slot.record.params,
+                                    host_params, self.cfg.gradients)
+            self.sink.gradient_stats(slot.slot_id, slot.seed_id, slot.record.grad)
+
+    def _measure_contributions(self, result: ValidationResult) -> None:
+        for slot in self.model.slots_in(S.BLENDING, S.HOLDING):
+            real, off, contribution = counterfactual_contribution(
+                self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc)
+            slot.record.contribution = contribution
+            slot.record.contributions.append(contribution)
+            self.sink.counterfactual(slot.slot_id, slot.seed_id, real, off)
+
+    def _govern(self, epoch: int, result: ValidationResult) -> bool:
+        verdict = self.governor.check(result.val_loss)
+        if verdict is None:
+            tensors = self.governor.note_good_epoch(self.model, epoch)
+            if tensors is not None:
+                self.sink.governor_snapshot("periodic", tensors)
+            return True
+        self.summary.panics += 1
+        self.sink.governor_panic(verdict)
+        for slot in self.model.live_slots():
+            slot.record.panics_in_stage += 1
+        if verdict.rollback:
+            opts = [self.host_opt, *self.seed_opts.values()]
+            for slot in self.model.live_slots():
+                self.lifecycle.note_prune(slot, epoch)
+            pruned = self.governor.rollback(self.model, opts, f"governor: {verdict.reason}")
+            self._sync_seed_optimizers()
+            self.summary.rollbacks += 1
+            self.sink.governor_rollback(self.governor.snapshot_epoch, pruned, verdict.reason)
+        return False
+
+    # -- the controller ----------------------------------------------------------------------
+
+    def observe(self, epoch: int, total: int) -> Observation:
+        log = self.lifecycle.log
+        since = epoch - log.last_prune_epoch if log.last_prune_epoch is not None else 10 ** 6
+        acc = self.acc_history[-1] if self.acc_history else 0.0
+        views = tuple(self._slot_view(s, epoch, acc) for s in self.model.slots.values())
+        return Observation(epoch, total, self.model.topology, list(self.acc_history),
+                           list(self.loss_history), views, since, tuple(log.pruned_blueprints))
+
+    def _slot_view(self, slot, epoch: int, acc: float) -> SlotView:
+        rec = slot.record
+        if rec is None:
+            return SlotView(slot.slot_id, slot.stage)
+        return SlotView(slot.slot_id, slot.stage, rec.seed_id, rec.blueprint, rec.epochs_in_stage,
+                        epoch - rec.germinated_epoch, acc - rec.acc_at_germination, rec.contribution,
+                        rec.grad.ratio, slot.alpha.alpha,
+                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()))
+
+    def _control(self, epoch: int, result: ValidationResult) -> None:
+        obs = self.observe(epoch, self.cfg.epochs)
+        for decision in self.controller.decide(obs):
+            slot = self.model.slots[decision.slot_id] if decision.slot_id else None
+            if slot is not None and decision.seed_id is None and slot.seed_id:
+                decision = dataclasses.replace(decision, seed_id=slot.seed_id)
+            self.sink.controller_decision(self.controller.name, decision)
+            changed = self.lifecycle.apply(decision, epoch, result.val_acc, result.val_loss)
+            if changed and slot is not None and slot.stage is S.FOSSILIZED:
+                self.sink.governor_snapshot("fossilized", self.governor.take_snapshot(self.model, epoch))
+        self._sync_seed_optimizers()
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def fit(self, epochs: int | None = None) -> RunSummary:
+        epochs = epochs or self.cfg.epochs
+        t0 = self.clock()
+        self.sink.governor_snapshot("initial", self.governor.take_snapshot(self.model, 0))
+        for epoch in range(1, epochs + 1):
+            result = self.run_epoch(epoch)
+            s = self.summary
+            s.epochs, s.final = epoch, result
+            s.history.append(result)
+            if math.isfinite(result.val_acc):
+                s.best_val_acc = result.val_acc if math.isnan(s.best_val_acc) else max(s.best_val_acc, result.val_acc)
+            s.germinated, s.fossilized = self.lifecycle.log.germinated, self.lifecycle.log.fossilized
+            s.pruned, s.seconds = self.lifecycle.log.pruned, self.clock() - t0
+        return self.summary
