@@ -20,7 +20,7 @@ import pyarrow as pa
 from telemetry_schema.events import RunStarted
 from telemetry_schema.reader import LogError, LogFollower, merge_streams
 from telemetry_schema.schema import SCHEMA_VERSION
-from telemetry_schema.writer import EventWriter, WriterConfig
+from telemetry_schema.writer import EventWriter, WriterConfig, exit_status
 
 MANIFEST = "run.json"
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -91,12 +91,7 @@ class RunWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close("completed")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.close("interrupted", "KeyboardInterrupt")
-        else:
-            self.close("failed", f"{exc_type.__name__}: {exc}")
+        self.close(*exit_status(exc_type, exc))
 
 
 def create_run(runs_dir: str | Path, started: RunStarted, *, rank: int = 0,

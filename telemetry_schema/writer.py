@@ -260,12 +260,16 @@ class EventWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close("completed")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.close("interrupted", "KeyboardInterrupt")
-        else:
-            self.close("failed", f"{exc_type.__name__}: {exc}")
+        self.close(*exit_status(exc_type, exc))
+
+
+def exit_status(exc_type, exc) -> tuple[str, str]:
+    """(status, reason) of a run leaving a ``with`` block: completed, interrupted or failed."""
+    if exc_type is None:
+        return "completed", ""
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    return "failed", f"{exc_type.__name__}: {exc}"
 
 
 _SCALAR_WIDTH = 6
