@@ -28,10 +28,11 @@ from tui.widgets.eventpanel import EventLogPanel
 from tui.widgets.header import RunHeader
 from tui.widgets.history import DecisionsTable, GatesTable, GovernorTable
 from tui.widgets.metrics import MetricsGrid
+from tui.widgets.policy import PolicyPanel
 from tui.widgets.slots import SlotsTable
 from tui.widgets.timeline import Timeline
 
-TABS = ("tab-slots", "tab-metrics", "tab-gates", "tab-governor", "tab-decisions", "tab-events")
+TABS = ("tab-slots", "tab-metrics", "tab-gates", "tab-governor", "tab-decisions", "tab-events", "tab-policy")
 FOCUS = {"tab-slots": "#slots", "tab-gates": "#gates", "tab-governor": "#governor",
          "tab-decisions": "#decisions", "tab-events": "#event-list"}
 """The widget that takes the keys when a tab is shown."""
@@ -104,6 +105,8 @@ class EsperApp(App):
                 yield DecisionsTable(id="decisions")
             with TabPane("6 Events", id="tab-events"):
                 yield EventLogPanel(id="events")
+            with TabPane("7 Policy", id="tab-policy"):
+                yield PolicyPanel(id="policy")
         yield Footer()
 
     def on_mount(self) -> None:

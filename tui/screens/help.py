@@ -12,7 +12,7 @@ from textual.widgets import Static
 KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("general", (
         ("?", "this help"), ("q", "quit (close a dialog)"), ("Esc", "close a dialog"),
-        ("1-6", "tabs: slots, metrics, gates, governor, decisions, events"),
+        ("1-7", "tabs: slots, metrics, gates, governor, decisions, events, policy"),
         ("h / l, ← / →", "previous / next tab"), ("j / k, ↓ / ↑", "move in a table or list"),
         ("Tab", "move focus"), ("Enter", "open the seed of a slot / the fields of an event"),
     )),
