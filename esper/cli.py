@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
+import subprocess
 import sys
 
 from rich.console import Console, Group
@@ -12,8 +14,9 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from esper.leyline.config import GateConfig, TrainConfig
+from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
 from esper.nissa.sink import Sink
+from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TASK_NAMES, TaskOptions
 from esper.session import RunSpec, run_training
 from esper.tolaria.trainer import FaultSpec
@@ -110,6 +113,15 @@ def make_parser() -> OneLineParser:
                         "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
                         "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history)")
     t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
+    t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
+    t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
+    t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
+    t.add_argument("--heuristic", default=None, metavar="KEY=VALUE,...",
+                   help="override heuristic controller thresholds, e.g. min_epoch=1,plateau_window=1")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="data-parallel training on N local processes (re-launches under torch.distributed.run)")
+    t.add_argument("--dist-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="distributed runs: how long a collective waits for a dead or stuck rank")
     from esper.simic.cli import add_ppo_arguments
     add_ppo_arguments(sub.add_parser("ppo", help="learn the controller with PPO over vectorised environments"))
     return p
@@ -128,17 +140,76 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         fault = FaultSpec.parse(args.inject_fault) if args.inject_fault else None
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if args.dist_timeout <= 0:
+        raise CliError("--dist-timeout must be > 0")
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be >= 1")
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
                         gates=dataclasses.replace(GateConfig(), mode=args.gates))
+    synthetic = SyntheticConfig()
+    if args.train_size is not None:
+        synthetic = dataclasses.replace(synthetic, train_size=args.train_size)
+    if args.val_size is not None:
+        synthetic = dataclasses.replace(synthetic, val_size=args.val_size)
     spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
                    run_name=args.run_name, fault=fault, train=train,
-                   task_options=TaskOptions(data_dir=args.data_dir))
+                   heuristic=parse_heuristic(args.heuristic), dist_timeout_s=args.dist_timeout,
+                   task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
+                                            synthetic=synthetic))
     return spec, args.slots
 
 
-def train(args: argparse.Namespace, console: Console) -> int:
+def parse_heuristic(text: str | None) -> HeuristicConfig:
+    """'min_epoch=1,plateau_pp=100' -> HeuristicConfig with those fields replaced (numbers only)."""
+    cfg = HeuristicConfig()
+    if not text:
+        return cfg
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        default = getattr(cfg, key, None)
+        if not sep or key not in fields or not isinstance(default, (int, float)) or isinstance(default, bool):
+            raise CliError(f"--heuristic {item!r}: expected KEY=NUMBER with KEY a numeric field of HeuristicConfig")
+        try:
+            changes[key] = type(default)(value)
+        except ValueError:
+            raise CliError(f"--heuristic {item!r}: {value!r} is not a {type(default).__name__}") from None
+    return dataclasses.replace(cfg, **changes)
+
+
+def strip_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def relaunch(args: argparse.Namespace, argv: list[str]) -> int:
+    """``esper train --nproc N ...`` -> ``python -m torch.distributed.run --standalone
+    --nproc-per-node N -m esper train ...`` (the same arguments minus --nproc)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "-m", "esper", *strip_nproc(argv)]
+    sys.stderr.write(f"esper: launching {args.nproc} ranks: {' '.join(cmd[1:])}\n")
+    return subprocess.call(cmd)
+
+
+def train(args: argparse.Namespace, console: Console, argv: list[str] | None = None) -> int:
+    from esper.distributed import RankFailure, launched_by_torchrun
     from esper.session import build_model
     spec, slots_text = spec_from_args(args)
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise CliError("--nproc must be >= 1")
+        if args.nproc > 1 and not launched_by_torchrun():
+            return relaunch(args, list(sys.argv[1:] if argv is None else argv))
+    rank = int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
     try:
         _, probe = build_model(spec, slots_text)
     except (ValueError, FileNotFoundError, KeyError) as exc:
@@ -152,18 +223,28 @@ def train(args: argparse.Namespace, console: Console) -> int:
                       f"[bold]esper-dashboard --logdir {spec.runs_dir}[/]")
 
     try:
-        with Live(progress.render(), console=console, refresh_per_second=4) as live:
-            progress.live = live
-            outcome = run_training(spec, progress, on_start)
+        if rank == 0:
+            with Live(progress.render(), console=console, refresh_per_second=4) as live:
+                progress.live = live
+                outcome = run_training(spec, progress, on_start)
+        else:  # one progress display per run: rank 0's
+            outcome = run_training(spec)
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(f"run failed: {exc}") from None
+    except RankFailure as exc:
+        sys.stderr.write(f"esper: rank {rank}: distributed run failed: {exc}\n")
+        return 3
+    if rank != 0:
+        return 130 if outcome.status == "interrupted" else 0
     console.line()
     s = outcome.summary
     final = f"{s.final.val_acc:.2f}%" if s.final else "n/a"
     console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
                   f"governor rollbacks {s.rollbacks}")
-    console.print(f"log: {outcome.run_dir / 'events.arrows'}")
+    from telemetry_schema.rundir import stream_paths
+    logs = ", ".join(str(p) for p in stream_paths(outcome.run_dir)) or str(outcome.run_dir)
+    console.print(f"log: {logs}")
     return 130 if outcome.status == "interrupted" else 0
 
 
@@ -180,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise CliError(str(exc)) from None
         if args.command != "train":
             raise CliError("usage: esper train|ppo [...] (try: esper train --help)")
-        return train(args, console)
+        return train(args, console, argv)
     except CliError as exc:
         sys.stderr.write(f"esper: error: {exc}\n")
         return 2

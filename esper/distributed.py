@@ -112,3 +112,50 @@ def mean_scalar(ctx: DistContext, value: float) -> float:
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         _collective(dist.barrier)
+
+
+class ShardedLoader:
+    """Rank ``r`` of ``world_size`` takes batches r, r + world_size, ... of ``loader``.
+
+    Every rank iterates the same underlying order (the loaders reshuffle from a seed, identical on
+    every rank), so the shards are disjoint. The tail is cut so every rank sees the same number of
+    batches: DDP's all-reduce in backward needs every rank to take the same number of steps.
+    """
+
+    def __init__(self, loader, rank: int, world_size: int) -> None:
+        self.loader, self.rank, self.world_size = loader, rank, world_size
+        if len(loader) < world_size:
+            raise ValueError(f"{len(loader)} training batches cannot be shared by {world_size} ranks")
+
+    def __len__(self) -> int:
+        return len(self.loader) // self.world_size
+
+    def __iter__(self):
+        usable = len(self) * self.world_size
+        for i, batch in enumerate(self.loader):
+            if i >= usable:
+                continue  # drain the loader so its pass counter advances like everywhere else
+            if i % self.world_size == self.rank:
+                yield batch
+
+
+def peers_of(ctx: DistContext) -> str:
+    """The other ranks, in words ('rank 1', 'ranks 1, 2, 3') for failure reasons."""
+    others = [r for r in range(ctx.world_size) if r != ctx.rank]
+    return ("rank " if len(others) == 1 else "ranks ") + ", ".join(map(str, others))
+
+
+def average_buffers(ctx: DistContext, module: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, in place.
+
+    DDP broadcasts rank 0's buffers before each forward, but the last training batch of an epoch
+    updates each rank's statistics from its own shard: without this, validation (and so every
+    gate and controller input) would read slightly different statistics on each rank.
+    """
+    if not ctx.enabled:
+        return
+    for buf in module.buffers():
+        if buf.is_floating_point():
+            t = buf.detach().double()
+            _collective(dist.all_reduce, t, op=dist.ReduceOp.SUM)
+            buf.copy_((t / ctx.world_size).to(buf.dtype))

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from esper import distributed as D
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.config import GateConfig, HeuristicConfig, SlotConfig, TrainConfig
 from esper.nissa import MultiSink, Sink, new_run_id, start_run
@@ -50,6 +53,8 @@ class RunSpec:
     cpu_threads: int = 1
     # torch intra-op threads on CPU (0 = torch's default). The default CNN is tiny: extra threads
     # gain little, and OpenMP spin-waits made epochs ~25x slower when the 2 cores were shared
+    dist_timeout_s: float = 60.0
+    # under torchrun: seconds a collective waits for the other ranks before the run fails
 
 
 @dataclass
@@ -107,32 +112,75 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
 
     KeyboardInterrupt ends the run cleanly with status 'interrupted' (returned, not raised);
     any other exception closes the log as 'failed' and is re-raised.
+
+    Under torchrun (WORLD_SIZE > 1) the run is data parallel: every rank joins the process group,
+    rank 0 makes the run id and broadcasts it, each rank writes ``events.rank<R>.arrows`` into the
+    one run directory, trains on its shard of the batches through DDP (see ``Trainer``) and
+    applies the lifecycle decisions rank 0 broadcasts. A dead rank makes the others' next
+    collective fail within ``dist_timeout_s``: their logs close 'failed' naming the peer, and the
+    ``RankFailure`` is re-raised.
     """
     torch.manual_seed(spec.train.seed)
     if spec.train.device == "cpu" and spec.cpu_threads > 0:
         torch.set_num_threads(spec.cpu_threads)
+    ctx = D.init_from_env(spec.train.device, spec.dist_timeout_s)
     task, model = build_model(spec)
     controller = make_controller(spec)
     config = {"run": dataclasses.asdict(spec) | {"fault": str(spec.fault)}}
-    rw, event_sink = start_run(spec.runs_dir, run_id=new_run_id(spec.run_name or task.name), task=task.name,
+    run_id = new_run_id(spec.run_name or task.name) if ctx.is_main else None
+    run_id = D.agree(ctx, run_id)
+    rw, event_sink = start_run(spec.runs_dir, run_id=run_id, task=task.name,
                                topology=task.topology, host_params=model.host_param_count(),
                                slot_ids=list(model.order), config=config, device=spec.train.device,
-                               torch_version=torch.__version__)
+                               torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size)
     if on_start is not None:
         on_start(rw.run_dir)
     sink = MultiSink(event_sink, extra_sink) if extra_sink else event_sink
-    trainer = Trainer(model, task.train_loader, task.val_loader, num_classes=task.num_classes,
+    train_loader = D.ShardedLoader(task.train_loader, ctx.rank, ctx.world_size) if ctx.enabled else task.train_loader
+    trainer = Trainer(model, train_loader, task.val_loader, num_classes=task.num_classes,
                       language=task.language, cfg=spec.train, controller=controller, sink=sink,
-                      fault=spec.fault)
+                      fault=spec.fault, dist=ctx)
+    previous_term = _raise_on_sigterm(ctx)
     status, reason = "completed", ""
     try:
         trainer.fit()
+        if ctx.enabled and not D.all_equal(ctx, _param_checksum(model)):
+            status, reason = "failed", "parameters diverged across ranks"
     except KeyboardInterrupt:
         status, reason = "interrupted", "KeyboardInterrupt"
+    except D.RankFailure as exc:
+        rw.close("failed", f"rank {ctx.rank}: {D.peers_of(ctx)} failed or unreachable ({exc})")
+        raise
     except BaseException as exc:
         rw.close("failed", f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     if spec.save_model:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, rw.run_dir / "model.pt")
+        name = "model.pt" if ctx.is_main else f"model.rank{ctx.rank}.pt"
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, rw.run_dir / name)
     rw.close(status, reason)
+    if ctx.enabled:
+        D.shutdown()
+    if status == "failed":
+        raise D.RankFailure(reason)
     return RunOutcome(rw.run_dir, status, trainer.summary, model.host_param_count(), list(model.order))
+
+
+def _param_checksum(model) -> torch.Tensor:
+    """Per-tensor sums and sums of squares of every parameter and buffer (float64)."""
+    parts = [torch.stack([t.detach().double().sum(), t.detach().double().pow(2).sum()])
+             for t in model.state_dict().values() if t.is_floating_point()]
+    return torch.cat(parts) if parts else torch.zeros(1, dtype=torch.float64)
+
+
+def _raise_on_sigterm(ctx: D.DistContext):
+    """Under torchrun, a peer's death makes the launcher SIGTERM the survivors: close the log."""
+    if not ctx.enabled or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise D.RankFailure("terminated by the launcher (SIGTERM) after another rank exited")
+
+    return signal.signal(signal.SIGTERM, handler)

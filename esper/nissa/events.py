@@ -96,11 +96,15 @@ class EventSink(Sink):
 
 
 def start_run(runs_dir, *, run_id: str, task: str, topology: str, host_params: int, slot_ids: list[str],
-              config: dict, device: str, torch_version: str = "") -> tuple[RunWriter, EventSink]:
-    """Create ``runs_dir/<run_id>/``, emit run_started, and return the run writer and its sink."""
+              config: dict, device: str, torch_version: str = "", rank: int = 0,
+              world_size: int = 1) -> tuple[RunWriter, EventSink]:
+    """Create ``runs_dir/<run_id>/``, emit run_started, and return the run writer and its sink.
+
+    With ``world_size`` > 1 each rank opens its own ``events.rank<R>.arrows`` in the same run
+    directory (run.json is written by rank 0 only)."""
     started = ev.RunStarted(run_id=run_id, task=task, topology=topology, host_params=host_params,
                             slot_ids=list(slot_ids), config_json=json.dumps(config, default=str),
                             python_version=platform.python_version(), torch_version=torch_version,
-                            device=device)
-    rw = create_run(runs_dir, started)
+                            device=device, world_size=world_size)
+    rw = create_run(runs_dir, started, rank=rank)
     return rw, EventSink(rw.writer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -11,9 +12,10 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
+from esper import distributed as D
 from esper.kasmina.gradients import GradientCollector
 from esper.kasmina.model import MorphogeneticModel
-from esper.leyline.actions import Observation, SlotView
+from esper.leyline.actions import Decision, Observation, Op, SlotView
 from esper.leyline.config import TrainConfig
 from esper.leyline.stages import SeedStage
 from esper.nissa.sink import NullSink, Sink
@@ -49,6 +51,18 @@ class FaultSpec:
         return cls(kind, int(at))
 
 
+def _test_die_hook(ctx: D.DistContext, epoch: int) -> None:
+    """Test hooks of distributed runs: ESPER_TEST_DIE_AT='RANK:EPOCH' makes that rank exit abruptly
+    at the start of EPOCH; ESPER_TEST_HANG_AT='RANK:EPOCH' makes it stop answering (sleep)."""
+    if not ctx.enabled:
+        return
+    here = f"{ctx.rank}:{epoch}"
+    if os.environ.get("ESPER_TEST_DIE_AT") == here:
+        os._exit(17)
+    if os.environ.get("ESPER_TEST_HANG_AT") == here:
+        time.sleep(3600)
+
+
 @dataclass
 class RunSummary:
     """The outcome of ``Trainer.fit``."""
@@ -71,8 +85,11 @@ class Trainer:
     def __init__(self, model: MorphogeneticModel, train_loader: Iterable, val_loader: Iterable, *,
                  num_classes: int, language: bool = False, cfg: TrainConfig = TrainConfig(),
                  controller: Controller | None = None, sink: Sink | None = None,
-                 fault: FaultSpec | None = None, clock=time.perf_counter) -> None:
+                 fault: FaultSpec | None = None, clock=time.perf_counter,
+                 dist: D.DistContext | None = None) -> None:
         self.model, self.cfg, self.clock = model, cfg, clock
+        self.dist = dist or D.DistContext()
+        self._ddp, self._ddp_key = None, None
         self.train_loader, self.val_loader = train_loader, val_loader
         self.num_classes, self.language = num_classes, language
         self.device = torch.device(cfg.device)
@@ -139,8 +156,22 @@ class Trainer:
         lr = self._apply_lr(epoch)
         hooks = StepHooks(self.cfg.gradients.stride, self._measured_params, self.collector,
                           self.cfg.batch_stride, self._corrupt(epoch), self.cfg.gradients.clip_norm)
-        stats = train_epoch(self.model, self.train_loader, self.host_opt, self._training_seed_opts(),
-                            self.device, hooks, self.step, self.clock)
+        _test_die_hook(self.dist, epoch)
+        if self.dist.enabled:
+            try:
+                stats = train_epoch(self._train_module(), self.train_loader, self.host_opt,
+                                    self._training_seed_opts(), self.device, hooks, self.step, self.clock)
+            except D.RankFailure:
+                raise
+            except RuntimeError as exc:  # DDP's all-reduce in backward: gloo reports a dead peer so
+                raise D.RankFailure(f"gradient all-reduce failed: {str(exc).splitlines()[0]}") from exc
+            with torch.no_grad():
+                D.average_buffers(self.dist, self.model)
+            stats = dataclasses.replace(stats, loss=D.mean_scalar(self.dist, stats.loss),
+                                        acc=D.mean_scalar(self.dist, stats.acc))
+        else:
+            stats = train_epoch(self.model, self.train_loader, self.host_opt, self._training_seed_opts(),
+                                self.device, hooks, self.step, self.clock)
         self.step += stats.steps
         for step, loss, sps in stats.strided:
             self.sink.batch_metrics(step, loss, lr, sps)
@@ -149,6 +180,9 @@ class Trainer:
         result = validate(self.model, self.val_loader, self.device, self.num_classes, self.language, stats)
         if self.fault and self.fault.kind == "spike" and 0 <= epoch - self.fault.epoch < self.fault.span:
             result.val_loss *= self.fault.factor
+        if self.dist.enabled:  # identical already (same weights, same data); the mean makes it certain
+            result.val_loss = D.mean_scalar(self.dist, result.val_loss)
+            result.val_acc = D.mean_scalar(self.dist, result.val_acc)
         self._measure_contributions(result)
         healthy = self._govern(epoch, result)
         self.sink.epoch_completed(epoch, result, self.model.host_param_count(),
@@ -160,6 +194,52 @@ class Trainer:
             slot.end_epoch()
         self._control(epoch, result)
         return result
+
+    # -- distributed data parallel -----------------------------------------------------------
+
+    def _arch_key(self) -> tuple:
+        return tuple((sid, slot.stage.name, slot.seed_id, len(slot.seed_parameters()))
+                     for sid, slot in self.model.slots.items())
+
+    def _train_module(self):
+        """The module the training pass runs through: a DDP wrapper of the model when distributed.
+
+        DDP's parameter set is fixed at construction, so the model is re-wrapped whenever its
+        architecture changes (a seed germinated, advanced, pruned or fossilized, a governor
+        rollback): the key is each slot's (stage, seed, trainable parameter count). Re-wrapping
+        broadcasts rank 0's parameters and buffers, so a new seed starts identical everywhere.
+        ``find_unused_parameters=True`` while any slot holds a seed: a GERMINATED seed (or one
+        whose branch is outside the loss) has parameters that take no gradient in the forward.
+        """
+        key = self._arch_key()
+        if self._ddp is None or key != self._ddp_key:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            any_seed = any(stage != "DORMANT" for _, stage, _, _ in key)
+            try:
+                self._ddp = DDP(self.model, find_unused_parameters=any_seed)
+            except RuntimeError as exc:
+                raise D.RankFailure(f"DDP construction failed: {str(exc).splitlines()[0]}") from exc
+            self._ddp_key = key
+        return self._ddp
+
+    def _agreed_decisions(self, obs: Observation) -> list[Decision]:
+        """The controller's decisions, made on rank 0 and broadcast: every rank applies the same."""
+        if not self.dist.enabled:
+            return list(self.controller.decide(obs))
+        payload = None
+        if self.dist.is_main:
+            payload = [dataclasses.asdict(d) | {"op": d.op.name} for d in self.controller.decide(obs)]
+        payload = D.agree(self.dist, payload)
+        return [Decision(**(d | {"op": Op[d["op"]]})) for d in payload]
+
+    def _check_agreement(self, epoch: int) -> None:
+        """Every rank must hold the same architecture after the lifecycle moves of an epoch."""
+        if not self.dist.enabled:
+            return
+        code = torch.tensor([float(list(S).index(s.stage)) for s in self.model.slots.values()]
+                            + [float(self.model.total_param_count())], dtype=torch.float64)
+        if not D.all_equal(self.dist, code):
+            raise RuntimeError(f"rank {self.dist.rank}: slot stages diverged across ranks at epoch {epoch}")
 
     def _feed_gradients(self) -> None:
         """Real gradient norms -> each seed's GradientStats (the ratio G2 reads; review 002)."""
@@ -222,7 +302,7 @@ class Trainer:
 
     def _control(self, epoch: int, result: ValidationResult) -> None:
         obs = self.observe(epoch, self.cfg.epochs)
-        for decision in self.controller.decide(obs):
+        for decision in self._agreed_decisions(obs):
             slot = self.model.slots[decision.slot_id] if decision.slot_id else None
             if slot is not None and decision.seed_id is None and slot.seed_id:
                 decision = dataclasses.replace(decision, seed_id=slot.seed_id)
@@ -231,6 +311,7 @@ class Trainer:
             if changed and slot is not None and slot.stage is S.FOSSILIZED:
                 self.sink.governor_snapshot("fossilized", self.governor.take_snapshot(self.model, epoch))
         self._sync_seed_optimizers()
+        self._check_agreement(epoch)
 
     # -- the run -----------------------------------------------------------------------------
 
