@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from telemetry_schema.schema import SCHEMA, SchemaVersionError, check_version, conform
 
 _CONTINUATION = b"\xff\xff\xff\xff"
-_READ_ERRORS = (pa.ArrowInvalid, OSError, EOFError, ValueError)
+_READ_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError)
 
 
 class LogError(Exception):
@@ -71,7 +71,10 @@ class LogFollower:
                 return self._result([], len(data))
             if msg.type != "schema":
                 raise LogError(f"{self.path}: not an Esper event log (stream does not start with a schema)")
-            schema = pa.ipc.read_schema(msg)
+            try:
+                schema = pa.ipc.read_schema(msg)
+            except _READ_ERRORS as exc:
+                raise LogError(f"{self.path}: corrupt schema ({str(exc).splitlines()[0]})") from None
             try:
                 self.version = check_version(schema, str(self.path))
             except SchemaVersionError as exc:
@@ -110,7 +113,11 @@ class LogFollower:
         self.torn_bytes = torn
         self.batches += len(batches)
         if batches:
-            table = conform(pa.Table.from_batches(batches, schema=self.schema))
+            try:
+                table = conform(pa.Table.from_batches(batches, schema=self.schema))
+            except _READ_ERRORS as exc:
+                raise LogError(f"{self.path}: log does not match the event schema "
+                               f"({str(exc).splitlines()[0]})") from None
         else:
             table = SCHEMA.empty_table()
         self.events_read += table.num_rows

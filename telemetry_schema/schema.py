@@ -86,7 +86,7 @@ def check_version(schema: pa.Schema, source: str) -> str:
     raw = meta.get(VERSION_KEY)
     if raw is None:
         raise SchemaVersionError(f"{source}: not an Esper event log (no {VERSION_KEY.decode()} in its schema)")
-    version = raw.decode()
+    version = raw.decode("utf-8", errors="replace")
     major = version.split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
         raise SchemaVersionError(

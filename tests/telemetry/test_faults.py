@@ -73,7 +73,7 @@ def test_log_cut_at_every_byte_returns_exactly_the_complete_batches(tmp_path):
     assert schema_end is not None
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=int(os.environ.get("ESPER_FUZZ_EXAMPLES", "60")), deadline=None)
 @given(st.data())
 def test_corrupted_bytes_never_raise_past_the_api(tmp_path_factory, data):
     raw, _ = small_log(batches=3)
