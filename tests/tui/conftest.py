@@ -55,7 +55,17 @@ async def wait_loaded(pilot) -> None:
     from tui.widgets.plot import AsyncPlot
 
     await wait_for(pilot, lambda: pilot.app.session.loaded)
-    await wait_for(pilot, lambda: not any(p.pending for p in pilot.app.screen.query(AsyncPlot)))
+    await pilot.pause(0.1)  # let a resize to the big layout (more plots) take effect first
+    await wait_for(pilot, lambda: all(plots_settled(p) for p in pilot.app.screen.query(AsyncPlot)))
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.2)  # DataTable measures new rows' column widths on a later refresh
+
+
+def plots_settled(plot) -> bool:
+    """A plot on screen has drawn for its current spec and size; one off screen needs nothing."""
+    if plot.region.area == 0:
+        return True
+    return not plot.pending and plot._drawn is not None
 
 
 async def press_and_settle(pilot, *keys: str) -> None:
@@ -63,5 +73,5 @@ async def press_and_settle(pilot, *keys: str) -> None:
     from tui.widgets.plot import AsyncPlot
 
     await pilot.press(*keys)
-    await pilot.pause()
-    await wait_for(pilot, lambda: not any(p.pending for p in pilot.app.screen.query(AsyncPlot)))
+    await pilot.pause(0.1)
+    await wait_for(pilot, lambda: all(plots_settled(p) for p in pilot.app.screen.query(AsyncPlot)))

@@ -38,6 +38,10 @@ def slot_row(s: SlotState, epoch: int) -> tuple:
     return tuple(_pad(c) for c in cells)
 
 
+def cell_width(cell) -> int:
+    return cell.cell_len if hasattr(cell, "cell_len") else len(str(cell))
+
+
 class SlotsTable(DataTable):
     """Slots of the host; Enter opens the selected slot's seed history."""
 
@@ -55,13 +59,17 @@ class SlotsTable(DataTable):
         rows = [slot_row(state.slots[i], state.epoch) for i in ids if i in state.slots]
         keys = [r[0].plain.strip() for r in rows]
         if [str(k.value) for k in self.rows] != keys:
-            self.clear()
+            # Widths are set here, not measured lazily, so every redraw lays the header out alike.
+            self.clear(columns=True)
+            for i, (name, label) in enumerate(zip(COLUMNS, LABELS)):
+                width = max([len(label) + 1] + [cell_width(r[i]) for r in rows])
+                self.add_column(label + " ", key=name, width=width)
             for row in rows:
                 self.add_row(*row, key=row[0].plain.strip())
             return
         for key, row in zip(keys, rows):
             for name, cell in zip(COLUMNS, row):
-                self.update_cell(key, name, cell)
+                self.update_cell(key, name, cell, update_width=True)
 
     def selected_slot(self) -> str | None:
         if not self.row_count:
