@@ -1,292 +1,35 @@
 """The run-state fold: what a log says about a run, shared by the TUI and the dashboard.
 
 ``Fold.update(table)`` folds a table of new events (a live poll, or a whole replayed log)
-into ``Fold.state``. Dense kinds (batch metrics, scalars, gradient stats, alpha ticks,
-heartbeats, counterfactuals, rewards, PPO updates, epochs) are folded column-wise with numpy;
-only the sparse lifecycle kinds (stage changes, gates, governor, decisions, ...) are walked
-in Python, so a million-event log folds without a per-event Python loop.
+into ``Fold.state`` (a ``RunState``, see ``state.py``). Dense kinds (batch metrics, scalars,
+gradient stats, alpha ticks, heartbeats, counterfactuals, rewards, PPO updates, epochs) are
+folded column-wise with numpy; only the sparse lifecycle kinds (stage changes, gates,
+governor, decisions, ...) are walked in Python, so a million-event log folds without a
+per-event Python loop.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-STAGES = ("DORMANT", "GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED",
-          "PRUNED", "EMBARGOED", "RESETTING")
-LIVE_STAGES = ("GERMINATED", "TRAINING", "BLENDING", "HOLDING")
-
-
-class Series:
-    """A growing table of numpy columns (appended in chunks, concatenated on demand)."""
-
-    def __init__(self, *names: str) -> None:
-        self.names = names
-        self._chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        self._cache: dict[str, np.ndarray] = {}
-        self.length = 0
-
-    def append(self, **columns: np.ndarray) -> None:
-        n = len(next(iter(columns.values())))
-        if n == 0:
-            return
-        for name in self.names:
-            col = columns.get(name)
-            self._chunks[name].append(np.full(n, np.nan) if col is None else np.asarray(col))
-        self.length += n
-        self._cache.clear()
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        arr = self._cache.get(name)
-        if arr is None:
-            chunks = self._chunks[name]
-            if len(chunks) > 1:
-                chunks[:] = [np.concatenate(chunks)]
-            arr = chunks[0] if chunks else np.empty(0)
-            self._cache[name] = arr
-        return arr
-
-    def __len__(self) -> int:
-        return self.length
-
-    def last(self, name: str):
-        return self[name][-1] if self.length else None
-
-
-@dataclass
-class GateRecord:
-    seq: int
-    epoch: int
-    slot: str | None
-    seed: str | None
-    gate: str
-    target_stage: str
-    passed: bool
-    checks_passed: list[str]
-    checks_failed: list[str]
-
-
-@dataclass
-class GovernorRecord:
-    seq: int
-    epoch: int
-    kind: str  # 'panic' | 'snapshot' | 'rollback'
-    reason: str
-    loss: float | None = None
-    threshold: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    consecutive: int | None = None
-    to_epoch: int | None = None
-    seeds_pruned: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Decision:
-    seq: int
-    epoch: int
-    env: int
-    controller: str
-    op: str
-    slot: str | None
-    blueprint: str | None
-    reason: str
-    action_probs: dict[str, float]
-    value: float | None
-
-
-@dataclass
-class StageSpan:
-    """A slot's seed in one stage from ``start_epoch`` to ``end_epoch`` (None: still open)."""
-
-    slot: str
-    seed: str | None
-    stage: str
-    start_epoch: int
-    start_seq: int
-    end_epoch: int | None = None
-
-
-@dataclass
-class Mark:
-    """A point on the lifecycle timeline: 'fossilized', 'pruned' or 'rollback'."""
-
-    slot: str | None
-    seed: str | None
-    epoch: int
-    seq: int
-    kind: str
-    reason: str
-
-
-@dataclass
-class SlotState:
-    slot_id: str
-    seed_id: str | None = None
-    blueprint: str | None = None
-    stage: str = "DORMANT"
-    stage_since_epoch: int = 0
-    alpha: float = 0.0
-    alpha_target: float = 0.0
-    alpha_mode: str = "hold"
-    ratio: float | None = None
-    health: float | None = None
-    exploding: bool = False
-    vanishing: bool = False
-    last_gate: GateRecord | None = None
-    contribution: float | None = None
-    params: int | None = None
-    blend: str | None = None
-    tempo: str | None = None
-    reset_seq: int = -1  # seq of the last germination/reset; older dense values do not apply
-
-
-@dataclass
-class RunState:
-    """Everything a viewer shows about one run, as of the last event folded."""
-
-    run_id: str = ""
-    task: str = ""
-    topology: str = ""
-    config: dict = field(default_factory=dict)
-    slot_ids: list[str] = field(default_factory=list)
-    host_params: int = 0
-    device: str = ""
-    world_size: int = 1
-    num_envs: int = 1
-    heartbeat_s: float = 5.0
-    versions: dict = field(default_factory=dict)
-    started_wall: float | None = None
-    end_status: str | None = None  # 'completed' | 'failed' | 'interrupted' once finished
-    end_reason: str = ""
-    events: int = 0
-    last_seq: int = -1
-    epoch: int = 0
-    step: int = 0
-    last_wall: float | None = None
-    last_progress_wall: float | None = None
-    kind_counts: Counter = field(default_factory=Counter)
-    slots: dict[str, SlotState] = field(default_factory=dict)
-    spans: list[StageSpan] = field(default_factory=list)
-    marks: list[Mark] = field(default_factory=list)
-    gates: list[GateRecord] = field(default_factory=list)
-    governor: list[GovernorRecord] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    logs: list[tuple[int, str, str]] = field(default_factory=list)
-    per_class_acc: list[float] = field(default_factory=list)
-    epochs: Series = field(default_factory=lambda: Series(
-        "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "perplexity",
-        "host_params", "total_params", "seconds", "step", "wall", "seq", "env"))
-    batches: Series = field(default_factory=lambda: Series(
-        "step", "epoch", "loss", "lr", "samples_per_s", "wall", "seq"))
-    scalars: dict[str, Series] = field(default_factory=dict)
-    alpha: dict[str, Series] = field(default_factory=dict)
-    grads: dict[str, Series] = field(default_factory=dict)
-    counterfactuals: dict[str, Series] = field(default_factory=dict)
-    rewards: Series = field(default_factory=lambda: Series("env", "epoch", "step", "total", "wall", "seq"))
-    reward_components: dict[str, Series] = field(default_factory=dict)
-    ppo: Series = field(default_factory=lambda: Series(
-        "step", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-        "explained_variance", "lr", "early_stopped", "wall", "seq"))
-    head_entropy: dict[str, Series] = field(default_factory=dict)
-    ranks: "RankCheck" = field(default_factory=lambda: RankCheck())
-    envs: set[int] = field(default_factory=set)
-
-    # -- derived ---------------------------------------------------------------------------
-
-    def status(self, now: float, stall_after: float | None = None, crash_after: float | None = None) -> str:
-        """'finished', 'running', 'stalled' or 'crashed' as seen at wall time ``now``.
-
-        Crashed: no run_finished and no event at all (heartbeats included) for
-        ``crash_after`` seconds. Stalled: heartbeats arrive (or the silence is short) but no
-        progress event for ``stall_after`` seconds.
-        """
-        if self.end_status is not None:
-            return "finished"
-        if self.last_wall is None:
-            return "waiting"
-        hb = max(self.heartbeat_s, 0.5)
-        crash_after = crash_after if crash_after is not None else max(30.0, 6 * hb)
-        stall_after = stall_after if stall_after is not None else max(60.0, 12 * hb)
-        if now - self.last_wall > crash_after:
-            return "crashed"
-        if now - self.last_wall > 3 * hb or now - (self.last_progress_wall or self.last_wall) > stall_after:
-            return "stalled"
-        return "running"
-
-    def best_val_acc(self) -> float | None:
-        acc = self.epochs["val_acc"]
-        acc = acc[np.isfinite(acc)] if len(acc) else acc
-        return float(acc.max()) if len(acc) else None
-
-    def count(self, kind: str) -> int:
-        return self.kind_counts.get(kind, 0)
-
-    def seeds_fossilized(self) -> int:
-        return self.count("seed_fossilized")
-
-    def seeds_pruned(self) -> int:
-        return self.count("seed_pruned")
-
-    def panics(self) -> int:
-        return self.count("governor_panic")
-
-    def params_series(self) -> tuple[np.ndarray, np.ndarray]:
-        """(epoch, total params) — how the architecture grew."""
-        return self.epochs["epoch"], self.epochs["total_params"]
-
-
-class RankCheck:
-    """Compares the lifecycle moves of every rank of a distributed run.
-
-    Every rank must make the same decision at the same time, so each rank's sequence of
-    (epoch, slot, to_stage) moves must equal rank 0's over their common length. The first
-    difference is reported in ``divergence``; ``last_wall`` tells a silent (dead) rank.
-    """
-
-    def __init__(self) -> None:
-        self.moves: dict[int, list[tuple[int, str, str]]] = {}
-        self.last_wall: dict[int, float] = {}
-        self.divergence: str | None = None
-
-    def update(self, table: pa.Table) -> None:
-        ranks = table.column("rank").to_numpy()
-        wall = _wall_seconds(table.column("wall_time"))
-        for rank in np.unique(ranks).tolist():
-            self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), float(wall[ranks == rank].max()))
-            self.moves.setdefault(rank, [])
-        mask = pc.equal(table.column("kind"), "stage_changed")
-        if not pc.any(mask).as_py():
-            return
-        sub = table.filter(mask).select(["rank", "epoch", "slot", "stage_changed"]).to_pylist()
-        for r in sub:
-            self.moves[r["rank"]].append((r["epoch"], r["slot"], r["stage_changed"]["to_stage"]))
-        self._compare()
-
-    def _compare(self) -> None:
-        if self.divergence is not None or len(self.moves) < 2:
-            return
-        base = self.moves.get(0, [])
-        for rank, moves in sorted(self.moves.items()):
-            for i, (a, b) in enumerate(zip(base, moves)):
-                if a != b:
-                    self.divergence = (f"rank {rank} diverged from rank 0 at lifecycle move {i}: "
-                                       f"{b[1]} -> {b[2]} at epoch {b[0]} vs {a[1]} -> {a[2]} at epoch {a[0]}")
-                    return
-
-    def silent(self, now: float, after: float) -> list[int]:
-        """Ranks with no event for ``after`` seconds."""
-        return [r for r, t in sorted(self.last_wall.items()) if now - t > after]
-
-    @property
-    def count(self) -> int:
-        return len(self.last_wall)
-
+from telemetry_schema.state import (  # noqa: F401
+    LIVE_STAGES,
+    STAGES,
+    Decision,
+    GateRecord,
+    GovernorRecord,
+    Mark,
+    RankCheck,
+    RunState,
+    Series,
+    SlotState,
+    StageSpan,
+    _wall_seconds,
+)
 
 _DENSE = ("scalar", "batch_metrics", "gradient_stats", "alpha", "heartbeat", "counterfactual",
           "reward", "ppo_update", "epoch_completed")
@@ -314,10 +57,6 @@ def _groups(col):
         yield None, idx == -1
     for i, value in enumerate(values):
         yield value, idx == i
-
-
-def _wall_seconds(col) -> np.ndarray:
-    return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False) / 1e6
 
 
 def _num(table: pa.Table, kind: str, name: str) -> np.ndarray:

@@ -178,7 +178,7 @@ class SynthRun:
                     slot=s.slot_id if s else None, seed=s.seed_id if s else None)
 
     def lifecycle(self, e: int) -> None:
-        rng, w = self.rng, self.w
+        rng = self.rng
         live = [s for s in self.slots if s.stage not in ("DORMANT", "FOSSILIZED")]
         free = [s for s in self.slots if s.stage == "DORMANT"]
         if not live and free and e % 4 == 1:
