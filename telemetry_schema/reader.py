@@ -8,7 +8,7 @@ A follower polls the same way from its saved offset, so a partial tail is retrie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,7 +47,6 @@ class LogFollower:
     events_read: int = 0
     torn_bytes: int = 0
     ended: bool = False
-    batches: int = field(default=0)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -111,7 +110,6 @@ class LogFollower:
 
     def _result(self, batches: list[pa.RecordBatch], torn: int) -> PollResult:
         self.torn_bytes = torn
-        self.batches += len(batches)
         if batches:
             try:
                 table = conform(pa.Table.from_batches(batches, schema=self.schema))

@@ -238,9 +238,6 @@ class RunState:
     def panics(self) -> int:
         return self.count("governor_panic")
 
-    def params_series(self) -> tuple[np.ndarray, np.ndarray]:
-        """(epoch, total params) — how the architecture grew."""
-        return self.epochs["epoch"], self.epochs["total_params"]
 
 
 class RankCheck:
