@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Collection
 
 import numpy as np
 import plotly.graph_objects as go
@@ -112,13 +113,16 @@ def figure_update(fig: go.Figure, shipped: dict | None):
     return diff(data, meta, shipped), meta
 
 
-def next_cursor(trigger: str | None, mode: str, value: int | None, total: int, speed: int, ticks: int) -> int:
+def next_cursor(triggers: Collection[str], mode: str, value: int | None, total: int, speed: int,
+                ticks: int) -> int:
     """Where the replay cursor goes: the end when live, the start on entering replay, a step
-    forward on a player tick."""
+    forward on a player tick. ``triggers`` holds every input that fired: Dash batches inputs
+    that change together (a poll tick landing with the mode switch), and entering replay must
+    win over the tick."""
     if mode != "replay" or value is None:
         return total
-    if trigger == "mode":  # entering replay: start from the beginning
+    if "mode" in triggers:  # entering replay: start from the beginning
         return 0
-    if trigger == "replay-timer":
+    if "replay-timer" in triggers:
         return min(total, value + max(1, total * max(1, speed) // max(1, ticks)))
     return min(value, total)

@@ -122,7 +122,8 @@ def register(app, store: RunStore) -> None:
         entry = store.entry(str(run_id))
         entry.refresh()
         total = entry.length
-        new = next_cursor(callback_context.triggered_id, mode, _int(value), total, _int(speed) or 1, cfg.replay_ticks)
+        triggers = {prop.split(".")[0] for prop in callback_context.triggered_prop_ids}
+        new = next_cursor(triggers, mode, _int(value), total, _int(speed) or 1, cfg.replay_ticks)
         return max(total, 1), (no_update if new == value else new), cursor_info(entry, new if mode == "replay" else None)
 
     @app.callback(Output("replay-timer", "disabled"), Output("play", "children"), Output("mode", "value"),

@@ -127,10 +127,13 @@ def test_figure_update_resends_when_prefix_changes(logdir):
 
 
 def test_next_cursor():
-    assert live.next_cursor("tick", "live", 5, 100, 1, 200) == 100
-    assert live.next_cursor("cursor", "replay", 40, 100, 1, 200) == 40
-    assert live.next_cursor("replay-timer", "replay", 40, 1000, 4, 200) == 60
-    assert live.next_cursor("replay-timer", "replay", 995, 1000, 64, 200) == 1000
+    assert live.next_cursor({"tick"}, "live", 5, 100, 1, 200) == 100
+    assert live.next_cursor({"cursor"}, "replay", 40, 100, 1, 200) == 40
+    assert live.next_cursor({"replay-timer"}, "replay", 40, 1000, 4, 200) == 60
+    assert live.next_cursor({"replay-timer"}, "replay", 995, 1000, 64, 200) == 1000
+    assert live.next_cursor({"mode"}, "replay", 100, 100, 1, 200) == 0
+    # a poll tick batched with the switch to replay must not keep the cursor at the end
+    assert live.next_cursor({"tick", "mode"}, "replay", 100, 100, 1, 200) == 0
 
 
 def test_chart_outputs_for_broken_and_good_runs(logdir):
