@@ -11,6 +11,7 @@ import dataclasses
 import typing
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -96,6 +97,36 @@ def check_version(schema: pa.Schema, source: str) -> str:
     return version
 
 
+def zero_buffer(length: int) -> pa.Buffer:
+    """A zero-filled buffer big enough to back null arrays of ``length`` rows of any type
+    (``numpy.zeros`` takes its pages lazily from the OS, so untouched zeros cost nothing)."""
+    return pa.py_buffer(np.zeros((length + 1) * 8, np.uint8))
+
+
+def null_array(type_: pa.DataType, length: int, zero: pa.Buffer | None = None) -> pa.Array:
+    """An all-null array of ``type_`` whose every buffer is the one shared ``zero`` buffer.
+
+    ``pa.nulls`` allocates and clears buffers for every leaf of a struct; a log row carries
+    one struct per kind (over a hundred leaves), so the writer's flush and the reader's
+    conform build nulls this way instead: the cost no longer grows with the leaf count.
+    """
+    zero = zero_buffer(length) if zero is None else zero
+    if pa.types.is_struct(type_):
+        return pa.StructArray.from_buffers(type_, length, [zero], null_count=length,
+                                           children=[null_array(f.type, length, zero) for f in type_])
+    if pa.types.is_list(type_) or pa.types.is_map(type_):
+        # all offsets zero: every row is an empty (and null) list, the child has no rows
+        child = pa.array([], type_).values if pa.types.is_list(type_) else \
+            pa.StructArray.from_arrays([pa.array([], type_.key_type), pa.array([], type_.item_type)],
+                                       fields=[type_.key_field, type_.item_field])
+        return pa.Array.from_buffers(type_, length, [zero, zero], null_count=length, children=[child])
+    if pa.types.is_string(type_) or pa.types.is_binary(type_):
+        return pa.Array.from_buffers(type_, length, [zero, zero, zero], null_count=length)
+    if pa.types.is_null(type_):
+        return pa.nulls(length)
+    return pa.Array.from_buffers(type_, length, [zero, zero], null_count=length)
+
+
 def conform(table: pa.Table) -> pa.Table:
     """Reshape a table of any compatible version to this reader's schema.
 
@@ -116,7 +147,7 @@ def conform(table: pa.Table) -> pa.Table:
             if col.type != field.type:
                 col = _conform_column(col, field.type)
         else:
-            col = pa.nulls(table.num_rows, field.type)
+            col = null_array(field.type, table.num_rows)
         columns.append(col)
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
@@ -130,7 +161,7 @@ def _conform_column(col: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArra
         children = []
         for field in target:
             idx = chunk.type.get_field_index(field.name)
-            child = chunk.field(idx) if idx >= 0 else pa.nulls(len(chunk), field.type)
+            child = chunk.field(idx) if idx >= 0 else null_array(field.type, len(chunk))
             children.append(child if child.type == field.type else child.cast(field.type))
         chunks.append(pa.StructArray.from_arrays(children, fields=list(target), mask=chunk.is_null()))
     return pa.chunked_array(chunks, type=target)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from telemetry_schema.events import EVENT_TYPES, Event, Heartbeat, LogMessage, RunFinished, Scalar
-from telemetry_schema.schema import SCHEMA
+from telemetry_schema.schema import SCHEMA, null_array, zero_buffer
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,9 @@ class EventWriter:
         t = np.array(t_list, np.float64) - self._t0
         n = len(t)
         wall = np.rint((self._wall0 + t) * 1e6).astype(np.int64)
+        zero = zero_buffer(n)
         columns = {
-            "seq": pa.nulls(n, pa.int64()),  # assigned after the kinds are merged in order
+            "seq": null_array(pa.int64(), n, zero),  # assigned after the kinds are merged in order
             "wall_time": pa.array(wall, SCHEMA.field("wall_time").type),
             "t": pa.array(t),
             "rank": pa.array(np.full(n, self.rank, np.int16)),
@@ -235,11 +236,11 @@ class EventWriter:
             "epoch": pa.array(np.array(epoch, np.int32)),
             "step": pa.array(np.array(step, np.int64)),
             "kind": pa.array([kind] * n, pa.string()),
-            "slot": pa.array(slot, pa.string()) if slot is not None else pa.nulls(n, pa.string()),
-            "seed": pa.array(seed, pa.string()) if seed is not None else pa.nulls(n, pa.string()),
+            "slot": pa.array(slot, pa.string()) if slot is not None else null_array(pa.string(), n, zero),
+            "seed": pa.array(seed, pa.string()) if seed is not None else null_array(pa.string(), n, zero),
         }
         cols = [columns[f.name] if f.name in columns else
-                (payload if f.name == kind else pa.nulls(n, f.type)) for f in SCHEMA]
+                (payload if f.name == kind else null_array(f.type, n, zero)) for f in SCHEMA]
         return pa.Table.from_arrays(cols, schema=SCHEMA)
 
     def close(self, status: str = "completed", reason: str = "") -> None:
