@@ -51,6 +51,16 @@ def test_incremental_fold_equals_whole_fold(table):
     assert snapshot(fold.state) == snapshot(whole)
 
 
+def test_fold_of_many_batches_equals_fold_of_one(table):
+    # the fold takes each kind batch by batch; chunk boundaries must not change the result
+    one = pa.Table.from_batches([table.combine_chunks().to_batches()[0]])
+    rng = np.random.default_rng(1)
+    cuts = [0, *np.sort(rng.choice(np.arange(1, table.num_rows), size=25, replace=False)).tolist(), table.num_rows]
+    many = pa.Table.from_batches([one.slice(a, b - a).to_batches()[0] for a, b in zip(cuts, cuts[1:])])
+    assert len(many.to_batches()) == 26 and len(one.to_batches()) == 1
+    assert snapshot(fold_table(many)) == snapshot(fold_table(one))
+
+
 def test_fold_values_match_the_log(table):
     state = fold_table(table)
     rows = table.to_pylist()
