@@ -8,7 +8,7 @@ A follower polls the same way from its saved offset, so a partial tail is retrie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,6 +47,7 @@ class LogFollower:
     events_read: int = 0
     torn_bytes: int = 0
     ended: bool = False
+    _schema_message: pa.Buffer | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -59,7 +60,6 @@ class LogFollower:
         """
         data = self._read_new_bytes()
         src = pa.BufferReader(data)
-        batches: list[pa.RecordBatch] = []
         consumed = 0
         if self.schema is None:
             if len(data) >= 4 and data[:4].to_pybytes() != _CONTINUATION:
@@ -79,21 +79,48 @@ class LogFollower:
             except SchemaVersionError as exc:
                 raise LogError(str(exc)) from None
             self.schema = schema
+            self._schema_message = msg.serialize()
             consumed = src.tell()
+        # Split the new bytes into complete messages (no decoding yet), then decode them.
+        start, ends = consumed, []
         while consumed < len(data):
             try:
                 msg = pa.ipc.read_message(src)
-                batch = pa.ipc.read_record_batch(msg, self.schema)
             except EOFError:
                 self.ended = True
-                consumed = len(data)
                 break
             except _READ_ERRORS:
                 break
-            batches.append(batch)
+            if msg.type != "record batch":
+                break
             consumed = src.tell()
+            ends.append(consumed)
+        batches = self._decode(data, start, ends)
+        if len(batches) < len(ends):  # a corrupt message: keep what precedes it
+            consumed, self.ended = ends[len(batches) - 1] if batches else start, False
+        elif self.ended:
+            consumed = len(data)
         self.offset += consumed
         return self._result(batches, len(data) - consumed)
+
+    def _decode(self, data: pa.Buffer, start: int, ends: list[int]) -> list[pa.RecordBatch]:
+        """Decode the complete record-batch messages in ``data[start:ends[-1]]`` as one stream,
+        so Arrow decompresses their buffers on several threads; stops at the first message that
+        does not decode."""
+        if not ends:
+            return []
+        sink = pa.BufferOutputStream()
+        sink.write(self._schema_message)
+        sink.write(data.slice(start, ends[-1] - start))
+        stream = sink.getvalue()
+        batches: list[pa.RecordBatch] = []
+        try:
+            reader = pa.ipc.open_stream(stream, options=pa.ipc.IpcReadOptions(use_threads=True))
+            for _ in ends:
+                batches.append(reader.read_next_batch())
+        except (*_READ_ERRORS, StopIteration):
+            pass
+        return batches
 
     def _read_new_bytes(self) -> pa.Buffer:
         try:
