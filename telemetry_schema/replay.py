@@ -1,11 +1,16 @@
 """Replay: the state of a run as of a cursor, with the seeks both viewers offer.
 
 The cursor counts events (rows of the merged log table): cursor ``n`` shows the state after
-the first ``n`` events. Moving forward folds only the events in between; moving backward
-re-folds from the start (vectorised, so fast even for large logs).
+the first ``n`` events. Moving forward folds only the events in between. Moving forward also
+leaves a checkpoint of the fold every ``checkpoint_every`` events (cheap: metric series share
+their arrays, see ``Series.__deepcopy__``), so moving backward restarts from the nearest
+checkpoint instead of the start of the log.
 """
 
 from __future__ import annotations
+
+import copy
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +31,14 @@ TARGETS = {
 class Replay:
     """A cursor over a fixed table of events and the folded state as of that cursor."""
 
-    def __init__(self, table: pa.Table, cursor: int | None = None) -> None:
+    def __init__(self, table: pa.Table, cursor: int | None = None, *,
+                 fold_factory: Callable[[], Fold] = Fold, checkpoint_every: int = 65_536) -> None:
         self.table = table
         self.cursor = 0
-        self._fold = Fold()
+        self._factory = fold_factory
+        self._every = max(1, int(checkpoint_every))
+        self._fold = fold_factory()
+        self._checkpoints: dict[int, Fold] = {0: copy.deepcopy(self._fold)}
         self._positions: dict[str, np.ndarray] = {}
         self.seek(table.num_rows if cursor is None else cursor)
 
@@ -42,7 +51,7 @@ class Replay:
         return self.table.num_rows
 
     def extend(self, new: pa.Table) -> None:
-        """Append newly followed events; the cursor stays where it is."""
+        """Append newly followed events; the cursor (and every checkpoint) stays valid."""
         if new.num_rows:
             self.table = pa.concat_tables([self.table, new])
             self._positions.clear()
@@ -50,11 +59,16 @@ class Replay:
     def seek(self, cursor: int) -> RunState:
         cursor = max(0, min(int(cursor), self.table.num_rows))
         if cursor < self.cursor:
-            self._fold = Fold()
-            self.cursor = 0
-        if cursor > self.cursor:
-            self._fold.update(self.table.slice(self.cursor, cursor - self.cursor))
-            self.cursor = cursor
+            start = max(c for c in self._checkpoints if c <= cursor)
+            self._fold = copy.deepcopy(self._checkpoints[start])
+            self.cursor = start
+        while self.cursor < cursor:
+            boundary = (self.cursor // self._every + 1) * self._every
+            end = min(cursor, boundary)
+            self._fold.update(self.table.slice(self.cursor, end - self.cursor))
+            self.cursor = end
+            if end == boundary and end not in self._checkpoints:
+                self._checkpoints[end] = copy.deepcopy(self._fold)
         return self.state
 
     def step(self, events: int = 1) -> RunState:

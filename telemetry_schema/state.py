@@ -39,16 +39,29 @@ class Series:
             return
         for name in self.names:
             col = columns.get(name)
-            self._chunks[name].append(np.full(n, np.nan) if col is None else np.asarray(col))
+            chunk = np.full(n, np.nan) if col is None else np.asarray(col).view()
+            chunk.setflags(write=False)  # chunks are shared by replay checkpoints (see __deepcopy__)
+            self._chunks[name].append(chunk)
         self.length += n
         self._cache.clear()
+
+    def __deepcopy__(self, memo) -> "Series":
+        """A copy sharing the (read-only) arrays: a replay checkpoint costs no array copies."""
+        new = Series.__new__(Series)
+        new.names = self.names
+        new._chunks = {n: list(c) for n, c in self._chunks.items()}
+        new._cache = dict(self._cache)
+        new.length = self.length
+        return new
 
     def __getitem__(self, name: str) -> np.ndarray:
         arr = self._cache.get(name)
         if arr is None:
             chunks = self._chunks[name]
             if len(chunks) > 1:
-                chunks[:] = [np.concatenate(chunks)]
+                whole = np.concatenate(chunks)
+                whole.setflags(write=False)
+                chunks[:] = [whole]
             arr = chunks[0] if chunks else np.empty(0)
             self._cache[name] = arr
         return arr

@@ -109,6 +109,21 @@ def test_status_running_stalled_crashed():
     assert state.status(now=10_000) == "finished"
 
 
+def test_replay_backward_restarts_from_a_checkpoint(table):
+    replay = Replay(table, cursor=table.num_rows, checkpoint_every=1_000)
+    assert sorted(replay._checkpoints) == list(range(0, table.num_rows, 1_000))
+    loss_at_end = replay.state.batches["loss"]
+    for target in (12_345, 3_001, 19_999, 12_345, 0, 7):
+        replay.seek(target)
+        assert replay.cursor == target
+        assert snapshot(replay.state) == snapshot(fold_table(table.slice(0, target)))
+    # checkpoints share the series arrays, which are frozen so no view can change another
+    replay.seek(table.num_rows)
+    np.testing.assert_array_equal(replay.state.batches["loss"], loss_at_end)
+    with pytest.raises(ValueError):
+        replay.state.batches["loss"][0] = 1.0
+
+
 def test_replay_seeks(table):
     replay = Replay(table, cursor=0)
     assert replay.state.events == 0
