@@ -125,34 +125,47 @@ class Fold:
         if table.num_rows == 0:
             return self.state
         self.state.ranks.update(table)
-        if self.rank is not None and pc.any(pc.not_equal(table.column("rank"), self.rank)).as_py():
-            table = table.filter(pc.equal(table.column("rank"), self.rank))
+        # The rank and env filters pick rows by index: filtering the table itself would copy
+        # every column of every kind (hundreds of bytes a row) to keep a few of them.
+        keep = None
+        if self.rank is not None:
+            keep = table.column("rank").to_numpy() == self.rank
         if self.env is not None:
-            table = table.filter(pc.equal(table.column("env"), self.env))
+            in_env = table.column("env").to_numpy() == self.env
+            keep = in_env if keep is None else keep & in_env
             self.state.envs.add(self.env)
-        if table.num_rows == 0:
+        if keep is not None and keep.all():
+            keep = None
+        if keep is not None and not keep.any():
             return self.state
         st = self.state
         kinds = pc.dictionary_encode(table.column("kind")).combine_chunks()
         codes = kinds.indices.to_numpy(zero_copy_only=False)
+        if keep is not None:
+            codes = np.where(keep, codes, -1)
         names = kinds.dictionary.to_pylist()
-        rows_by_kind = {name: np.flatnonzero(codes == i) for i, name in enumerate(names)}
+        rows_by_kind = {name: rows for i, name in enumerate(names) if len(rows := np.flatnonzero(codes == i))}
         wall = _wall_seconds(table.column("wall_time"))
-        st.events += table.num_rows
-        st.last_seq = int(pc.max(table.column("seq")).as_py())
-        st.epoch = max(st.epoch, int(pc.max(table.column("epoch")).as_py()))
-        st.step = max(st.step, int(pc.max(table.column("step")).as_py()))
-        st.last_wall = float(wall.max())
-        progress = np.ones(len(wall), bool)
+        envelope = {name: table.column(name).to_numpy() for name in ("seq", "epoch", "step")}
+        if keep is not None:
+            wall_kept, envelope = wall[keep], {k: v[keep] for k, v in envelope.items()}
+        else:
+            wall_kept = wall
+        st.events += len(wall_kept)
+        st.last_seq = int(envelope["seq"].max())
+        st.epoch = max(st.epoch, int(envelope["epoch"].max()))
+        st.step = max(st.step, int(envelope["step"].max()))
+        st.last_wall = float(wall_kept.max())
+        progress = np.zeros(len(wall), bool)
         for name, rows in rows_by_kind.items():
             st.kind_counts[name] += len(rows)
-            if name in _PROGRESS_EXCLUDED:
-                progress[rows] = False
+            if name not in _PROGRESS_EXCLUDED:
+                progress[rows] = True
         if progress.any():
             st.last_progress_wall = float(wall[progress].max())
         for name in _DENSE:
             rows = rows_by_kind.get(name)
-            if rows is not None and len(rows):
+            if rows is not None:
                 sub = _dense_rows(table, name, rows)
                 getattr(self, "_dense_" + name)(sub, wall[rows])
         sparse = [(name, rows) for name, rows in rows_by_kind.items() if name not in _DENSE]

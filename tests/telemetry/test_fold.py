@@ -186,6 +186,27 @@ def test_env_filter_folds_one_environment():
     assert fold_table(table).rewards["total"].tolist() == [0.0, 1.0, 2.0]
 
 
+def test_filters_pick_the_same_rows_as_filtering_the_table(table):
+    import pyarrow.compute as pc
+
+    env = pc.cast(pc.bit_wise_and(table.column("epoch"), 1), pa.int16())
+    rank = pc.cast(pc.equal(pc.bit_wise_and(table.column("step"), 3), 3), pa.int16())
+    mixed = table.set_column(table.schema.get_field_index("env"), "env", env)
+    mixed = mixed.set_column(mixed.schema.get_field_index("rank"), "rank", rank)
+    for r, e in ((0, None), (1, None), (0, 1), (1, 0), (None, 1)):
+        fold = Fold(rank=r, env=e)
+        fold.update(mixed)
+        expected = mixed
+        if r is not None:
+            expected = expected.filter(pc.equal(expected.column("rank"), r))
+        if e is not None:
+            expected = expected.filter(pc.equal(expected.column("env"), e))
+        plain = Fold(rank=None)
+        plain.update(expected)
+        assert 0 < fold.state.events < table.num_rows
+        assert snapshot(fold.state) == snapshot(plain.state), (r, e)
+
+
 def test_started_wall_comes_from_run_started(table):
     state = fold_table(table)
     assert state.started_wall == table.column("wall_time")[0].as_py().timestamp()
