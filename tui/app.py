@@ -15,20 +15,21 @@ from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
 from telemetry_schema.reader import LogError
-from telemetry_schema.replay import Replay
 from tui.loader import Prefetch
-from tui.messages import EventsArrived, Loaded, ReplayReady, SourceFailed
+from tui.messages import EventsArrived, Loaded, Refolded, ReplayReady, SourceFailed
 from tui.screens.detail import EventDetail, SeedDetail
 from tui.screens.help import HelpScreen
 from tui.screens.picker import RunPicker
+from tui.scope import Scope, ScopedFold, ScopedReplay, refold
 from tui.session import Session
 from tui.source import Target
 from tui.widgets.eventlog import EventList, envelope_and_payload
 from tui.widgets.eventpanel import EventLogPanel
 from tui.widgets.header import RunHeader
-from tui.widgets.history import DecisionsTable, GatesTable, GovernorTable
+from tui.widgets.history import DecisionsTable, GatesTable, GovernorTable, HistoryTable
 from tui.widgets.metrics import MetricsGrid
 from tui.widgets.policy import PolicyPanel
+from tui.widgets.scopebar import ScopeBar
 from tui.widgets.slots import SlotsTable
 from tui.widgets.timeline import Timeline
 
@@ -52,6 +53,10 @@ class EsperApp(App):
         Binding("question_mark", "help", "Help"),
         Binding("r", "toggle_replay", "Replay"),
         Binding("space", "play", "Play/Pause"),
+        Binding("n", "rank(1)", "Rank"),
+        Binding("N", "rank(-1)", "Prev rank", show=False),
+        Binding("e", "env(1)", "Env"),
+        Binding("E", "env(-1)", "Prev env", show=False),
         *[Binding(str(i + 1), f"tab('{tab}')", tab[4:].title(), show=False) for i, tab in enumerate(TABS)],
         Binding("l,right", "next_tab(1)", "Next tab", show=False),
         Binding("h,left", "next_tab(-1)", "Prev tab", show=False),
@@ -85,10 +90,13 @@ class EsperApp(App):
         self._last_refresh = 0.0
         self._last_metrics = 0.0
         self._request = 0
+        self._scope_request = 0
+        self._multi = (False, False)  # (ranks, envs): whether the rank / env keys apply
         self._stop = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
+        yield ScopeBar(id="scope")
         yield Static(id="banner")
         with TabbedContent(id="tabs"):
             with TabPane("1 Slots", id="tab-slots"):
@@ -189,6 +197,10 @@ class EsperApp(App):
         self._last_refresh = now
         session, state = self.session, self.session.state
         self._main.query_one(RunHeader).show(session, self.clock(), self.target.path.name)
+        self._main.query_one(ScopeBar).show(session, self.clock())
+        if (session.multi_rank, session.multi_env) != self._multi:
+            self._multi = (session.multi_rank, session.multi_env)
+            self.refresh_bindings()
         self._update_banner()
         active = self._main.query_one(TabbedContent).active
         if active == "tab-slots":
@@ -253,18 +265,22 @@ class EsperApp(App):
             s.seek(cursor)
         else:
             self._request += 1
-            self._build_replay(s.table, cursor, self._request)
+            self._build_replay(s.table, cursor, s.scope, self._request)
             return
         self.refresh_panels(force=True)
 
     @work(thread=True, exclusive=True, group="seek")
-    def _build_replay(self, table, cursor: int, request: int) -> None:
-        self.post_message(ReplayReady(Replay(table, cursor), request))
+    def _build_replay(self, table, cursor: int, scope: Scope, request: int) -> None:
+        self.post_message(ReplayReady(ScopedReplay(table, cursor, scope), request))
 
     def on_replay_ready(self, msg: ReplayReady) -> None:
-        if msg.request == self._request:
-            self.session.adopt_replay(msg.replay)
-            self.refresh_panels(force=True)
+        if msg.request != self._request:
+            return
+        if msg.replay.scope != self.session.scope:  # another rank / env was chosen meanwhile
+            self._go(msg.replay.cursor)
+            return
+        self.session.adopt_replay(msg.replay)
+        self.refresh_panels(force=True)
 
     def action_move(self, move: str) -> None:
         if self.session.loaded:
@@ -292,6 +308,52 @@ class EsperApp(App):
     def action_speed(self, delta: int) -> None:
         self.session.change_speed(delta)
         self.refresh_panels()
+
+    # -- rank and environment ----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The rank / env keys (and their footer hints) exist only for runs with several."""
+        if action == "rank":
+            return self.session.multi_rank
+        if action == "env":
+            return self.session.multi_env
+        return True
+
+    def action_rank(self, delta: int) -> None:
+        self._rescope(self.session.scope_after("rank", delta))
+
+    def action_env(self, delta: int) -> None:
+        self._rescope(self.session.scope_after("env", delta))
+
+    def _rescope(self, scope: Scope | None) -> None:
+        """Refold the events already read for ``scope``: here for short logs, else in a worker."""
+        s = self.session
+        if scope is None or not s.loaded:
+            return
+        self._scope_request += 1
+        cursor = s.cursor if s.replay is not None else None
+        if s.is_small():
+            self._adopt_scope(*refold(s.table, scope, cursor))
+            return
+        s.pending = scope
+        self._refold(s.table, scope, cursor, self._scope_request)
+        self.refresh_panels(force=True)
+
+    @work(thread=True, exclusive=True, group="scope")
+    def _refold(self, table, scope: Scope, cursor: int | None, request: int) -> None:
+        self.post_message(Refolded(*refold(table, scope, cursor), request))
+
+    def on_refolded(self, msg: Refolded) -> None:
+        if msg.request == self._scope_request:
+            self._adopt_scope(msg.fold, msg.replay)
+
+    def _adopt_scope(self, fold: ScopedFold, replay: ScopedReplay | None) -> None:
+        goto = self.session.adopt_scope(fold, replay)
+        for widget in (*self._main.query(HistoryTable), *self._main.query(MetricsGrid)):
+            widget.reset()
+        if goto is not None:
+            self._go(goto)
+        self.refresh_panels(force=True)
 
     # -- navigation and dialogs --------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from telemetry_schema.fold import Fold
 from telemetry_schema.reader import LogError
+from tui.scope import ScopedFold
 from tui.source import Source, Target
 
 
@@ -22,7 +22,7 @@ class FirstRead:
 
     source: Source
     table: pa.Table | None = None
-    fold: Fold | None = None
+    fold: ScopedFold | None = None
     error: str = ""
 
 
@@ -39,7 +39,7 @@ class Prefetch:
         source = Source(self.target)
         try:
             table = source.poll()
-            fold = Fold()
+            fold = ScopedFold()  # rank 0, every environment
             fold.update(table)
             self._result = FirstRead(source, table, fold)
         except LogError as exc:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pyarrow as pa
 from textual.message import Message
 
-from telemetry_schema.fold import Fold
-from telemetry_schema.replay import Replay
+from tui.scope import ScopedFold, ScopedReplay
 
 
 class Loaded(Message):
     """The first poll: every event already in the log, folded off the UI thread."""
 
-    def __init__(self, table: pa.Table, fold: Fold, torn_bytes: int, ended: bool, manifest: dict) -> None:
+    def __init__(self, table: pa.Table, fold: ScopedFold, torn_bytes: int, ended: bool, manifest: dict) -> None:
         super().__init__()
         self.table, self.fold, self.torn_bytes, self.ended = table, fold, torn_bytes, ended
         self.manifest = manifest
@@ -37,6 +36,14 @@ class SourceFailed(Message):
 class ReplayReady(Message):
     """A replay folded to a far cursor in a worker; ``request`` tells stale results apart."""
 
-    def __init__(self, replay: Replay, request: int) -> None:
+    def __init__(self, replay: ScopedReplay, request: int) -> None:
         super().__init__()
         self.replay, self.request = replay, request
+
+
+class Refolded(Message):
+    """The log folded again for another rank / environment; ``request`` tells stale results apart."""
+
+    def __init__(self, fold: ScopedFold, replay: ScopedReplay | None, request: int) -> None:
+        super().__init__()
+        self.fold, self.replay, self.request = fold, replay, request

@@ -2,6 +2,8 @@
 
 No Textual here: the app feeds ``Session`` with tables and asks it where a replay key moves
 the cursor. Seeks that would fold many events are left to a worker (``is_cheap`` says which).
+The panels show one ``Scope`` (rank, environment); choosing another refolds ``table``, which
+only references the polled Arrow tables (never copied), in a worker for long logs.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from telemetry_schema.fold import Fold, RunState
-from telemetry_schema.replay import Replay
+from telemetry_schema.fold import RunState
 from telemetry_schema.schema import SCHEMA
+from tui.scope import Scope, ScopedFold, ScopedReplay
 
 SYNC_EVENTS = 50_000
 """Seeks that fold at most this many events run on the UI thread; longer ones in a worker."""
@@ -29,8 +32,12 @@ class Session:
     def __init__(self) -> None:
         self.table: pa.Table = SCHEMA.empty_table()
         self._settled_rows, self._settled_chunks = 0, 0
-        self.fold = Fold()
-        self.replay: Replay | None = None
+        self.fold = ScopedFold()
+        self.replay: ScopedReplay | None = None
+        self.scope = Scope()
+        self.pending: Scope | None = None  # a scope being folded in a worker
+        self._rank_ids: set[int] = set()
+        self._env_ids: set[int] = set()
         self.torn_bytes = 0
         self.ended = False
         self.loaded = False
@@ -42,12 +49,13 @@ class Session:
 
     # -- feeding -----------------------------------------------------------------------------
 
-    def adopt(self, table: pa.Table, fold: Fold, torn_bytes: int, ended: bool, manifest: dict) -> None:
+    def adopt(self, table: pa.Table, fold: ScopedFold, torn_bytes: int, ended: bool, manifest: dict) -> None:
         """Take over the first poll, folded by the follow worker."""
-        self.table, self.fold = table, fold
+        self.table, self.fold, self.scope = table, fold, fold.scope
         self._settled_rows, self._settled_chunks = table.num_rows, len(table.column(0).chunks)
         self.torn_bytes, self.ended, self.manifest, self.loaded = torn_bytes, ended, manifest, True
         self._note_start(table)
+        self._note_ids(table)
         if self.replay is not None:
             self.replay.extend(table)
 
@@ -57,6 +65,7 @@ class Session:
         if not table.num_rows:
             return
         self._note_start(table)
+        self._note_ids(table)
         self.table = pa.concat_tables([self.table, table])
         if len(self.table.column(0).chunks) - self._settled_chunks > 64:
             self._settle()
@@ -77,6 +86,11 @@ class Session:
         # RunState has no start time filled in; the first event's wall time stands for it.
         if self.start_wall is None and table.num_rows:
             self.start_wall = table.column("wall_time")[0].value / 1e6
+
+    def _note_ids(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._rank_ids.update(pc.unique(table.column("rank")).to_pylist())
+            self._env_ids.update(pc.unique(table.column("env")).to_pylist())
 
     # -- what the panels show -----------------------------------------------------------------
 
@@ -111,9 +125,9 @@ class Session:
 
     # -- replay ------------------------------------------------------------------------------
 
-    def start_replay(self, cursor: int = 0) -> Replay:
+    def start_replay(self, cursor: int = 0) -> ScopedReplay:
         """A replay at ``cursor`` (cheap only near the start: callers use a worker otherwise)."""
-        self.replay = Replay(self.table, cursor)
+        self.replay = ScopedReplay(self.table, cursor, self.scope)
         self.playing = False
         return self.replay
 
@@ -128,7 +142,7 @@ class Session:
         if self.replay is not None:
             self.replay.seek(cursor)
 
-    def adopt_replay(self, replay: Replay) -> None:
+    def adopt_replay(self, replay: ScopedReplay) -> None:
         """Swap in a replay folded by a worker, with any events that arrived meanwhile."""
         if replay.table.num_rows < self.table.num_rows:
             replay.extend(self.table.slice(replay.table.num_rows))
@@ -145,7 +159,7 @@ class Session:
         if move in ("step+", "step-"):
             return max(0, min(length, cur + (1 if move == "step+" else -1)))
         direction, name = move.split(":")
-        replay = self.replay or Replay(self.table, 0)
+        replay = self.replay or ScopedReplay(self.table, 0, self.scope)
         pos = replay.positions(name)
         if direction == "next":
             i = int(np.searchsorted(pos, cur, side="left"))
@@ -162,6 +176,63 @@ class Session:
 
     def change_speed(self, delta: int) -> None:
         self.speed_index = max(0, min(len(SPEEDS) - 1, self.speed_index + delta))
+
+    # -- scope: which rank and environment -------------------------------------------------------
+
+    @property
+    def ranks(self) -> list[int]:
+        """The ranks of the run: those that wrote events, and those its run_started announces."""
+        return sorted(self._rank_ids | set(range(self.state.world_size)))
+
+    @property
+    def envs(self) -> list[int]:
+        """The environments of the run: those seen in events, and those run_started announces."""
+        return sorted(self._env_ids | set(range(self.state.num_envs)))
+
+    @property
+    def multi_rank(self) -> bool:
+        return len(self.ranks) > 1
+
+    @property
+    def multi_env(self) -> bool:
+        return len(self.envs) > 1
+
+    def scope_after(self, axis: str, delta: int) -> Scope | None:
+        """The scope one step along ``axis`` ('rank' or 'env'; env cycles all, 0, 1, ...);
+        None when the run has a single rank / environment (the keys do nothing)."""
+        base = self.pending or self.scope
+        if axis == "rank":
+            if not self.multi_rank:
+                return None
+            ranks = self.ranks
+            i = ranks.index(base.rank) if base.rank in ranks else 0
+            return Scope(ranks[(i + delta) % len(ranks)], base.env)
+        if not self.multi_env:
+            return None
+        choices: list[int | None] = [None, *self.envs]
+        i = choices.index(base.env) if base.env in choices else 0
+        return Scope(base.rank, choices[(i + delta) % len(choices)])
+
+    def is_small(self) -> bool:
+        """Whether refolding the whole log is quick enough for the UI thread."""
+        return self.length <= SYNC_EVENTS
+
+    def adopt_scope(self, fold: ScopedFold, replay: ScopedReplay | None) -> int | None:
+        """Show the scope of ``fold`` (folded from the first ``fold.rows`` events, maybe in a worker).
+
+        Events that arrived meanwhile are folded in. Returns the replay cursor still to reach
+        (the cursor moved while folding, or the replay began then), or None.
+        """
+        fold.update(self.table.slice(fold.rows))
+        self.fold, self.scope, self.pending = fold, fold.scope, None
+        old = self.replay
+        self.replay = replay if old is not None else None
+        if old is None:
+            return None
+        if self.replay is None:
+            return old.cursor
+        self.adopt_replay(self.replay)
+        return old.cursor if old.cursor != self.replay.cursor else None
 
 
 def make_clock(value: float | None) -> Callable[[], float]:

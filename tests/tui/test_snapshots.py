@@ -45,3 +45,27 @@ def test_event_log_panic_filter(snap_compare, run_dir):
         await pilot.press("6", *["t"] * 7)  # kinds sorted: the 7th is governor_panic
 
     assert snap_compare(make_app(run_dir), terminal_size=(100, 30), run_before=before)
+
+
+def test_diverged_ranks_on_rank_1(snap_compare, tmp_path):
+    from .test_scope import write_ranked_run
+
+    run = write_ranked_run(tmp_path, "split-ranks", diverge=True)
+
+    async def before(pilot):
+        await wait_loaded(pilot)
+        await press_and_settle(pilot, "n")
+
+    assert snap_compare(make_app(run), terminal_size=(100, 30), run_before=before)
+
+
+def test_env_1_of_a_ppo_log(snap_compare, tmp_path):
+    from .test_scope import write_env_run
+
+    run = write_env_run(tmp_path)
+
+    async def before(pilot):
+        await wait_loaded(pilot)
+        await press_and_settle(pilot, "e", "e")
+
+    assert snap_compare(make_app(run), terminal_size=(100, 30), run_before=before)

@@ -16,6 +16,12 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("h / l, ← / →", "previous / next tab"), ("j / k, ↓ / ↑", "move in a table or list"),
         ("Tab", "move focus"), ("Enter", "open the seed of a slot / the fields of an event"),
     )),
+    ("rank / environment (runs with several)", (
+        ("n / N", "next / previous rank of a distributed run"),
+        ("e / E", "next / previous environment of a PPO run (all, 0, 1, …)"),
+        ("", "the header says which one is shown; ✗ marks a rank that diverged from rank 0"),
+        ("", "PPO updates and run status are run-wide; the event log (6) lists every rank and env"),
+    )),
     ("replay", (
         ("r", "replay on / off (--replay starts in it)"), ("space", "play / pause"),
         ("+ / -", "faster / slower"), (". / ,", "step one event forward / back"),

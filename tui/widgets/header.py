@@ -1,4 +1,5 @@
-"""The run header: id, task, status, progress, timing, rates, freshness and log integrity."""
+"""The run header: id, task, status, progress, timing, rates, freshness and log integrity,
+and for multi-rank or multi-env runs the rank and environment shown and any rank divergence."""
 
 from __future__ import annotations
 
@@ -6,7 +7,27 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui import fmt
+from tui.scope import divergences
 from tui.session import Session
+
+
+def silent_ranks(session: Session, now: float) -> list[int]:
+    """Ranks with no event for a while (only while following a run that has not finished)."""
+    st = session.state
+    if session.replay is not None or st.end_status is not None:
+        return []
+    return st.ranks.silent(now, max(30.0, 6 * st.heartbeat_s))
+
+
+def scope_label(session: Session) -> str:
+    """'rank 1/2  env 3/4' (or 'env all/4'): what the panels show; '' for a one-rank, one-env run."""
+    scope = session.pending or session.scope
+    parts = []
+    if session.multi_rank:
+        parts.append(f"rank {scope.rank}/{len(session.ranks)}")
+    if session.multi_env:
+        parts.append(f"env {'all' if scope.env is None else scope.env}/{len(session.envs)}")
+    return "  ".join(parts)
 
 
 def header_text(session: Session, now: float, target: str) -> Text:
@@ -26,6 +47,11 @@ def header_text(session: Session, now: float, target: str) -> Text:
         label = f"finished ({st.end_status})"
     top.append(f" {label} ", style=fmt.STATUS_STYLES.get(status, "bold") + " reverse")
     top.append(f"  epoch {st.epoch}  step {fmt.si(st.step)}")
+    shown = scope_label(session)
+    if shown:
+        top.append(f"  {shown}", style="bold cyan")
+        if session.pending is not None:
+            top.append(" folding…", style="yellow")
     bottom = Text(style="grey70")
     end = st.last_wall if (replaying or st.end_status or status == "crashed") else now
     elapsed = end - session.start_wall if end is not None and session.start_wall is not None else None
@@ -38,14 +64,16 @@ def header_text(session: Session, now: float, target: str) -> Text:
     if not replaying and st.last_wall is not None and st.end_status is None:
         age = now - st.last_wall
         bottom.append(f" │ data {fmt.duration(age)} old", style="yellow" if age > 3 * st.heartbeat_s else "")
-    ranks = getattr(st, "ranks", None)
-    if ranks is not None and ranks.count > 1:
-        silent = ranks.silent(now, max(30.0, 6 * st.heartbeat_s)) if not replaying and st.end_status is None else []
+    ranks = st.ranks
+    if ranks.count > 1:
+        silent = silent_ranks(session, now)
         bottom.append(f" │ {ranks.count} ranks", style="bold red" if ranks.divergence or silent else "")
         if silent:
             bottom.append(f" silent: {','.join(map(str, silent))}", style="bold red")
         if ranks.divergence:
-            bottom.append(" DIVERGED", style="bold red")
+            found = divergences(ranks)
+            where = ": " + ", ".join(d.short() for d in found) if found else ""
+            bottom.append(f" DIVERGED{where}", style="bold red")
     if session.torn_bytes:
         bottom.append(f" │ torn tail {session.torn_bytes} B", style="bold yellow")
     else:

@@ -30,6 +30,11 @@ class HistoryTable(DataTable):
     def row(self, record) -> tuple:
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """Forget the rows shown: the next ``show`` draws another fold (another rank or env)."""
+        self.clear()
+        self._shown = 0
+
     def show(self, state: RunState) -> None:
         recs = self.records(state)
         if len(recs) < self._shown:

@@ -65,6 +65,10 @@ class MetricsGrid(Grid):
         for name in self.plots:
             yield AsyncPlot(classes=f"plot-{name}")
 
+    def reset(self) -> None:
+        """Redraw on the next ``show`` even if the sizes match (another rank or env was chosen)."""
+        self._signature = None
+
     def show(self, state: RunState) -> None:
         sig = (id(state), len(state.epochs), sum(map(len, state.grads.values())),
                sum(map(len, state.alpha.values())), self.size)
