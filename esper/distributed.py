@@ -1,8 +1,10 @@
 """torch.distributed plumbing: process group set-up under torchrun, agreement, timeouts.
 
 Every lifecycle decision must be the same on every rank at the same step, so decisions are
-made on rank 0 and broadcast (``agree``) before they are applied. Payloads travel as JSON
-bytes in a uint8 tensor (never pickle). Collectives carry the process group's timeout: a
+made on rank 0 and broadcast (``agree``) before the other ranks apply them: once per epoch, one
+``agree`` carries the governor's verdict, the controller's decisions and every gate result
+(which decisions, how, and how seeds germinated mid-run join DDP: ``esper.tolaria.agreement``).
+Payloads travel as JSON bytes in a uint8 tensor (never pickle). Collectives carry the process group's timeout: a
 rank that dies makes the others' next collective fail within ``timeout_s`` with a
 ``RankFailure`` instead of hanging.
 """

@@ -24,6 +24,8 @@ from esper.leyline.stages import LIVE_STAGES, SEED_FORWARD_STAGES, SeedStage, ch
 from esper.nissa.sink import NullSink, Sink
 
 S = SeedStage
+RAMP_STAGES = frozenset({S.BLENDING, S.HOLDING})
+"""Stages in which alpha ticks once per epoch (and so may be retargeted)."""
 
 
 @dataclass
@@ -159,6 +161,16 @@ class SeedSlot(nn.Module):
             self.alpha = AlphaController(alpha=1.0, start=1.0, target=1.0, curve=self.alpha.curve)
             self.sink.alpha_changed(self.slot_id, self.seed_id, self.alpha)
 
+    def set_alpha_target(self, target: float, epochs: int = 1) -> bool:
+        """Ramp alpha to ``target`` over ``epochs`` epochs along the seed's curve; only while the
+        alpha controller is idle. The first step is taken now, so the next epoch already trains
+        with it and the target holds from the ``epochs``-th epoch on. Returns True if it began."""
+        if not self.alpha.idle or self.stage not in RAMP_STAGES:
+            return False
+        self.alpha.retarget(target, max(1, int(epochs)))
+        self.tick_alpha()
+        return True
+
     def tick_alpha(self) -> None:
         if self.alpha.step():
             self.sink.alpha_changed(self.slot_id, self.seed_id, self.alpha)
@@ -188,7 +200,7 @@ class SeedSlot(nn.Module):
         """Per-epoch tick: alpha ramps, stage counters, scheduled prunes, embargo and reset."""
         if self.record is not None and self.is_live:
             self.record.epochs_in_stage += 1
-        if self.stage in (S.BLENDING, S.HOLDING):
+        if self.stage in RAMP_STAGES:
             self.tick_alpha()
         if self.pending_prune and self.alpha.idle:
             self._free(*self.pending_prune)

@@ -35,6 +35,8 @@ class Decision:
     # new target for SET_ALPHA_TARGET
     seed_id: str | None = None
     # the seed the action concerns, when there is one
+    alpha_steps: int | None = None
+    # SET_ALPHA_TARGET: epochs the ramp to alpha_target takes (None = 1, the target in one epoch)
 
 
 @dataclass(frozen=True)

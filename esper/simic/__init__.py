@@ -7,8 +7,9 @@
     ppo.py        the recurrent PPO update with an approximate-KL early stop
     rewards.py    reward components (attribution, PBRS shaping, rent, costs, terminal, penalties)
     collect.py    the lockstep collection loop and Learner (rounds of collect + update)
+    shared_data.py  the environments' one task and data iterator (one pass drawn per step)
     env.py        one morphogenetic training environment on the core
-    vec_env.py    K environments in lockstep
+    vec_env.py    K environments in lockstep on shared batches
     telemetry.py  per-environment event sinks, PPOUpdate events
     cli.py        ``esper ppo``: add_ppo_arguments / run_ppo
 

@@ -3,14 +3,15 @@
 Everything here goes through the core's public pieces (tasks, MorphogeneticModel, Trainer,
 Lifecycle); the single private call, ``Trainer._control``, is isolated in ``_apply`` so a public
 hook can replace it. Each environment owns its torch RNG stream, so environments are
-independent of each other and of the order they step in.
+independent of each other and of the order they step in. Training batches come from outside
+(``esper.simic.shared_data``): every epoch trains on the batches the caller passes in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -21,8 +22,9 @@ from esper.leyline.actions import Decision, Observation, Op
 from esper.leyline.config import GateConfig, TrainConfig
 from esper.nissa.sink import Sink
 from esper.runtime.synthetic import SyntheticConfig
-from esper.runtime.tasks import TaskOptions, build_task
+from esper.runtime.tasks import TaskOptions
 from esper.simic.rewards import RewardConfig, StepFacts, compute_reward
+from esper.simic.shared_data import Batch, SharedData
 from esper.tamiyo.policy.actions import PolicyAction
 from esper.tolaria.trainer import FaultSpec, Trainer
 
@@ -36,7 +38,8 @@ class EnvConfig:
     episode_length: int = 20
     # RL steps per episode; the host trains episode_length + 1 epochs (the first one before any action)
     seed: int = 0
-    # base seed; environment k, episode j get a seed derived from (seed, k, j)
+    # base seed: the shared data stream's seed; environment k, episode j get a host seed
+    # derived from (seed, k, j)
     device: str = "cpu"
     # device of the host models
     slots: tuple[str, ...] | None = None
@@ -53,6 +56,12 @@ class EnvConfig:
     # data directory (cifar10)
     fault: str | None = None
     # deliberate fault of every episode, 'nan@EPOCH' or 'spike@EPOCH' (tests the death path)
+
+
+def task_options(cfg: EnvConfig) -> TaskOptions:
+    """The options of the environments' shared task (data seed = the base seed)."""
+    return TaskOptions(batch_size=cfg.batch_size, seed=cfg.seed, data_dir=cfg.data_dir,
+                       synthetic=SyntheticConfig(train_size=cfg.synthetic_train, val_size=cfg.synthetic_val))
 
 
 def episode_seed(base: int, env: int, episode: int) -> int:
@@ -91,15 +100,16 @@ class StepResult:
 
 
 class MorphEnv:
-    """Environment ``index``: builds a fresh task + model + trainer at every reset."""
+    """Environment ``index``: builds a fresh host + model + trainer at every reset, on ``data``'s
+    task; ``batches`` train the first epoch."""
 
-    def __init__(self, index: int, cfg: EnvConfig, reward_cfg: RewardConfig,
-                 sink_factory: Callable[[int], Sink] = lambda i: Sink()) -> None:
-        self.index, self.cfg, self.reward_cfg = index, cfg, reward_cfg
+    def __init__(self, index: int, cfg: EnvConfig, reward_cfg: RewardConfig, data: SharedData,
+                 batches: Sequence[Batch], sink_factory: Callable[[int], Sink] = lambda i: Sink()) -> None:
+        self.index, self.cfg, self.reward_cfg, self.data = index, cfg, reward_cfg, data
         self.sink = sink_factory(index)
         self.episode = -1
         self.rng_state = torch.Generator().manual_seed(episode_seed(cfg.seed, index, -1)).get_state()
-        self.reset()
+        self.reset(batches)
 
     @contextmanager
     def own_rng(self) -> Iterator[None]:
@@ -116,26 +126,25 @@ class MorphEnv:
         gates = dataclasses.replace(GateConfig(), mode=self.cfg.gates)
         return TrainConfig(epochs=self.cfg.episode_length + 1, seed=seed, device=self.cfg.device, gates=gates)
 
-    def reset(self) -> Observation:
-        """A new episode: new host, new data order; trains the first epoch before any action."""
+    def reset(self, batches: Sequence[Batch]) -> Observation:
+        """A new episode: a new host (seeded by environment and episode); trains the first epoch
+        on ``batches`` before any action."""
         self.episode += 1
         seed = episode_seed(self.cfg.seed, self.index, self.episode)
+        task = self.data.task
         with self.own_rng():
             torch.manual_seed(seed)
-            opts = TaskOptions(batch_size=self.cfg.batch_size, seed=seed, data_dir=self.cfg.data_dir,
-                               synthetic=SyntheticConfig(train_size=self.cfg.synthetic_train,
-                                                         val_size=self.cfg.synthetic_val))
-            task = build_task(self.cfg.task, opts)
             slots = list(self.cfg.slots) if self.cfg.slots is not None else None
-            model = MorphogeneticModel(task.host, slots).to(self.cfg.device)
+            model = MorphogeneticModel(self.data.new_host(), slots).to(self.cfg.device)
             self.queue = _Queue()
-            self.trainer = Trainer(model, task.train_loader, task.val_loader, num_classes=task.num_classes,
+            # no loader of its own: every epoch trains on the batches passed to run_epoch
+            self.trainer = Trainer(model, (), self.data.val_loader, num_classes=task.num_classes,
                                    language=task.language, cfg=self.train_config(seed),
                                    controller=self.queue, sink=self.sink,
                                    fault=FaultSpec.parse(self.cfg.fault) if self.cfg.fault else None)
             self.sink.governor_snapshot("initial", self.trainer.governor.take_snapshot(model, 0))
             self.epoch = 1
-            self.result = self.trainer.run_epoch(1)
+            self.result = self.trainer.run_epoch(1, batches=batches)
         self.start_acc = self.result.val_acc
         self.rollbacks = self.trainer.summary.rollbacks
         self.obs = self.observe()
@@ -166,15 +175,15 @@ class MorphEnv:
         self.trainer._control(self.epoch, self.result)  # private: ask core for a public hook
         return d.op is not Op.WAIT and self._slot_state(d.slot_id) != before
 
-    def step(self, pa: PolicyAction) -> StepResult:
-        """Act on the observation of the last epoch, train one more epoch, and score it."""
+    def step(self, pa: PolicyAction, batches: Sequence[Batch]) -> StepResult:
+        """Act on the observation of the last epoch, train one more epoch on ``batches``, and score it."""
         d = pa.decision
         view = next((s for s in self.obs.slots if s.slot_id == d.slot_id), None)
         stages_before = tuple(s.stage for s in self.obs.slots)
         with self.own_rng():
             effect = self._apply(pa)
             self.epoch += 1
-            self.result = self.trainer.run_epoch(self.epoch)
+            self.result = self.trainer.run_epoch(self.epoch, batches=batches)
         died = self.trainer.summary.rollbacks > self.rollbacks
         self.rollbacks = self.trainer.summary.rollbacks
         self.obs = self.observe()

@@ -36,7 +36,7 @@ class PPOConfig:
     # weight of the value loss
     entropy_coefs: dict[str, float] = field(default_factory=lambda: {
         "op": 0.01, "slot": 0.005, "blueprint": 0.005, "blend": 0.002, "tempo": 0.002,
-        "alpha_target": 0.002, "curve": 0.002})
+        "alpha_target": 0.002, "alpha_speed": 0.002, "curve": 0.002})
     # entropy bonus per head (heads missing here get 0)
     max_grad_norm: float = 0.5
     # global gradient-norm clip of the policy

@@ -1,5 +1,10 @@
 """K morphogenetic environments stepping in lockstep: one host epoch per RL step, one batched
-policy call per step (``esper.simic.collect``), ended episodes reset in place."""
+policy call per step (``esper.simic.collect``), ended episodes reset in place.
+
+The environments share one data iterator (``SharedData``): each step draws one pass of training
+batches once, and every environment trains that step's epoch on it — an environment that resets
+in the step trains its new episode's first epoch on the same batches.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from torch import Tensor
 from esper.kasmina.blueprints import blueprint_names
 from esper.nissa.sink import Sink
 from esper.simic.collect import StepOutcome
-from esper.simic.env import EnvConfig, MorphEnv
+from esper.simic.env import EnvConfig, MorphEnv, task_options
 from esper.simic.rewards import RewardConfig
+from esper.simic.shared_data import SharedData
 from esper.simic.telemetry import PolicySink
 from esper.tamiyo.policy.actions import OPS, ActionSpace
 from esper.tamiyo.policy.features import FeatureConfig, encode_observation, slot_stages
@@ -31,7 +37,9 @@ class VecMorphEnv:
         cfg, reward_cfg = cfg or EnvConfig(), reward_cfg or RewardConfig()
         feature_cfg = feature_cfg or FeatureConfig()
         self.num_envs, self.cfg, self.feature_cfg = num_envs, cfg, feature_cfg
-        self.envs = [MorphEnv(i, cfg, reward_cfg, sink_factory) for i in range(num_envs)]
+        self.data = SharedData.build(cfg.task, task_options(cfg), cfg.device)
+        first = self.data.draw()
+        self.envs = [MorphEnv(i, cfg, reward_cfg, self.data, first, sink_factory) for i in range(num_envs)]
         model = self.envs[0].model
         self.space = ActionSpace(tuple(model.order), tuple(blueprint_names(model.topology)))
         self.last_op = [0] * num_envs
@@ -53,11 +61,12 @@ class VecMorphEnv:
     def step(self, act: ActResult) -> StepOutcome:
         rewards, term, trunc, finals, comps = [], [], [], [], []
         op_names = [op.name for op in OPS]
+        batches = self.data.draw()  # once per step, for every environment
         for i, env in enumerate(self.envs):
             pa = self.space.decode({h: int(v[i]) for h, v in act.actions.items()})
             if isinstance(env.sink, PolicySink):
                 env.sink.annotate(dict(zip(op_names, act.op_probs[i].tolist())), float(act.value[i]))
-            res = env.step(pa)
+            res = env.step(pa, batches)
             if isinstance(env.sink, PolicySink):
                 env.sink.reward(res.components)
             self.last_op[i] = int(act.actions["op"][i])
@@ -68,7 +77,7 @@ class VecMorphEnv:
             comps.append(res.components)
             self.last_info[i] = dict(res.info, took_effect=res.took_effect, op=pa.decision.op.name)
             if res.terminated or res.truncated:
-                env.reset()
+                env.reset(batches)
                 self.last_op[i] = 0
         return StepOutcome(torch.tensor(rewards, dtype=torch.float32), torch.tensor(term), torch.tensor(trunc),
                            torch.stack(finals), comps)

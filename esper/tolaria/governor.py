@@ -52,33 +52,42 @@ class Governor:
 
     def check(self, loss: float) -> GovernorVerdict | None:
         """None for a healthy loss (added to the history); else the verdict (kept out of it)."""
+        verdict = self.assess(loss)
+        self.record(loss, verdict)
+        return verdict
+
+    def assess(self, loss: float) -> GovernorVerdict | None:
+        """The verdict on ``loss``, changing nothing (``record`` applies it). A distributed run
+        assesses on rank 0 only and records the agreed verdict on every rank."""
         mean, std = _mean_std(self.history)
         if math.isnan(loss) or math.isinf(loss):
-            return self._panic("nan" if math.isnan(loss) else "inf", loss, None, mean, std, True)
+            return self._verdict("nan" if math.isnan(loss) else "inf", loss, None, mean, std, True)
         enough = len(self.history) >= self.cfg.min_history
         if enough and self._lobotomy(loss, mean):
-            return self._panic("lobotomy", loss, self.chance_loss, mean, std, True)
+            return self._verdict("lobotomy", loss, self.chance_loss, mean, std, True)
         threshold = max(mean + self.cfg.sensitivity * std, self.cfg.multiplier * mean,
                         self.cfg.floor_fraction * self.chance_loss) if enough else None
         if threshold is not None and loss > threshold:
-            self.consecutive += 1
-            rollback = self.consecutive >= self.cfg.consecutive_to_rollback
-            return self._panic("statistical", loss, threshold, mean, std, rollback, count=False)
-        self.consecutive = 0
-        self.history.append(loss)
+            rollback = self.consecutive + 1 >= self.cfg.consecutive_to_rollback
+            return self._verdict("statistical", loss, threshold, mean, std, rollback)
         return None
+
+    def record(self, loss: float, verdict: GovernorVerdict | None) -> None:
+        """Apply a verdict: a healthy loss joins the history and clears the anomaly count; a panic
+        sets the count (a rollback resets it)."""
+        if verdict is None:
+            self.consecutive = 0
+            self.history.append(loss)
+        else:
+            self.consecutive = 0 if verdict.rollback else verdict.consecutive
 
     def _lobotomy(self, loss: float, mean: float) -> bool:
         near_chance = abs(loss - self.chance_loss) <= self.cfg.lobotomy_tolerance * self.chance_loss
         return near_chance and mean < self.cfg.lobotomy_mean_fraction * self.chance_loss
 
-    def _panic(self, reason, loss, threshold, mean, std, rollback, count=True) -> GovernorVerdict:
-        if count:
-            self.consecutive += 1
-        verdict = GovernorVerdict(reason, loss, threshold, mean, std, self.consecutive, rollback)
-        if rollback:
-            self.consecutive = 0
-        return verdict
+    def _verdict(self, reason, loss, threshold, mean, std, rollback) -> GovernorVerdict:
+        """A panic: this anomaly is the (consecutive + 1)-th in a row."""
+        return GovernorVerdict(reason, loss, threshold, mean, std, self.consecutive + 1, rollback)
 
     # -- snapshots ---------------------------------------------------------------------------
 

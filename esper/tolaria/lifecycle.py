@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from esper.kasmina.blueprints import blueprint_names
-from esper.kasmina.gates import NEXT_STAGE, GateContext, evaluate_gates, gate_g0
+from esper.kasmina.gates import NEXT_STAGE, GateContext, evaluate_gates, gate_g0, gates_for
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Decision, Op
 from esper.leyline.config import GateConfig
+from esper.leyline.gates import GateId, GateResult
 from esper.leyline.stages import SeedStage
 from esper.nissa.sink import Sink
 
 S = SeedStage
+
+GateSource = Callable[[tuple[GateId, ...], Callable[[], list[GateResult]]], list[GateResult]]
+"""Where a move's gate results come from: ``source(gate_ids, evaluate)``. The default evaluates the
+gates here; the other ranks of a distributed run replay rank 0's results (tolaria.agreement)."""
+
+
+def evaluate_here(ids: tuple[GateId, ...], evaluate: Callable[[], list[GateResult]]) -> list[GateResult]:
+    return evaluate()
 
 
 @dataclass
@@ -38,7 +48,8 @@ class Lifecycle:
         self.initiator = initiator
         self.log = LifecycleLog()
 
-    def apply(self, d: Decision, epoch: int, acc: float, loss: float) -> bool:
+    def apply(self, d: Decision, epoch: int, acc: float, loss: float,
+              gate_source: GateSource = evaluate_here) -> bool:
         """Apply one decision; returns True if the model changed."""
         if d.op is Op.WAIT or d.slot_id is None:
             return False
@@ -47,7 +58,7 @@ class Lifecycle:
             return False  # a scheduled prune is under way: the seed is leaving
         ctx = GateContext(acc, loss, frozenset(blueprint_names(self.model.topology)))
         if d.op is Op.GERMINATE:
-            return self._germinate(slot, d.blueprint, epoch, ctx)
+            return self._germinate(slot, d.blueprint, epoch, ctx, gate_source)
         if d.op is Op.PRUNE and slot.is_live:
             self.note_prune(slot, epoch)
             slot.prune(d.reason, self.initiator)
@@ -55,11 +66,9 @@ class Lifecycle:
         if d.op in (Op.ADVANCE, Op.FOSSILIZE) and slot.stage in NEXT_STAGE:
             if d.op is Op.FOSSILIZE and slot.stage is not S.HOLDING:
                 return False
-            return self._advance(slot, ctx)
-        if d.op is Op.SET_ALPHA_TARGET and slot.alpha.idle and d.alpha_target is not None:
-            slot.alpha.retarget(d.alpha_target, 1)
-            slot.tick_alpha()
-            return True
+            return self._advance(slot, ctx, gate_source)
+        if d.op is Op.SET_ALPHA_TARGET and d.alpha_target is not None:
+            return slot.set_alpha_target(d.alpha_target, d.alpha_steps or 1)
         return False
 
     def note_prune(self, slot, epoch: int) -> None:
@@ -67,9 +76,9 @@ class Lifecycle:
         self.log.pruned_blueprints.append(slot.record.blueprint)
         self.log.last_prune_epoch = epoch
 
-    def _germinate(self, slot, blueprint: str | None, epoch: int, ctx: GateContext) -> bool:
+    def _germinate(self, slot, blueprint: str | None, epoch: int, ctx: GateContext, gate_source: GateSource) -> bool:
         seed_id = f"seed{self.log.germinated + 1}"
-        result = gate_g0(slot, seed_id, blueprint or "", ctx, self.gates)
+        result, = gate_source((GateId.G0,), lambda: [gate_g0(slot, seed_id, blueprint or "", ctx, self.gates)])
         self.sink.gate_evaluated(slot.slot_id, seed_id, result)
         self.log.last_gate_failed[slot.slot_id] = result.checks_failed
         if not result.passed:
@@ -78,9 +87,10 @@ class Lifecycle:
         self.log.germinated += 1
         return True
 
-    def _advance(self, slot, ctx: GateContext) -> bool:
+    def _advance(self, slot, ctx: GateContext, gate_source: GateSource) -> bool:
         target = NEXT_STAGE[slot.stage]
-        results = evaluate_gates(slot, target, ctx, self.gates)
+        ids = tuple(g for g in gates_for(target) if g is not GateId.G0)
+        results = gate_source(ids, lambda: evaluate_gates(slot, target, ctx, self.gates))
         for r in results:
             self.sink.gate_evaluated(slot.slot_id, slot.seed_id, r)
         failed = tuple(c for r in results for c in r.checks_failed)

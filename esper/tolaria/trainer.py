@@ -15,13 +15,17 @@ from torch import Tensor
 from esper import distributed as D
 from esper.kasmina.gradients import GradientCollector
 from esper.kasmina.model import MorphogeneticModel
-from esper.leyline.actions import Decision, Observation, Op, SlotView
+from esper.leyline.actions import Decision, Observation, SlotView
 from esper.leyline.config import TrainConfig
+from esper.leyline.gates import GateResult
 from esper.leyline.stages import SeedStage
 from esper.nissa.sink import NullSink, Sink
 from esper.tamiyo.protocol import Controller, NoController
+from esper.tolaria.agreement import (
+    EpochOutcome, GateRecorder, GateReplay, RankDivergence, architecture_fingerprint,
+)
 from esper.tolaria.attribution import counterfactual_contribution
-from esper.tolaria.governor import Governor
+from esper.tolaria.governor import Governor, GovernorVerdict
 from esper.tolaria.lifecycle import Lifecycle
 from esper.tolaria.runners import StepHooks, ValidationResult, train_epoch, validate
 
@@ -150,8 +154,12 @@ class Trainer:
 
     # -- one epoch ---------------------------------------------------------------------------
 
-    def run_epoch(self, epoch: int) -> ValidationResult:
+    def run_epoch(self, epoch: int, batches: Iterable | None = None) -> ValidationResult:
+        """Train, validate, govern and control one epoch; ``batches`` (one epoch of training
+        batches from outside, e.g. the shared iterator of lockstep PPO environments) replace
+        the trainer's own loader for this epoch."""
         t0 = self.clock()
+        loader = self.train_loader if batches is None else batches
         self.sink.set_position(epoch, self.step)
         lr = self._apply_lr(epoch)
         hooks = StepHooks(self.cfg.gradients.stride, self._measured_params, self.collector,
@@ -159,7 +167,7 @@ class Trainer:
         _test_die_hook(self.dist, epoch)
         if self.dist.enabled:
             try:
-                stats = train_epoch(self._train_module(), self.train_loader, self.host_opt,
+                stats = train_epoch(self._train_module(), loader, self.host_opt,
                                     self._training_seed_opts(), self.device, hooks, self.step, self.clock)
             except D.RankFailure:
                 raise
@@ -170,7 +178,7 @@ class Trainer:
             stats = dataclasses.replace(stats, loss=D.mean_scalar(self.dist, stats.loss),
                                         acc=D.mean_scalar(self.dist, stats.acc))
         else:
-            stats = train_epoch(self.model, self.train_loader, self.host_opt, self._training_seed_opts(),
+            stats = train_epoch(self.model, loader, self.host_opt, self._training_seed_opts(),
                                 self.device, hooks, self.step, self.clock)
         self.step += stats.steps
         for step, loss, sps in stats.strided:
@@ -180,11 +188,21 @@ class Trainer:
         result = validate(self.model, self.val_loader, self.device, self.num_classes, self.language, stats)
         if self.fault and self.fault.kind == "spike" and 0 <= epoch - self.fault.epoch < self.fault.span:
             result.val_loss *= self.fault.factor
-        if self.dist.enabled:  # identical already (same weights, same data); the mean makes it certain
+        if self.dist.enabled:  # same weights, same data: equal already; the mean carries a lone NaN everywhere
             result.val_loss = D.mean_scalar(self.dist, result.val_loss)
             result.val_acc = D.mean_scalar(self.dist, result.val_acc)
         self._measure_contributions(result)
-        healthy = self._govern(epoch, result)
+        self._close_epoch(epoch, result, t0)
+        return result
+
+    def _close_epoch(self, epoch: int, result: ValidationResult, t0: float) -> None:
+        """The epoch's lifecycle point: govern, report, tick the slots, let the controller act.
+
+        Distributed, rank 0 decides all of it and broadcasts the outcome in one ``agree``; the other
+        ranks wait for it and apply it as it is (what is agreed, and how: tolaria.agreement)."""
+        agreed = self._receive_outcome()
+        verdict = agreed.verdict if agreed else self.governor.assess(result.val_loss)
+        healthy = self._govern(epoch, result, verdict)
         self.sink.epoch_completed(epoch, result, self.model.host_param_count(),
                                   self.model.total_param_count(), self.clock() - t0)
         if healthy:
@@ -192,8 +210,10 @@ class Trainer:
             self.loss_history.append(result.train_loss)
         for slot in self.model.slots.values():
             slot.end_epoch()
-        self._control(epoch, result)
-        return result
+        decisions, gates = self._control(epoch, result, agreed)
+        if self.dist.enabled:
+            mine = EpochOutcome(verdict, tuple(decisions), tuple(gates), architecture_fingerprint(self.model))
+            self._share_outcome(epoch, mine, agreed)
 
     # -- distributed data parallel -----------------------------------------------------------
 
@@ -222,24 +242,19 @@ class Trainer:
             self._ddp_key = key
         return self._ddp
 
-    def _agreed_decisions(self, obs: Observation) -> list[Decision]:
-        """The controller's decisions, made on rank 0 and broadcast: every rank applies the same."""
-        if not self.dist.enabled:
-            return list(self.controller.decide(obs))
-        payload = None
-        if self.dist.is_main:
-            payload = [dataclasses.asdict(d) | {"op": d.op.name} for d in self.controller.decide(obs)]
-        payload = D.agree(self.dist, payload)
-        return [Decision(**(d | {"op": Op[d["op"]]})) for d in payload]
+    def _receive_outcome(self) -> EpochOutcome | None:
+        """Rank 0's outcome of this epoch, on the other ranks of a distributed run; else None."""
+        if not self.dist.enabled or self.dist.is_main:
+            return None
+        return EpochOutcome.from_json(D.agree(self.dist, None))
 
-    def _check_agreement(self, epoch: int) -> None:
-        """Every rank must hold the same architecture after the lifecycle moves of an epoch."""
-        if not self.dist.enabled:
-            return
-        code = torch.tensor([float(list(S).index(s.stage)) for s in self.model.slots.values()]
-                            + [float(self.model.total_param_count())], dtype=torch.float64)
-        if not D.all_equal(self.dist, code):
-            raise RuntimeError(f"rank {self.dist.rank}: slot stages diverged across ranks at epoch {epoch}")
+    def _share_outcome(self, epoch: int, mine: EpochOutcome, agreed: EpochOutcome | None) -> None:
+        """Rank 0 broadcasts its outcome; another rank checks it reached rank 0's architecture."""
+        if agreed is None:
+            D.agree(self.dist, mine.to_json())
+        elif mine.fingerprint != agreed.fingerprint:
+            raise RankDivergence(f"rank {self.dist.rank} diverged from rank 0 at epoch {epoch}: "
+                                 f"{mine.fingerprint} != {agreed.fingerprint}")
 
     def _feed_gradients(self) -> None:
         """Real gradient norms -> each seed's GradientStats (the ratio G2 reads; review 002)."""
@@ -260,8 +275,9 @@ class Trainer:
             slot.record.contributions.append(contribution)
             self.sink.counterfactual(slot.slot_id, slot.seed_id, real, off)
 
-    def _govern(self, epoch: int, result: ValidationResult) -> bool:
-        verdict = self.governor.check(result.val_loss)
+    def _govern(self, epoch: int, result: ValidationResult, verdict: GovernorVerdict | None) -> bool:
+        """Apply the governor's verdict on this epoch (rank 0's, when distributed); True if healthy."""
+        self.governor.record(result.val_loss, verdict)
         if verdict is None:
             tensors = self.governor.note_good_epoch(self.model, epoch)
             if tensors is not None:
@@ -300,18 +316,29 @@ class Trainer:
                         rec.grad.ratio, slot.alpha.alpha,
                         self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()))
 
-    def _control(self, epoch: int, result: ValidationResult) -> None:
-        obs = self.observe(epoch, self.cfg.epochs)
-        for decision in self._agreed_decisions(obs):
+    def _control(self, epoch: int, result: ValidationResult,
+                 agreed: EpochOutcome | None = None) -> tuple[list[Decision], list[GateResult]]:
+        """Let the controller act; returns its decisions as applied and every gate result they gave.
+
+        ``agreed`` (the other ranks of a distributed run): apply rank 0's decisions with rank 0's
+        gate results; neither the controller nor a gate is consulted here."""
+        if agreed is None:
+            decisions, gates = self.controller.decide(self.observe(epoch, self.cfg.epochs)), GateRecorder()
+        else:
+            decisions, gates = agreed.decisions, GateReplay(agreed.gates)
+        applied = []
+        for decision in decisions:
             slot = self.model.slots[decision.slot_id] if decision.slot_id else None
             if slot is not None and decision.seed_id is None and slot.seed_id:
                 decision = dataclasses.replace(decision, seed_id=slot.seed_id)
+            applied.append(decision)
             self.sink.controller_decision(self.controller.name, decision)
-            changed = self.lifecycle.apply(decision, epoch, result.val_acc, result.val_loss)
+            changed = self.lifecycle.apply(decision, epoch, result.val_acc, result.val_loss, gates)
             if changed and slot is not None and slot.stage is S.FOSSILIZED:
                 self.sink.governor_snapshot("fossilized", self.governor.take_snapshot(self.model, epoch))
+        gates.finish()
         self._sync_seed_optimizers()
-        self._check_agreement(epoch)
+        return applied, gates.results
 
     # -- the run -----------------------------------------------------------------------------
 

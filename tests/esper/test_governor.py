@@ -102,3 +102,17 @@ def test_periodic_snapshots():
     assert gov.note_good_epoch(model, 1) is not None  # first one always
     assert gov.note_good_epoch(model, 2) is None
     assert gov.note_good_epoch(model, 3) is not None and gov.snapshot_epoch == 3
+
+
+def test_assess_changes_nothing_and_record_applies_the_verdict_like_check():
+    """assess + record (the distributed split: rank 0 assesses, every rank records) == check."""
+    losses = [0.5, 0.52, 0.48, 0.5, 0.51, 0.49, 0.5, 0.5, 0.52, 0.48, 5.0, 6.0, 0.5, float("nan"), 7.0]
+    whole, split = Governor(GovernorConfig(), 10), Governor(GovernorConfig(), 10)
+    for loss in losses:
+        before = (list(split.history), split.consecutive)
+        verdict = split.assess(loss)
+        assert (list(split.history), split.consecutive) == before
+        split.record(loss, verdict)
+        assert repr(verdict) == repr(whole.check(loss))  # repr: a NaN loss equals itself
+        assert (list(split.history), split.consecutive) == (list(whole.history), whole.consecutive)
+    assert list(split.history) == losses[:10] + [0.5]

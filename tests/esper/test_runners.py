@@ -59,3 +59,21 @@ def test_train_epoch_learns_and_reports_one_row_per_stride():
     assert first.steps == 6 and first.samples == 192 and len(first.strided) == 3
     assert all(math.isfinite(r[1]) for r in first.strided)
     assert last.loss < first.loss
+
+
+class Untouchable:
+    def __iter__(self):
+        raise AssertionError("the trainer's own loader was used")
+
+
+def test_trainer_epoch_trains_on_batches_passed_in():
+    from esper.leyline.config import TrainConfig
+    from esper.tolaria.trainer import Trainer
+    model = tiny_model()
+    trainer = Trainer(model, Untouchable(), tiny_data(seed=1), num_classes=3, cfg=TrainConfig(epochs=1))
+    batches = list(tiny_data(seed=2))
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0]) if m.training else None)
+    trainer.run_epoch(1, batches=batches)
+    assert trainer.step == len(batches) == len(seen)
+    assert all(torch.equal(x, b[0]) for x, b in zip(seen, batches))

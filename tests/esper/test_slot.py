@@ -95,3 +95,54 @@ def test_gate_blend_uses_a_gate_network():
     slot.enter(S.BLENDING, "", 0.0, 1.0)
     x = torch.randn(2, 4, 3, 3)
     assert slot(x).shape == x.shape
+
+
+def _holding():
+    slot, _ = make(SlotConfig(tempo="fast"))
+    slot.germinate("seed1", "conv_small", 0, 0.0)
+    slot.enter(S.TRAINING, "", 0.0, 1.0)
+    slot.enter(S.BLENDING, "", 0.0, 1.0)
+    while not slot.alpha.idle:
+        slot.end_epoch()
+    slot.enter(S.HOLDING, "", 0.0, 1.0)
+    for p in slot.seed.parameters():  # a seed whose output is visible in the blend
+        torch.nn.init.normal_(p)
+    return slot
+
+
+@pytest.mark.parametrize("epochs, trace", [
+    (1, [0.5, 0.5, 0.5, 0.5, 0.5]),
+    (3, [1 - 0.5 / 3, 1 - 1 / 3, 0.5, 0.5, 0.5]),
+    (5, [0.9, 0.8, 0.7, 0.6, 0.5]),
+])
+def test_set_alpha_target_ramps_over_the_chosen_epochs(epochs, trace):
+    slot = _holding()
+    assert slot.alpha.alpha == 1.0 and slot.alpha.curve == "linear"
+    assert slot.set_alpha_target(0.5, epochs)
+    seen = []
+    for _ in range(5):  # alpha of each following epoch's training, then its end-of-epoch tick
+        seen.append(slot.alpha.alpha)
+        slot.end_epoch()
+    assert seen == pytest.approx(trace)
+    assert slot.alpha.idle and slot.alpha.alpha == 0.5
+
+
+def test_alpha_speed_changes_the_blend_and_a_ramp_is_not_restarted():
+    fast, slow = _holding(), _holding()
+    slow.seed.load_state_dict(fast.seed.state_dict())
+    x = torch.randn(2, 4, 5, 5)
+    assert torch.equal(fast(x), slow(x))
+    fast.set_alpha_target(0.5, 1)
+    slow.set_alpha_target(0.5, 5)
+    assert fast.alpha.alpha == 0.5 and slow.alpha.alpha == pytest.approx(0.9)
+    assert not torch.allclose(fast(x), slow(x))  # the next epoch trains through a different blend
+    assert not slow.set_alpha_target(1.0, 1)  # ramping: refused, the ramp goes on
+    assert slow.alpha.target == 0.5 and slow.alpha.steps_total == 5
+
+
+def test_set_alpha_target_only_where_alpha_ramps():
+    slot, _ = make()
+    slot.germinate("seed1", "conv_small", 0, 0.0)
+    slot.enter(S.TRAINING, "", 0.0, 1.0)
+    assert not slot.set_alpha_target(0.5, 3)  # alpha does not tick in TRAINING
+    assert slot.alpha.alpha == 0.0 and slot.alpha.idle

@@ -1,12 +1,13 @@
 """The learned policy: masks, op-first sampling, relevant heads only, checkpoints, features."""
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esper.leyline.actions import Observation, Op, SlotView
 from esper.leyline.stages import TRANSITIONS, SeedStage
-from esper.tamiyo.policy.actions import OPS, ActionSpace
+from esper.tamiyo.policy.actions import ALPHA_SPEEDS, ALPHA_TARGETS, OPS, ActionSpace
 from esper.tamiyo.policy.features import FeatureConfig, encode_observation
 from esper.tamiyo.policy.masks import build_masks, stack_masks
 from esper.tamiyo.policy.network import PolicyNetwork
@@ -69,6 +70,53 @@ def test_only_relevant_heads_count():
     assert abs(d1.log_prob(acts)[0].item() - op_lp.item()) < 1e-6
 
 
+RELEVANT = {  # written out independently of HEADS_FOR_OP
+    Op.WAIT: {"op"},
+    Op.GERMINATE: {"op", "slot", "blueprint", "blend", "tempo", "curve"},
+    Op.SET_ALPHA_TARGET: {"op", "slot", "alpha_target", "alpha_speed"},
+    Op.PRUNE: {"op", "slot"},
+    Op.FOSSILIZE: {"op", "slot"},
+    Op.ADVANCE: {"op", "slot"},
+}
+
+
+def test_head_relevance_per_op():
+    net = PolicyNetwork(4, SPACE)
+    assert SPACE.head_sizes["alpha_speed"] == len(ALPHA_SPEEDS)
+    for op in OPS:
+        rel = net.relevance[OPS.index(op)].tolist()
+        assert {h for h, r in zip(SPACE.heads, rel) if r} == RELEVANT[op], op
+
+
+def test_alpha_speed_counts_only_for_set_alpha_target():
+    net = PolicyNetwork(4, SPACE)
+    masks = stack_masks([build_masks(SPACE, [S.HOLDING, S.HOLDING, S.DORMANT])] * len(OPS))
+    assert masks["alpha_speed"].shape == (len(OPS), len(ALPHA_SPEEDS)) and masks["alpha_speed"].all()
+    logits = {h: torch.randn(len(OPS), n) for h, n in SPACE.head_sizes.items()}
+    acts = {h: torch.zeros(len(OPS), dtype=torch.long) for h in SPACE.heads}
+    acts["op"] = torch.arange(len(OPS))
+    acts["slot"] = torch.tensor([2 if op is Op.GERMINATE else 0 for op in OPS])  # a legal slot each
+    acts["alpha_speed"] = torch.full((len(OPS),), 2)
+    d1 = net.distribution(logits, masks)
+    d2 = net.distribution(dict(logits, alpha_speed=torch.randn(len(OPS), len(ALPHA_SPEEDS)) * 9), masks)
+    changed_lp = (d1.log_prob(acts) != d2.log_prob(acts)).tolist()
+    changed_ent = (d1.head_entropy(acts["op"]) != d2.head_entropy(acts["op"])).any(1).tolist()
+    expected = [op is Op.SET_ALPHA_TARGET for op in OPS]
+    assert changed_lp == expected and changed_ent == expected
+
+
+def test_decode_alpha_speed():
+    act = {h: 0 for h in SPACE.heads} | {"op": OPS.index(Op.SET_ALPHA_TARGET), "slot": 1,
+                                          "alpha_target": 1, "alpha_speed": 2}
+    d = SPACE.decode(act).decision
+    assert (d.op, d.slot_id, d.alpha_target, d.alpha_steps) == (Op.SET_ALPHA_TARGET, "b", ALPHA_TARGETS[1],
+                                                                ALPHA_SPEEDS[2])
+    assert d.reason == f"alpha_target={ALPHA_TARGETS[1]:g} alpha_speed_epochs={ALPHA_SPEEDS[2]}"
+    for op in (Op.WAIT, Op.GERMINATE, Op.PRUNE, Op.ADVANCE):
+        d = SPACE.decode(dict(act, op=OPS.index(op)), reason="policy").decision
+        assert d.alpha_steps is None and d.alpha_target is None and d.reason == "policy"
+
+
 def test_germinate_counts_its_settings_heads():
     net = PolicyNetwork(4, SPACE)
     rel = net.relevance[OPS.index(Op.GERMINATE)].tolist()
@@ -88,6 +136,45 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     b, vb, _ = loaded(x, loaded.initial_state(3), starts)
     assert torch.equal(va, vb) and all(torch.equal(a[h], b[h]) for h in a)
     assert torch.equal(loaded.norm.mean, net.norm.mean)
+
+
+def test_checkpoint_without_alpha_speed_loads_with_the_old_one_epoch_ramp(tmp_path, caplog):
+    torch.manual_seed(0)
+    net = PolicyNetwork(7, SPACE)
+    net.save(tmp_path / "new.pt")
+    old = torch.load(tmp_path / "new.pt", weights_only=True)
+    old["state_dict"] = {k: v for k, v in old["state_dict"].items() if not k.startswith("heads.alpha_speed.")}
+    torch.save(old, tmp_path / "old.pt")
+    with caplog.at_level("WARNING"):
+        loaded, _ = PolicyNetwork.load(tmp_path / "old.pt")
+    assert "alpha_speed" in caplog.text
+    x = torch.randn(1, 5, 7)
+    starts = torch.zeros(1, 5, dtype=torch.bool)
+    a, va, _ = net(x, net.initial_state(5), starts)
+    b, vb, _ = loaded(x, loaded.initial_state(5), starts)
+    assert torch.equal(va, vb) and all(torch.equal(a[h], b[h]) for h in a if h != "alpha_speed")
+    masks = stack_masks([build_masks(SPACE, [S.HOLDING] * 3)] * 5)
+    dist = loaded.distribution({h: v[0] for h, v in b.items()}, masks)
+    speeds = dist.sample(torch.Generator().manual_seed(0))["alpha_speed"]
+    assert [ALPHA_SPEEDS[i] for i in speeds.tolist()] == [1] * 5  # what SET_ALPHA_TARGET did before
+    assert torch.equal(dist.sample(greedy=True)["alpha_speed"], speeds)
+
+
+def test_checkpoint_missing_other_weights_is_refused_in_one_line(tmp_path):
+    net = PolicyNetwork(7, SPACE)
+    net.save(tmp_path / "p.pt")
+    ckpt = torch.load(tmp_path / "p.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("heads.blend.")}
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a checkpoint of this PolicyNetwork") as info:
+        PolicyNetwork.load(tmp_path / "bad.pt")
+    assert "\n" not in str(info.value) and "heads.blend" in str(info.value)
+    ckpt = torch.load(tmp_path / "p.pt", weights_only=True)
+    ckpt["obs_dim"] = 8  # the encoder's input width no longer matches its weights
+    torch.save(ckpt, tmp_path / "wide.pt")
+    with pytest.raises(ValueError, match="size mismatch") as info:
+        PolicyNetwork.load(tmp_path / "wide.pt")
+    assert "\n" not in str(info.value)
 
 
 def test_running_norm_matches_batch_statistics():

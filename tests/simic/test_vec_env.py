@@ -1,17 +1,19 @@
-"""Vectorised morphogenetic environments on the real core: independence, determinism, telemetry."""
+"""Vectorised morphogenetic environments on the real core: shared batches, independence,
+determinism, telemetry."""
 
 import dataclasses
 
 import pyarrow as pa
 import torch
 
+from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Op
 from esper.leyline.stages import SeedStage
 from esper.simic.collect import Learner, collect
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.vec_env import VecMorphEnv
-from esper.tamiyo.policy.actions import OPS
+from esper.tamiyo.policy.actions import ALPHA_SPEEDS, OPS, ActionSpace
 from esper.tamiyo.policy.network import ActResult, PolicyNetwork
 
 TINY = EnvConfig(episode_length=3, synthetic_train=256, synthetic_val=128)
@@ -35,6 +37,60 @@ def test_same_seed_same_run_and_different_seed_different_run():
     assert not torch.equal(a.obs[:, 0], a.obs[:, 1])  # environments differ from each other
 
 
+def wait(n: int, heads) -> ActResult:
+    acts = {h: torch.zeros(n, dtype=torch.long) for h in heads}
+    return ActResult(acts, torch.zeros(n, len(heads)), torch.zeros(n), None, torch.full((n, 6), 1 / 6))
+
+
+def record_training_inputs(env: VecMorphEnv) -> list[list[torch.Tensor]]:
+    """Per environment, a copy of every input its model trains on (eval passes are skipped)."""
+    seen: list[list[torch.Tensor]] = [[] for _ in env.envs]
+    for i, e in enumerate(env.envs):
+        e.model.register_forward_pre_hook(lambda m, args, i=i: seen[i].append(args[0].clone()) if m.training else None)
+    return seen
+
+
+def test_environments_train_on_the_same_batches_drawn_once_per_step():
+    env = VecMorphEnv(3, dataclasses.replace(TINY, episode_length=4))
+    seen = record_training_inputs(env)
+    loader = env.data.task.train_loader
+    assert loader.passes == 1  # the first epoch of every environment: one pass, not three
+    for step in (1, 2):
+        env.step(wait(3, env.space.heads))
+        assert loader.passes == 1 + step
+    n = len(loader)  # batches per epoch
+    assert n > 1 and all(len(s) == 2 * n for s in seen)
+    for other in seen[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(seen[0], other))  # same data, same order
+    assert not torch.equal(seen[0][0], seen[0][n])  # and a new pass each step
+    hosts = [dict(e.model.host.named_parameters()) for e in env.envs]
+    assert not torch.equal(hosts[0]["head.weight"], hosts[1]["head.weight"])  # own init per environment
+
+
+def test_a_reset_trains_its_first_epoch_on_the_step_s_batches():
+    env = VecMorphEnv(2, dataclasses.replace(TINY, episode_length=1))
+    loader = env.data.task.train_loader
+    env.step(wait(2, env.space.heads))  # both episodes end and restart within the step
+    seen: dict[int, list[torch.Tensor]] = {}  # id(model) -> inputs it trained on, the reset's new models too
+
+    def record(m, args):
+        if isinstance(m, MorphogeneticModel) and m.training:
+            seen.setdefault(id(m), []).append(args[0].clone())
+
+    old = [id(e.model) for e in env.envs]
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        env.step(wait(2, env.space.heads))  # last epoch of episode 1, then episode 2's first epoch
+    finally:
+        handle.remove()
+    new = [id(e.model) for e in env.envs]
+    assert [e.episode for e in env.envs] == [2, 2] and set(seen) == set(old) | set(new)
+    assert loader.passes == 3  # the resets drew nothing more
+    runs = [seen[k] for k in old + new]
+    assert all(len(r) == len(loader) for r in runs)
+    assert all(torch.equal(a, b) for r in runs[1:] for a, b in zip(runs[0], r))
+
+
 def test_environment_does_not_depend_on_its_neighbours():
     env1 = VecMorphEnv(1, TINY)
     env2 = VecMorphEnv(2, TINY)
@@ -46,8 +102,9 @@ def test_environment_does_not_depend_on_its_neighbours():
     acts = {h: torch.zeros(2, dtype=torch.long) for h in env2.space.heads}
     acts["op"] = torch.tensor([germ, 0])
     acts["slot"] = torch.tensor([2, 0])
-    res2 = ActResult(acts, torch.zeros(2, 7), torch.zeros(2), None, torch.full((2, 6), 1 / 6))
-    res1 = ActResult({h: v[:1] for h, v in acts.items()}, torch.zeros(1, 7), torch.zeros(1), None,
+    n_heads = len(env2.space.heads)
+    res2 = ActResult(acts, torch.zeros(2, n_heads), torch.zeros(2), None, torch.full((2, 6), 1 / 6))
+    res1 = ActResult({h: v[:1] for h, v in acts.items()}, torch.zeros(1, n_heads), torch.zeros(1), None,
                      torch.full((1, 6), 1 / 6))
     o1, o2 = env1.step(res1), env2.step(res2)
     assert torch.equal(o1.final_obs[0], o2.final_obs[0]) and o1.rewards[0] == o2.rewards[0]
@@ -103,3 +160,22 @@ def test_governor_rollback_terminates_with_death_penalty():
     assert (r.rewards[:, 0] <= -10.0 + 1.0).all()
     assert r.starts[:, 0].tolist() == [True, True]  # a fresh episode follows at once
     assert env.envs[0].episode == 2
+
+
+def test_controller_decision_event_carries_alpha_target_and_speed(tmp_path):
+    from esper.simic.telemetry import EnvEventSink
+    from telemetry_schema import events as ev
+    from telemetry_schema.rundir import create_run
+    rw = create_run(tmp_path, ev.RunStarted(run_id="speed", task="synthetic-images", topology="cnn", host_params=1))
+    sink = EnvEventSink(rw.writer, 3)
+    space = ActionSpace(("block2",), ("noop",))
+    act = {h: 0 for h in space.heads} | {"op": OPS.index(Op.SET_ALPHA_TARGET), "alpha_target": 1,
+                                          "alpha_speed": ALPHA_SPEEDS.index(5)}
+    sink.annotate({op.name: 1 / 6 for op in OPS}, 0.25)
+    sink.controller_decision("policy", space.decode(act).decision)
+    rw.close("completed")
+    with pa.OSFile(str(next(tmp_path.glob("speed/*.arrows"))), "rb") as f:
+        table = pa.ipc.open_stream(f).read_all().to_pydict()
+    d = next(d for d in table["controller_decision"] if d is not None)
+    assert d["op"] == "SET_ALPHA_TARGET" and d["reason"] == "alpha_target=0.7 alpha_speed_epochs=5"
+    assert set(dict(d["action_probs"])) == {op.name for op in OPS}  # the op probabilities stay as they were

@@ -1,6 +1,6 @@
 """The learned controller: factored action space, masks, observation features, network.
 
-    actions.py       heads (op, slot, blueprint, blend, tempo, alpha_target, curve), decoding
+    actions.py       heads (op, slot, blueprint, blend, tempo, alpha_target, alpha_speed, curve), decoding
     masks.py         legal (op, slot) pairs from slot stages; masked logits -1e4
     distribution.py  op-first sampling; only the op's heads enter log-prob and entropy
     features.py      Observation -> run-level + per-slot feature vector

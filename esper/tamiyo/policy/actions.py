@@ -2,6 +2,7 @@
 
 An action is one index per head. The op head is sampled first; the other heads only matter for
 the ops listed in ``HEADS_FOR_OP`` — the rest contribute nothing to log-prob, entropy or KL.
+SET_ALPHA_TARGET uses two: where alpha goes (alpha_target) and over how many epochs (alpha_speed).
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ OPS: tuple[Op, ...] = tuple(Op)
 BLENDS: tuple[str, ...] = ("add", "multiply", "gate")
 TEMPOS: tuple[str, ...] = ("fast", "standard", "slow")
 ALPHA_TARGETS: tuple[float, ...] = (0.5, 0.7, 1.0)
+ALPHA_SPEEDS: tuple[int, ...] = (1, 3, 5)
+"""Alpha-speed head index -> epochs the ramp to a new alpha target takes (1 = the next epoch)."""
 CURVES: tuple[str, ...] = ("linear", "cosine", "sigmoid", "tanh")
 
 HEADS_FOR_OP: Mapping[Op, tuple[str, ...]] = MappingProxyType({
     Op.WAIT: ("op",),
     Op.GERMINATE: ("op", "slot", "blueprint", "blend", "tempo", "curve"),
-    Op.SET_ALPHA_TARGET: ("op", "slot", "alpha_target"),
+    Op.SET_ALPHA_TARGET: ("op", "slot", "alpha_target", "alpha_speed"),
     Op.PRUNE: ("op", "slot"),
     Op.FOSSILIZE: ("op", "slot"),
     Op.ADVANCE: ("op", "slot"),
 })
 """Heads whose choice the op uses (and which therefore enter loss, entropy and KL)."""
+LEGACY_HEAD_CHOICE: Mapping[str, int] = MappingProxyType({"alpha_speed": ALPHA_SPEEDS.index(1)})
+"""Heads added after the first checkpoints, and the choice that reproduces what a checkpoint
+without them did (SET_ALPHA_TARGET reached its target in one epoch)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class ActionSpace:
     def head_sizes(self) -> dict[str, int]:
         return {"op": len(OPS), "slot": len(self.slot_ids), "blueprint": len(self.blueprints),
                 "blend": len(BLENDS), "tempo": len(TEMPOS), "alpha_target": len(ALPHA_TARGETS),
-                "curve": len(CURVES)}
+                "alpha_speed": len(ALPHA_SPEEDS), "curve": len(CURVES)}
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -61,15 +67,24 @@ class ActionSpace:
         """Turn head indices into a Decision plus the settings the Decision cannot carry."""
         op = OPS[action["op"]]
         slot = self.slot_ids[action["slot"]] if op is not Op.WAIT else None
+        target = steps = None
+        if op is Op.SET_ALPHA_TARGET:
+            target, steps = ALPHA_TARGETS[action["alpha_target"]], ALPHA_SPEEDS[action["alpha_speed"]]
+            # controller_decision has no field for these: they travel in its reason text
+            reason = " ".join(filter(None, (reason, alpha_reason(target, steps))))
         decision = Decision(
             op, slot_id=slot,
             blueprint=self.blueprints[action["blueprint"]] if op is Op.GERMINATE else None,
-            alpha_target=ALPHA_TARGETS[action["alpha_target"]] if op is Op.SET_ALPHA_TARGET else None,
-            reason=reason)
+            alpha_target=target, alpha_steps=steps, reason=reason)
         if op is Op.GERMINATE:
             return PolicyAction(decision, BLENDS[action["blend"]], TEMPOS[action["tempo"]],
                                 CURVES[action["curve"]])
         return PolicyAction(decision)
+
+
+def alpha_reason(target: float, steps: int) -> str:
+    """The reason text of a SET_ALPHA_TARGET, e.g. 'alpha_target=0.7 alpha_speed_epochs=3'."""
+    return f"alpha_target={target:g} alpha_speed_epochs={steps}"
 
 
 @dataclass(frozen=True)

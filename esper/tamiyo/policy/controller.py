@@ -17,8 +17,9 @@ from esper.tamiyo.policy.network import PolicyNetwork
 class PolicyController:
     """Decides one action per epoch with a PolicyNetwork; keeps its LSTM state across epochs.
 
-    Slots of the checkpoint that the running model does not have are masked out. The blend
-    settings heads are not applied here (a Decision cannot carry them); the run's SlotConfig holds.
+    Slots of the checkpoint that the running model does not have are masked out. The GERMINATE
+    settings heads (blend, tempo, curve) are not applied here (a Decision cannot carry them); the
+    run's SlotConfig holds. SET_ALPHA_TARGET's target and speed travel in the Decision.
     """
 
     name = "policy"

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from esper.tamiyo.policy.actions import ActionSpace
+from esper.tamiyo.policy.actions import LEGACY_HEAD_CHOICE, ActionSpace
 from esper.tamiyo.policy.distribution import FactoredDistribution
+from esper.tamiyo.policy.masks import MASKED_LOGIT
 from esper.tamiyo.policy.normalizer import RunningNorm
 
 State = tuple[Tensor, Tensor]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,9 +106,37 @@ class PolicyNetwork(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[PolicyNetwork, dict]:
-        """(network, extra) from ``save``; never unpickles arbitrary objects."""
+        """(network, extra) from ``save``; never unpickles arbitrary objects.
+
+        A checkpoint saved before a head of ``LEGACY_HEAD_CHOICE`` existed loads with that head
+        pinned to the choice that reproduces its old behaviour (logged as a warning); any other
+        mismatch raises ValueError."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         space = ActionSpace(tuple(ckpt["slot_ids"]), tuple(ckpt["blueprints"]))
         net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
-        net.load_state_dict(ckpt["state_dict"])
+        state = ckpt["state_dict"]
+        absent = {k.split(".")[1] for k in net.state_dict() if k not in state and k.startswith("heads.")}
+        legacy = sorted(h for h in absent if h in LEGACY_HEAD_CHOICE)
+        for head in legacy:
+            state = state | net.pinned_head_state(head, LEGACY_HEAD_CHOICE[head])
+        try:
+            missing, unexpected = net.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches; torch's message spans lines
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            raise ValueError(f"{path}: not a checkpoint of this PolicyNetwork ({lines[-1]})") from None
+        if missing or unexpected:
+            raise ValueError(f"{path}: not a checkpoint of this PolicyNetwork (missing {', '.join(missing) or '-'}; "
+                             f"unexpected {', '.join(unexpected) or '-'})")
+        if legacy:
+            log.warning("%s predates the %s head(s): pinned to their old behaviour", path, ", ".join(legacy))
         return net, dict(ckpt["extra"])
+
+    def pinned_head_state(self, head: str, choice: int) -> dict[str, Tensor]:
+        """State-dict entries of ``head`` that always pick ``choice`` (the others get logit -1e4)."""
+        last = self.heads[head][-1]
+        bias = torch.full_like(last.bias, MASKED_LOGIT)
+        bias[choice] = 0.0
+        first = self.heads[head][0]
+        return {f"heads.{head}.0.weight": first.weight.detach().clone(),
+                f"heads.{head}.0.bias": first.bias.detach().clone(),
+                f"heads.{head}.2.weight": torch.zeros_like(last.weight), f"heads.{head}.2.bias": bias}
