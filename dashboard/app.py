@@ -1,15 +1,16 @@
 """The app factory: the frame (navigation, location, poll interval) and the page router.
 
 ``create_app(logdir)`` builds everything a dashboard needs, the run cache included, so two apps
-in one process never share state. Each page module offers ``match(path)``, ``layout(...)`` and
-``register(app, store)``; the router below picks the page for the URL.
+in one process never share state. Each page module offers ``match(path)``, ``layout(store, ...,
+search=)`` (``search``: the URL query) and ``register(app, store)``; the router below picks the
+page for the URL's path (a changed query alone re-renders nothing: pages that use it follow it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard.data import RunStore
 from dashboard.pages import compare, run, runs
@@ -28,9 +29,9 @@ def create_app(logdir: str | Path, config: DashboardConfig | None = None) -> Das
     for page in PAGES:
         page.register(app, store)
 
-    @app.callback(Output("page", "children"), Input("url", "pathname"))
-    def route(pathname):
-        return render_page(store, pathname or "/")
+    @app.callback(Output("page", "children"), Input("url", "pathname"), State("url", "search"))
+    def route(pathname, search):
+        return render_page(store, pathname or "/", search or "")
 
     return app
 
@@ -43,11 +44,11 @@ def frame(config: DashboardConfig) -> html.Div:
                      html.Main(id="page")])
 
 
-def render_page(store: RunStore, pathname: str):
+def render_page(store: RunStore, pathname: str, search: str = ""):
     for page in PAGES:
         args = page.match(pathname)
         if args is not None:
-            return page.layout(store, *args)
+            return page.layout(store, *args, search=search)
     return error_card("Not found", f"No page at {pathname}")
 
 

@@ -2,8 +2,11 @@
 
 A ``RunStore`` is created by the app factory (no module-level state). It holds one ``RunEntry``
 per run that a page has asked about; an entry's ``RunFollower`` keeps its byte offsets, so a
-refresh reads only the bytes appended since the last one, and its ``Fold`` folds only those new
-events. A lock per entry serialises the refresh and the readers of the folded state.
+refresh reads only the bytes appended since the last one. The entry keeps the polled Arrow
+tables (one copy of the log, shared) and one fold per selection (rank, env) that a page has
+viewed: the default selection's fold is brought up to date on every refresh, the others when
+they are next viewed, each folding only the rows it has not seen. A lock per entry serialises
+the refresh and the readers of the folded state.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from telemetry_schema.fold import Fold, RunState
+from telemetry_schema.fold import RunState
 from telemetry_schema.reader import LogError
-from telemetry_schema.replay import Replay
 from telemetry_schema.rundir import RunFollower, is_run_dir, read_manifest, validate_run_id
 
+from dashboard.selection import DEFAULT, Choices, FoldCursor, RankAlerts, Selection, StreamIndex, rank_alerts
 from dashboard.settings import DashboardConfig
 
 
@@ -55,26 +58,31 @@ def run_status(state: RunState, now: float) -> str:
 
 
 class RunEntry:
-    """One run: its follower, its live fold, the events read so far and a replay cursor."""
+    """One run: its follower, the events read so far, and a live fold and a replay cursor per
+    selection viewed."""
 
     def __init__(self, run_id: str, run_dir: Path, config: DashboardConfig, clock=time.time) -> None:
         self.run_id, self.run_dir, self.config, self.clock = run_id, run_dir, config, clock
         self.lock = threading.RLock()
         self.follower = RunFollower(run_dir)
-        self.fold = Fold()
+        self.index = StreamIndex()
         self.error: str | None = None
         self._tables: list[pa.Table] = []
-        self._replay: Replay | None = None
+        self._rows = 0
+        self._live: OrderedDict[Selection, FoldCursor] = OrderedDict({DEFAULT: FoldCursor(DEFAULT)})
+        self._replays: OrderedDict[Selection, FoldCursor] = OrderedDict()
         self._last_refresh = float("-inf")
         self._memo: OrderedDict = OrderedDict()  # recent built views, shared by clients
 
     @property
     def state(self) -> RunState:
-        return self.fold.state
+        """The live state of the default selection (rank 0, every env): runs page, run status."""
+        return self._live[DEFAULT].fold.state
 
     @property
     def length(self) -> int:
-        return self.fold.state.events
+        """Rows of the merged log read so far (every rank and env): the replay cursor's range."""
+        return self._rows
 
     def refresh(self, force: bool = False) -> None:
         """Fold the events appended since the last refresh (at most every ``min_refresh_s``)."""
@@ -94,12 +102,11 @@ class RunEntry:
                 self.error = f"{self.run_dir}: unreadable log ({type(exc).__name__}: {exc})"
                 return
             if new.num_rows:
-                try:
-                    self.fold.update(new)
-                except Exception as exc:  # never unpickled or evaluated: only the fold can fail here
-                    self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
-                    return
                 self._tables.append(new)
+                self._rows += new.num_rows
+                self._advance(self._live, DEFAULT, self._rows)
+                if self.error is None:  # the fold took these columns: the index can too
+                    self.index.update(new)
 
     def table(self) -> pa.Table:
         """Every event read so far, in log order."""
@@ -111,20 +118,44 @@ class RunEntry:
                 self._tables[:] = [table]
             return self._tables[0] if self._tables else pa.table({})
 
-    def state_at(self, cursor: int | None) -> RunState:
-        """The state after the first ``cursor`` events (None or past the end: the live state)."""
+    def _advance(self, cursors: OrderedDict, sel: Selection, rows: int) -> RunState:
+        """``sel``'s fold in ``cursors`` (made on first use, least recently used dropped) moved to
+        ``rows`` rows of the log. A fold that fails marks the run broken, like a failed read."""
+        cursor = cursors.get(sel)
+        if cursor is None:
+            cursor = cursors[sel] = FoldCursor(sel)
+            while len(cursors) > max(2, self.config.max_folds):
+                oldest = next(s for s in cursors if s != DEFAULT)  # the runs page needs the default
+                del cursors[oldest]
+        cursors.move_to_end(sel)
+        try:
+            return cursor.seek(self.table(), rows) if self._rows else cursor.fold.state
+        except Exception as exc:  # never unpickled or evaluated: only the fold can fail here
+            self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
+        return cursor.fold.state
+
+    def state_at(self, cursor: int | None, sel: Selection = DEFAULT) -> RunState:
+        """``sel``'s state after the first ``cursor`` rows of the log (None or past the end: live)."""
         with self.lock:
-            if cursor is None or cursor >= self.length:
-                return self.state
-            table = self.table()
-            if self._replay is None:
-                self._replay = Replay(table, 0)
-            elif self._replay.length < table.num_rows:
-                self._replay.extend(table.slice(self._replay.length))
-            return self._replay.seek(cursor)
+            if cursor is None or cursor >= self._rows:
+                return self._advance(self._live, sel, self._rows)
+            return self._advance(self._replays, sel, cursor)
+
+    def choices(self) -> Choices:
+        """The ranks and environments this run offers to choose from (as of a refresh: a
+        browser's choice is checked against the log as it is now, not as first read)."""
+        self.refresh()
+        with self.lock:
+            return self.index.choices(self.state)
+
+    def alerts(self) -> RankAlerts:
+        """Divergent, silent and missing ranks (empty for a run of one rank)."""
+        with self.lock:
+            return rank_alerts(self.state, self.index.finished, self.config.silent_rank_s)
 
     def memo(self, key, build):
-        """``build()``'s result for ``key``, reused while the key (events, cursor, options) holds."""
+        """``build()``'s result for ``key``, reused while the key (selection, events, cursor,
+        options) holds."""
         with self.lock:
             if key in self._memo:
                 self._memo.move_to_end(key)
@@ -135,11 +166,11 @@ class RunEntry:
             return value
 
     @contextmanager
-    def view(self, cursor: int | None = None):
-        """Refresh, then hold the lock while the caller reads the state as of ``cursor``."""
+    def view(self, cursor: int | None = None, sel: Selection = DEFAULT):
+        """Refresh, then hold the lock while the caller reads ``sel``'s state as of ``cursor``."""
         self.refresh()
         with self.lock:
-            yield self.state_at(cursor)
+            yield self.state_at(cursor, sel)
 
     def summary(self) -> RunSummary:
         with self.view() as st:

@@ -18,7 +18,14 @@ class DashboardConfig:
     max_chunks: int = 256
     """A live run's event table is compacted into one chunk once its polls add this many."""
     memo_size: int = 8
-    """Built chart sets kept per run (one per cursor/option combination recently viewed)."""
+    """Built chart sets kept per run (one per selection/cursor/option combination recently viewed)."""
+    max_folds: int = 8
+    """Live folds kept per run, one per (rank, env) selection viewed; the least recently viewed
+    is dropped beyond this (and refolded from the shared log if viewed again). Replay cursors
+    are bounded the same way."""
+    silent_rank_s: float = 30.0
+    """A rank of a distributed run whose newest event is this many seconds older than the newest
+    event of any rank (and that has not finished) is called out as silent."""
     event_rows: int = 200
     """Most rows the event table shows (the newest matching events)."""
     decision_rows: int = 200

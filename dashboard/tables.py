@@ -60,10 +60,12 @@ def decision_rows(state: RunState, limit: int) -> list[dict]:
 
 
 def event_rows(table: pa.Table, cursor: int | None, kinds: list[str] | None, search: str, limit: int,
-               window: int = 20_000, payload_scan: int = 5_000) -> list[dict]:
-    """The newest ``limit`` events before ``cursor`` whose kind is in ``kinds`` (all when empty)
-    and whose kind, slot or seed (anywhere in the log) or payload (among the newest
-    ``payload_scan`` events of those kinds) contains ``search``. Payloads are shown as JSON text.
+               window: int = 20_000, payload_scan: int = 5_000, rank: int | None = None,
+               env: int | None = None) -> list[dict]:
+    """The newest ``limit`` events before ``cursor`` whose kind is in ``kinds`` (all when empty),
+    of ``rank`` and ``env`` (None: any), and whose kind, slot or seed (anywhere in the log) or
+    payload (among the newest ``payload_scan`` events of those kinds) contains ``search``.
+    Payloads are shown as JSON text.
 
     The log is walked backwards in zero-copy slices of ``window`` rows, so the cost follows
     the rows looked at, not the size of the log.
@@ -74,9 +76,7 @@ def event_rows(table: pa.Table, cursor: int | None, kinds: list[str] | None, sea
     scanned = 0  # rows of the chosen kinds already searched payload and all
     for stop in range(end, 0, -window):
         start = max(0, stop - window)
-        sub = table.slice(start, stop - start)
-        if kinds:
-            sub = sub.filter(pc.is_in(sub.column("kind"), pa.array(kinds, pa.string())))
+        sub = _chosen(table.slice(start, stop - start), kinds, rank, env)
         if search and scanned >= payload_scan:
             sub = sub.filter(_envelope_match(sub, search))  # older rows: kind, slot, seed only
         scanned += sub.num_rows
@@ -89,6 +89,22 @@ def event_rows(table: pa.Table, cursor: int | None, kinds: list[str] | None, sea
                 if len(rows) >= limit:
                     return rows
     return rows
+
+
+def _chosen(table: pa.Table, kinds: list[str] | None, rank: int | None, env: int | None) -> pa.Table:
+    """The rows of the chosen kinds, rank and env (one filter, or none when nothing is chosen)."""
+    masks = []
+    if kinds:
+        masks.append(pc.is_in(table.column("kind"), pa.array(kinds, pa.string())))
+    for name, value in (("rank", rank), ("env", env)):
+        if value is not None:
+            masks.append(pc.equal(table.column(name), value))
+    if not masks:
+        return table
+    mask = masks[0]
+    for m in masks[1:]:
+        mask = pc.and_(mask, m)
+    return table.filter(mask)
 
 
 def _envelope_match(table: pa.Table, search: str) -> pa.Array:

@@ -43,6 +43,11 @@ class Replay:
         self.seek(table.num_rows if cursor is None else cursor)
 
     @property
+    def fold(self) -> Fold:
+        """The fold as of the cursor."""
+        return self._fold
+
+    @property
     def state(self) -> RunState:
         return self._fold.state
 
@@ -55,6 +60,14 @@ class Replay:
         if new.num_rows:
             self.table = pa.concat_tables([self.table, new])
             self._positions.clear()
+
+    def rebase(self, table: pa.Table) -> None:
+        """Replay ``table`` from now on: the same events as before (rechunked, say) followed by
+        any new ones. The cursor and every checkpoint stay valid."""
+        if table.num_rows < self.table.num_rows:
+            raise ValueError("rebase needs every event replayed so far")
+        self.table = table
+        self._positions.clear()
 
     def seek(self, cursor: int) -> RunState:
         cursor = max(0, min(int(cursor), self.table.num_rows))

@@ -15,7 +15,7 @@ def match(path: str):
     return () if path == "/compare" else None
 
 
-def layout(store: RunStore):
+def layout(store: RunStore, search: str = ""):
     readable = [s.run_id for s in store.summaries() if s.status != "error"]
     return html.Div([
         html.H2("Compare runs"),

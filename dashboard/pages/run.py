@@ -1,4 +1,9 @@
-"""The run page: live charts, lifecycle, gates, governor, decisions, events, and the replay bar."""
+"""The run page: live charts, lifecycle, gates, governor, decisions, events, and the replay bar.
+
+Distributed and PPO runs get a rank and an env dropdown; the choice is kept in the URL query
+(``/run/<id>?rank=1&env=2``), so a view can be shared, and every value the browser sends back
+is checked against the run (a bad one updates nothing).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from telemetry_schema.fold import RunState
 from dashboard.data import RunNotFound, RunStore
 from dashboard.figures import X_AXES
 from dashboard.live import next_cursor
-from dashboard.run_view import CHARTS, RunRequest, chart_outputs, cursor_info, header, table_outputs
+from dashboard.run_view import (CHARTS, RunRequest, chart_outputs, cursor_info, env_value, header, selector_props,
+                                selector_update, sync_selection, table_outputs)
+from dashboard.selection import BadSelection, Choices, Selection
 from dashboard.tables import DECISION_COLUMNS, EVENT_COLUMNS
 
 SPEEDS = (1, 4, 16, 64)
@@ -22,7 +29,7 @@ def match(path: str):
     return (path[len("/run/"):],) if path.startswith("/run/") else None
 
 
-def layout(store: RunStore, raw_id: str):
+def layout(store: RunStore, raw_id: str, search: str = ""):
     try:
         run_id = store.resolve(raw_id)
     except RunNotFound as exc:
@@ -31,10 +38,14 @@ def layout(store: RunStore, raw_id: str):
     entry.refresh(force=True)
     if entry.error:
         return header(store, run_id, None)
+    choices = entry.choices()
+    sel = choices.from_query(search)  # a value the run lacks is dropped (the URL is then corrected)
     return html.Div([
         dcc.Store(id="run-id", data=run_id), dcc.Store(id="shipped", data={}),
-        html.Div(header(store, run_id, None), id="run-header"),
-        controls(), replay_bar(entry.length),
+        dcc.Store(id="live-total", data=entry.length),  # the log's length as last polled
+        dcc.Location(id="run-url", refresh=False),  # the query only: no reload, no re-route
+        html.Div(header(store, run_id, None, sel), id="run-header"),
+        controls(choices, sel), replay_bar(entry.length, cursor_info(entry, None)),
         html.Div([dcc.Graph(id=gid, config={"displaylogo": False}, className="chart", style=chart_style(gid))
                   for gid in CHARTS], className="grid"),
         html.Div([html.H3("Controller decisions"),
@@ -48,8 +59,15 @@ def chart_style(gid: str) -> dict:
     return {"gridColumn": "1 / -1"} if gid in ("g-swimlane", "g-loss") else {}
 
 
-def controls() -> html.Div:
+def controls(choices: Choices, sel: Selection) -> html.Div:
+    rank_options, rank_style, env_options, env_style = selector_props(choices)
     return html.Div([
+        html.Div([html.Label("rank"), dcc.Dropdown(id="sel-rank", options=rank_options, value=sel.rank,
+                                                   clearable=False, searchable=False, className="picker")],
+                 id="rank-pick", className="pick", style=rank_style),
+        html.Div([html.Label("env"), dcc.Dropdown(id="sel-env", options=env_options, value=env_value(sel),
+                                                  clearable=False, searchable=False, className="picker")],
+                 id="env-pick", className="pick", style=env_style),
         html.Label("x-axis"), dcc.RadioItems(id="xaxis", options=[{"label": v.split(" ")[0], "value": k}
                                                                   for k, v in X_AXES.items()],
                                              value="epoch", inline=True),
@@ -59,7 +77,7 @@ def controls() -> html.Div:
     ], className="controls card")
 
 
-def replay_bar(total: int) -> html.Div:
+def replay_bar(total: int, info: str) -> html.Div:
     return html.Div([
         dcc.RadioItems(id="mode", options=[{"label": "Live", "value": "live"}, {"label": "Replay", "value": "replay"}],
                        value="live", inline=True),
@@ -68,7 +86,7 @@ def replay_bar(total: int) -> html.Div:
                      clearable=False, className="speed"),
         html.Div(dcc.Slider(id="cursor", min=0, max=max(total, 1), step=1, value=total, marks=None,
                             updatemode="mouseup", tooltip={"always_visible": False}), className="scrubber"),
-        html.Span(id="cursor-info", className="muted"),
+        html.Span(info, id="cursor-info", className="muted"),
         dcc.Interval(id="replay-timer", interval=500, disabled=True),
     ], className="replay card")
 
@@ -95,36 +113,61 @@ def _int(value) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value == value else None
 
 
-def _request(run_id, mode, cursor, xaxis="epoch", smoothing=0.0) -> RunRequest:
+def _selection(store: RunStore, run_id, rank, env) -> Selection:
+    """The dropdowns' values checked against the run (``BadSelection`` when it lacks them)."""
+    return store.entry(str(run_id)).choices().parse(rank, env)
+
+
+def _request(store: RunStore, run_id, mode, cursor, rank, env, xaxis="epoch", smoothing=0.0) -> RunRequest:
     smoothing = float(smoothing) if isinstance(smoothing, (int, float)) else 0.0
-    return RunRequest(str(run_id), _int(cursor) if mode == "replay" else None, xaxis or "epoch", smoothing)
+    return RunRequest(str(run_id), _int(cursor) if mode == "replay" else None, xaxis or "epoch", smoothing,
+                      _selection(store, run_id, rank, env))
 
 
 def refusing(callback):
-    """Run ids come back from the browser: one that does not resolve updates nothing (HTTP 204)."""
+    """Run ids, ranks and envs come back from the browser: one that the log directory or the
+    run does not have updates nothing (HTTP 204)."""
     @functools.wraps(callback)
     def wrapper(*args):
         try:
             return callback(*args)
-        except RunNotFound:
+        except (RunNotFound, BadSelection):
             raise PreventUpdate from None
     return wrapper
+
+
+def _triggers() -> set[str]:
+    """Every input that fired this call (Dash batches inputs that change together)."""
+    return set(callback_context.triggered_prop_ids)
 
 
 def register(app, store: RunStore) -> None:
     cfg = store.config
 
-    @app.callback(Output("cursor", "max"), Output("cursor", "value"), Output("cursor-info", "children"),
-                  Input("tick", "n_intervals"), Input("replay-timer", "n_intervals"), Input("mode", "value"),
-                  State("cursor", "value"), State("speed", "value"), State("run-id", "data"))
+    # The poll tick never outputs the cursor: when calls of one callback overlap, the one requested
+    # last wins in the browser (even with no_update), so a tick requested while "enter replay"
+    # (cursor -> 0) was in flight put the cursor back. Ticks publish the log's length; the cursor
+    # follows it when live.
+    @app.callback(Output("cursor", "max"), Output("live-total", "data"), Input("tick", "n_intervals"),
+                  State("mode", "value"), State("live-total", "data"), State("run-id", "data"))
     @refusing
-    def move_cursor(_tick, _play, mode, value, speed, run_id):
+    def poll_length(_tick, mode, shown, run_id):
         entry = store.entry(str(run_id))
         entry.refresh()
         total = entry.length
-        triggers = {prop.split(".")[0] for prop in callback_context.triggered_prop_ids}
+        return max(total, 1), (total if mode != "replay" and total != shown else no_update)
+
+    @app.callback(Output("cursor", "max", allow_duplicate=True), Output("cursor", "value"),
+                  Input("live-total", "data"), Input("replay-timer", "n_intervals"), Input("mode", "value"),
+                  State("cursor", "value"), State("speed", "value"), State("run-id", "data"), prevent_initial_call=True)
+    @refusing
+    def move_cursor(_total, _play, mode, value, speed, run_id):
+        entry = store.entry(str(run_id))
+        entry.refresh()  # rate-limited: the length as of now, not as of the poll that fired this
+        total = entry.length
+        triggers = {prop.split(".")[0] for prop in _triggers()}
         new = next_cursor(triggers, mode, _int(value), total, _int(speed) or 1, cfg.replay_ticks)
-        return max(total, 1), (no_update if new == value else new), cursor_info(entry, new if mode == "replay" else None)
+        return max(total, 1), (no_update if new == value else new)  # the new value never exceeds the max
 
     @app.callback(Output("replay-timer", "disabled"), Output("play", "children"), Output("mode", "value"),
                   Input("play", "n_clicks"), State("replay-timer", "disabled"), State("mode", "value"),
@@ -134,24 +177,40 @@ def register(app, store: RunStore) -> None:
             return True, "Play", no_update
         return False, "Pause", (no_update if mode == "replay" else "replay")
 
-    @app.callback(Output("run-header", "children"), Input("tick", "n_intervals"), Input("cursor", "value"),
-                  State("mode", "value"), State("run-id", "data"), prevent_initial_call=True)
+    @app.callback(Output("run-header", "children"), Output("cursor-info", "children"), Output("sel-rank", "options"),
+                  Output("rank-pick", "style"), Output("sel-env", "options"), Output("env-pick", "style"),
+                  Input("tick", "n_intervals"), Input("cursor", "value"), Input("sel-rank", "value"),
+                  Input("sel-env", "value"), State("mode", "value"), State("run-id", "data"),
+                  State("sel-rank", "options"), State("sel-env", "options"), prevent_initial_call=True)
     @refusing
-    def refresh_header(_n, cursor, mode, run_id):
-        return header(store, str(run_id), _int(cursor) if mode == "replay" else None)
+    def refresh_header(_n, cursor, rank, env, mode, run_id, rank_options, env_options):
+        req = _request(store, run_id, mode, cursor, rank, env)
+        entry = store.entry(req.run_id)
+        pickers = selector_update(entry.choices(), rank_options, env_options)
+        return header(store, req.run_id, req.cursor, req.sel), cursor_info(entry, req.cursor, req.sel), *pickers
+
+    @app.callback(Output("run-url", "search"), Output("sel-rank", "value"), Output("sel-env", "value"),
+                  Input("sel-rank", "value"), Input("sel-env", "value"), Input("run-url", "search"),
+                  State("run-id", "data"))
+    @refusing
+    def sync_url(rank, env, search, run_id):
+        return sync_selection(store.entry(str(run_id)).choices(), rank, env, search, _triggers())
 
     @app.callback([Output(gid, "figure") for gid in CHARTS] + [Output("shipped", "data"),
                   Output("g-ppo", "style"), Output("g-reward", "style")],
                   Input("cursor", "value"), Input("mode", "value"), Input("xaxis", "value"),
-                  Input("smoothing", "value"), State("shipped", "data"), State("run-id", "data"))
+                  Input("smoothing", "value"), Input("sel-rank", "value"), Input("sel-env", "value"),
+                  State("shipped", "data"), State("run-id", "data"))
     @refusing
-    def render_charts(cursor, mode, xaxis, smoothing, shipped, run_id):
-        figs, shipped, optional = chart_outputs(store, _request(run_id, mode, cursor, xaxis, smoothing), shipped)
+    def render_charts(cursor, mode, xaxis, smoothing, rank, env, shipped, run_id):
+        req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing)
+        figs, shipped, optional = chart_outputs(store, req, shipped)
         return figs + [shipped] + optional
 
     @app.callback(Output("decisions-table", "data"), Output("events-table", "data"),
                   Input("cursor", "value"), Input("mode", "value"), Input("event-kinds", "value"),
-                  Input("event-search", "value"), State("run-id", "data"))
+                  Input("event-search", "value"), Input("sel-rank", "value"), Input("sel-env", "value"),
+                  State("run-id", "data"))
     @refusing
-    def render_tables(cursor, mode, kinds, search, run_id):
-        return table_outputs(store, _request(run_id, mode, cursor), kinds, search or "")
+    def render_tables(cursor, mode, kinds, search, rank, env, run_id):
+        return table_outputs(store, _request(store, run_id, mode, cursor, rank, env), kinds, search or "")

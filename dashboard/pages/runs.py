@@ -12,7 +12,7 @@ def match(path: str):
     return () if path in ("/", "/runs") else None
 
 
-def layout(store: RunStore):
+def layout(store: RunStore, search: str = ""):
     columns = [{"id": cid, "name": name, "presentation": "markdown"} if cid == "run" else {"id": cid, "name": name}
                for cid, name in RUN_COLUMNS]
     table = dash_table.DataTable(

@@ -183,22 +183,39 @@ def test_cli_bad_flags_one_line_error(argv, message, tmp_path):
 @pytest.mark.parametrize("run_id", ["../../etc", "alpha-run/../../x", "/etc/passwd"])
 def test_forged_callback_run_id_is_refused(logdir, run_id):
     """The run id of a callback comes from the browser: a forged one updates nothing."""
+    client = header_client(logdir)
+    resp = client.post("/_dash-update-component", json=header_body(run_id, 0, "all"))
+    assert resp.status_code == 204 and b"root" not in resp.data
+    ok = client.post("/_dash-update-component", json=header_body("alpha-run", 0, "all"))
+    assert ok.status_code == 200 and b"alpha-run" in ok.data
+
+
+HEADER_OUTPUTS = [("run-header", "children"), ("cursor-info", "children"), ("sel-rank", "options"),
+                  ("rank-pick", "style"), ("sel-env", "options"), ("env-pick", "style")]
+
+
+def header_client(logdir):
+    """A test client of a fresh app, its routes set up."""
     from dashboard.app import create_app
 
-    app = create_app(logdir)
-    client = app.server.test_client()
+    client = create_app(logdir).server.test_client()
     client.get("/")  # let Dash set up its routes
-    body = {"output": "run-header.children", "outputs": {"id": "run-header", "property": "children"},
+    return client
+
+
+def header_body(run_id, rank, env) -> dict:
+    """The request the browser sends for the run header (values as given, forged or not)."""
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in HEADER_OUTPUTS) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in HEADER_OUTPUTS],
             "inputs": [{"id": "tick", "property": "n_intervals", "value": 1},
-                       {"id": "cursor", "property": "value", "value": 5}],
+                       {"id": "cursor", "property": "value", "value": 5},
+                       {"id": "sel-rank", "property": "value", "value": rank},
+                       {"id": "sel-env", "property": "value", "value": env}],
             "state": [{"id": "mode", "property": "value", "value": "live"},
-                      {"id": "run-id", "property": "data", "value": run_id}],
+                      {"id": "run-id", "property": "data", "value": run_id},
+                      {"id": "sel-rank", "property": "options", "value": []},
+                      {"id": "sel-env", "property": "options", "value": []}],
             "changedPropIds": ["tick.n_intervals"]}
-    resp = client.post("/_dash-update-component", json=body)
-    assert resp.status_code == 204 and b"root" not in resp.data
-    body["state"][1]["value"] = "alpha-run"
-    ok = client.post("/_dash-update-component", json=body)
-    assert ok.status_code == 200 and b"alpha-run" in ok.data
 
 
 def test_cli_port_in_use_one_line_error(logdir):
@@ -221,3 +238,19 @@ def test_apps_do_not_share_state(logdir):
     assert a.run_store is not b.run_store
     a.run_store.entry("alpha-run").refresh()
     assert b.run_store.entry("alpha-run").length == 0  # b has not read anything yet
+
+
+def test_poll_tick_never_sets_the_replay_cursor(logdir):
+    """Of overlapping calls of one callback the one requested last wins in the browser (even
+    with no_update); were the cursor an output of the tick's callback, a tick requested while
+    "enter replay" or a slider move was in flight would undo it (the cursor stayed at the end)."""
+    from dashboard.app import create_app
+
+    def outputs(spec: str) -> set[str]:
+        return {part.split("@")[0] for part in spec.strip(".").split("...")}
+
+    callbacks = [(outputs(spec), {i["id"] for i in cb["inputs"]}) for spec, cb in create_app(logdir).callback_map.items()]
+    ticked = [outs for outs, ins in callbacks if "tick" in ins]
+    assert ticked and not any("cursor.value" in outs for outs in ticked)
+    movers = [ins for outs, ins in callbacks if "cursor.value" in outs]
+    assert movers == [{"live-total", "replay-timer", "mode"}]

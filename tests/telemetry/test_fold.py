@@ -124,6 +124,18 @@ def test_replay_backward_restarts_from_a_checkpoint(table):
         replay.state.batches["loss"][0] = 1.0
 
 
+def test_replay_rebased_on_a_rechunked_longer_table(table):
+    head = table.slice(0, 9_000)
+    replay = Replay(head, checkpoint_every=2_000)
+    with pytest.raises(ValueError):
+        replay.rebase(table.slice(0, 100))
+    replay.rebase(table.combine_chunks())  # the same first 9,000 events, and more
+    assert replay.cursor == 9_000 and replay.length == table.num_rows
+    for target in (15_000, 4_500, table.num_rows):
+        replay.seek(target)
+        assert snapshot(replay.state) == snapshot(fold_table(table.slice(0, target)))
+
+
 def test_replay_seeks(table):
     replay = Replay(table, cursor=0)
     assert replay.state.events == 0
