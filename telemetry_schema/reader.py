@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry_schema.schema import SCHEMA, SchemaVersionError, check_version, conform
+from telemetry_schema.schema import SCHEMA, SchemaVersionError, check_version, conform, null_array, zero_buffer
 
 _CONTINUATION = b"\xff\xff\xff\xff"
 _READ_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError)
@@ -104,20 +104,70 @@ class LogFollower:
         return self._result(batches, len(data) - consumed)
 
     def _decode(self, data: pa.Buffer, start: int, ends: list[int]) -> list[pa.RecordBatch]:
-        """Decode the complete record-batch messages in ``data[start:ends[-1]]`` as one stream,
-        so Arrow decompresses their buffers on several threads; stops at the first message that
-        does not decode."""
+        """Decode the complete record-batch messages in ``data[start:ends[-1]]``; stops at the
+        first message that does not decode.
+
+        A row sets only its own kind's struct column, so a batch of one flush holds real values
+        for the few kinds it contains, and nulls (hundreds of bytes a row, uncompressed) for
+        every other kind. The kinds of each batch are read first; then consecutive batches of
+        the same kinds are decoded as one stream of just the envelope and those kinds' columns
+        (Arrow decompresses them on several threads), and the other columns are null arrays
+        sharing one lazily-zeroed buffer, which costs neither decompression nor memory.
+        """
         if not ends:
             return []
+        bounds = [start, *ends]
+        kinds = self._batch_kinds(self._substream(data, start, ends[-1]), len(ends))
+        batches: list[pa.RecordBatch] = []
+        i = 0
+        while i < len(kinds):
+            j = i + 1
+            while j < len(kinds) and kinds[j] == kinds[i]:
+                j += 1
+            group = self._decode_group(self._substream(data, bounds[i], bounds[j]), kinds[i], j - i)
+            batches.extend(group)
+            if len(group) < j - i:
+                break
+            i = j
+        return batches
+
+    def _substream(self, data: pa.Buffer, lo: int, hi: int) -> pa.Buffer:
+        """The schema message followed by the messages in ``data[lo:hi]``: a stream of its own."""
         sink = pa.BufferOutputStream()
         sink.write(self._schema_message)
-        sink.write(data.slice(start, ends[-1] - start))
-        stream = sink.getvalue()
+        sink.write(data.slice(lo, hi - lo))
+        return sink.getvalue()
+
+    def _batch_kinds(self, stream: pa.Buffer, count: int) -> list[tuple[str, ...]]:
+        """The kinds present in each batch (decoding only the kind column)."""
+        out: list[tuple[str, ...]] = []
+        try:
+            options = pa.ipc.IpcReadOptions(included_fields=[self.schema.get_field_index("kind")])
+            reader = pa.ipc.open_stream(stream, options=options)
+            for _ in range(count):
+                kinds = pc.unique(reader.read_next_batch().column(0)).drop_null().to_pylist()
+                out.append(tuple(sorted(k for k in kinds if self.schema.get_field_index(k) >= 0)))
+        except (*_READ_ERRORS, StopIteration):
+            pass
+        return out
+
+    def _decode_group(self, stream: pa.Buffer, kinds: tuple[str, ...], count: int) -> list[pa.RecordBatch]:
+        schema = self.schema
+        wanted = sorted({i for i, f in enumerate(schema) if not pa.types.is_struct(f.type)}
+                        | {schema.get_field_index(k) for k in kinds})
         batches: list[pa.RecordBatch] = []
         try:
-            reader = pa.ipc.open_stream(stream, options=pa.ipc.IpcReadOptions(use_threads=True))
-            for _ in ends:
-                batches.append(reader.read_next_batch())
+            options = pa.ipc.IpcReadOptions(use_threads=True, included_fields=wanted)
+            reader = pa.ipc.open_stream(stream, options=options)
+            for _ in range(count):
+                part = reader.read_next_batch()
+                if len(wanted) == len(schema):
+                    batches.append(part)
+                    continue
+                zero = zero_buffer(part.num_rows)
+                columns = [part.column(f.name) if f.name in part.schema.names
+                           else null_array(f.type, part.num_rows, zero) for f in schema]
+                batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
         except (*_READ_ERRORS, StopIteration):
             pass
         return batches
