@@ -233,7 +233,10 @@ class EventWriter:
         return s_flat, e_recs
 
     def _build_batch(self, s_flat: list, e_recs: list) -> pa.RecordBatch:
-        parts = []
+        """One batch of the records, ordered by clock reading and, among equal readings, by
+        emission (typed events keep the order they were emitted in; scalars, kept in a list of
+        their own, come first)."""
+        parts, emitted = [], []
         if s_flat:
             w = _SCALAR_WIDTH
             payload = pa.StructArray.from_arrays(
@@ -241,21 +244,23 @@ class EventWriter:
                 fields=list(SCHEMA.field(Scalar.KIND).type))
             env = (s_flat[0::w], s_flat[3::w], s_flat[4::w], s_flat[5::w], None, None)
             parts.append(self._kind_table(Scalar.KIND, env, payload))
+            emitted.append(np.arange(-parts[0].num_rows, 0))
         by_kind: dict[str, list] = {}
-        for rec in e_recs:
-            by_kind.setdefault(rec[1].KIND, []).append(rec)
+        for i, rec in enumerate(e_recs):
+            by_kind.setdefault(rec[1].KIND, []).append((i, *rec))
         for kind, recs in by_kind.items():
-            t, events, slot, seed, step, epoch, env = zip(*recs)
+            index, t, events, slot, seed, step, epoch, env = zip(*recs)
             getter = _GETTERS[kind]
             rows = [getter(e) for e in events]
             if rows and not isinstance(rows[0], tuple):
                 rows = [(r,) for r in rows]
             payload = _payload_array(kind, rows)
             parts.append(self._kind_table(kind, (t, step, epoch, env, slot, seed), payload))
+            emitted.append(np.array(index))
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        order = pc.sort_indices(table.column("t")) if len(parts) > 1 else None
-        if order is not None:
-            table = table.take(order)
+        if len(parts) > 1:
+            t = table.column("t").to_numpy()
+            table = table.take(pa.array(np.lexsort((np.concatenate(emitted), t))))
         seq = np.arange(self._seq, self._seq + table.num_rows, dtype=np.int64)
         self._seq += table.num_rows
         table = table.set_column(0, SCHEMA.field("seq"), pa.array(seq))

@@ -246,3 +246,23 @@ def test_reader_decodes_only_the_kinds_a_batch_holds(tmp_path):
     assert got.to_pylist() == plain.to_pylist()
     assert got.column("scalar").null_count == plain.column("scalar").null_count == 1_001
     assert ours * 4 < theirs, (ours, theirs)  # the other kinds' null columns were never decompressed
+
+
+def test_events_at_one_clock_reading_keep_their_emission_order(tmp_path):
+    """A coarse clock gives many events the same reading; whatever the batch boundaries, the log
+    keeps the order they were emitted in."""
+    clock = lambda: 5.0  # noqa: E731 - every event at the same instant
+    kinds = [ev.GovernorSnapshot(reason="a", tensors=1), ev.GovernorPanic(reason="nan", loss=1.0, threshold=2.0, mean=0.5, std=0.1, consecutive=1),
+             ev.StageChanged(from_stage="A", to_stage="B"), ev.LogMessage(level="info", text="x")]
+    orders = []
+    for cut in (1, 2, 3, 5, 7):
+        path = tmp_path / f"e{cut}.arrows"
+        w = EventWriter(path, config=WriterConfig(heartbeat_s=0, flush_interval=3600), clock=clock)
+        for i in range(12):
+            w.emit(kinds[(i * 7) % 4], step=i)
+            if i % cut == cut - 1:
+                w.flush()
+        w.close()
+        t = read_log(path).table
+        orders.append(t.column("step").to_pylist()[:12])
+    assert all(order == list(range(12)) for order in orders)
