@@ -82,6 +82,8 @@ def event_rows(table: pa.Table, cursor: int | None, kinds: list[str] | None, sea
         scanned += sub.num_rows
         if not sub.num_rows:
             continue
+        if not search:  # every row shown: convert only the newest ones still needed
+            sub = sub.slice(max(0, sub.num_rows - (limit - len(rows))))
         for rec in reversed(_rows(sub)):
             row = _event_row(rec)
             if not search or search in " ".join(str(row[c]) for c in ("kind", "slot", "seed", "payload")).lower():
