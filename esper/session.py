@@ -17,7 +17,7 @@ import torch
 
 from esper import distributed as D
 from esper.kasmina.model import MorphogeneticModel
-from esper.leyline.config import GateConfig, HeuristicConfig, SlotConfig, TrainConfig
+from esper.leyline.config import HeuristicConfig, TrainConfig
 from esper.nissa import MultiSink, Sink, new_run_id, start_run
 from esper.runtime.tasks import TaskOptions, build_task
 from esper.tamiyo import HeuristicController, NoController

@@ -27,7 +27,6 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from telemetry_schema.events import EVENT_TYPES, Event, Heartbeat, LogMessage, RunFinished, Scalar
 from telemetry_schema.schema import SCHEMA, null_array, zero_buffer

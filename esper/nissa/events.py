@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 
 from telemetry_schema import EventWriter
 from telemetry_schema import events as ev
-from telemetry_schema.rundir import RunWriter, create_run, new_run_id
+from telemetry_schema.rundir import RunWriter, create_run
 
 from esper.nissa.sink import Sink
 

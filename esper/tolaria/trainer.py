@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
-from torch import Tensor
 
 from esper import distributed as D
 from esper.kasmina.gradients import GradientCollector

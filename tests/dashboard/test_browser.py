@@ -36,8 +36,8 @@ def wait_points(page, gid: str, trace: int, predicate, timeout: float = 30.0) ->
     deadline = time.monotonic() + timeout
     n = -1
     while time.monotonic() < deadline:
-        n = page.evaluate(f"""([id, i]) => {{ const g = document.querySelector(`#${{id}} .js-plotly-plot`);
-                                  return g && g.data && g.data[i] ? (g.data[i].x || []).length : -1; }}""",
+        n = page.evaluate("""([id, i]) => { const g = document.querySelector(`#${id} .js-plotly-plot`);
+                                  return g && g.data && g.data[i] ? (g.data[i].x || []).length : -1; }""",
                           [gid, trace])
         if predicate(n):
             return n

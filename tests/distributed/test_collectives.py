@@ -9,7 +9,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 
 SCRIPT = textwrap.dedent("""
     import os, sys, json, time

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from esper.tolaria.runners import evaluate, perplexity, train_epoch, validate
+from esper.tolaria.runners import perplexity, train_epoch, validate
 
 from esper_testkit import tiny_data, tiny_model
 
