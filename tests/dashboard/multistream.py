@@ -11,6 +11,7 @@ from pathlib import Path
 
 from telemetry_schema import events as ev
 from telemetry_schema.rundir import create_run, stream_name
+from telemetry_schema.synth import SynthConfig, generate
 from telemetry_schema.writer import WriterConfig
 
 T0 = 1_700_000_000.0
@@ -107,3 +108,14 @@ def write_ppo_run(root: Path, run_id: str = "ppo-run", envs: int = 3, rounds: in
             w.scalar("ppo/reward_per_step", 0.5 * r, step=r, epoch=r)
             w.flush()  # a batch per round
     return Path(root) / run_id
+
+
+def write_multi_root(root: Path, synth_events: int, seed: int) -> Path:
+    """The runs both selection test modules use: 2-rank runs that agree, diverge and lose a
+    rank, a 3-env PPO run, and a single-stream synthetic run."""
+    write_ddp_run(root, "ddp-agree", {0: AGREE, 1: AGREE})
+    write_ddp_run(root, "ddp-diverge", {0: AGREE, 1: DIVERGE})
+    write_ddp_run(root, "ddp-dead", {0: AGREE, 1: AGREE[:2]}, epochs={0: 6, 1: 2}, dead={1})
+    write_ppo_run(root, "ppo-run", envs=3)
+    generate(root, SynthConfig(events=synth_events, seed=seed, run_id="single-run"))
+    return root

@@ -9,12 +9,11 @@ import pytest
 
 from telemetry_schema.fold import Fold
 from telemetry_schema.rundir import RunFollower
-from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard.app import create_app
 from dashboard.settings import DashboardConfig
 
-from .multistream import AGREE, DIVERGE, write_ddp_run, write_ppo_run
+from .multistream import write_multi_root
 from .test_browser import wait_points
 
 pytest.importorskip("playwright.sync_api")
@@ -25,13 +24,7 @@ expect.set_options(timeout=15_000)  # the suite shares 2 cores with other engine
 
 @pytest.fixture(scope="module")
 def multi_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multi-runs")
-    write_ddp_run(root, "ddp-agree", {0: AGREE, 1: AGREE})
-    write_ddp_run(root, "ddp-diverge", {0: AGREE, 1: DIVERGE})
-    write_ddp_run(root, "ddp-dead", {0: AGREE, 1: AGREE[:2]}, epochs={0: 6, 1: 2}, dead={1})
-    write_ppo_run(root, "ppo-run", envs=3)
-    generate(root, SynthConfig(events=1500, seed=11, run_id="single-run"))
-    return root
+    return write_multi_root(tmp_path_factory.mktemp("multi-runs"), synth_events=1500, seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from dash import Patch, no_update
 
 from telemetry_schema.fold import Fold
 from telemetry_schema.rundir import RunFollower
-from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard import tables
 from dashboard.data import RunStore
@@ -20,7 +19,7 @@ from dashboard.run_view import (CHARTS, RunRequest, chart_outputs, header, rank_
 from dashboard.selection import DEFAULT, BadSelection, Choices, Selection
 from dashboard.settings import DashboardConfig
 
-from .multistream import AGREE, DIVERGE, write_ddp_run, write_ppo_run
+from .multistream import write_multi_root
 from .test_data import header_body, header_client
 
 GIDS = list(CHARTS)
@@ -28,13 +27,7 @@ GIDS = list(CHARTS)
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multi")
-    write_ddp_run(root, "ddp-agree", {0: AGREE, 1: AGREE})
-    write_ddp_run(root, "ddp-diverge", {0: AGREE, 1: DIVERGE})
-    write_ddp_run(root, "ddp-dead", {0: AGREE, 1: AGREE[:2]}, epochs={0: 6, 1: 2}, dead={1})
-    write_ppo_run(root, "ppo-run", envs=3)
-    generate(root, SynthConfig(events=2000, seed=3, run_id="single-run"))
-    return root
+    return write_multi_root(tmp_path_factory.mktemp("multi"), synth_events=2000, seed=3)
 
 
 def folded(root, run_id, rank=0, env=None, rows=None):
