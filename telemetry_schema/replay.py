@@ -35,7 +35,6 @@ class Replay:
                  fold_factory: Callable[[], Fold] = Fold, checkpoint_every: int = 65_536) -> None:
         self.table = table
         self.cursor = 0
-        self._factory = fold_factory
         self._every = max(1, int(checkpoint_every))
         self._fold = fold_factory()
         self._checkpoints: dict[int, Fold] = {0: copy.deepcopy(self._fold)}

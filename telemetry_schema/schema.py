@@ -98,8 +98,9 @@ def check_version(schema: pa.Schema, source: str) -> str:
 
 
 def zero_buffer(length: int) -> pa.Buffer:
-    """A zero-filled buffer big enough to back null arrays of ``length`` rows of any type
-    (``numpy.zeros`` takes its pages lazily from the OS, so untouched zeros cost nothing)."""
+    """A zero-filled buffer big enough to back null arrays of ``length`` rows of any type the
+    log uses (values at most 8 bytes wide); ``numpy.zeros`` takes its pages lazily from the
+    OS, so untouched zeros cost nothing."""
     return pa.py_buffer(np.zeros((length + 1) * 8, np.uint8))
 
 
