@@ -144,6 +144,39 @@ async def test_rank_keys_show_each_ranks_fold(tmp_path):
         assert "n/N" in bar_text(app) and "env" not in bar_text(app)
 
 
+async def test_event_log_keeps_to_the_chosen_rank_and_env(tmp_path):
+    import numpy as np
+
+    from tui.widgets.eventlog import EventList
+
+    run = write_ranked_run(tmp_path, "two-ranks")
+    table = RunFollower(run).poll()
+    ranks = table.column("rank").to_numpy()
+    app = make_app(run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("6")
+        events = app.query_one(EventList)
+        assert events.count == int((ranks == 0).sum()) < table.num_rows
+        await press(pilot, "n")
+        await pilot.pause()
+        assert events.count == int((ranks == 1).sum())
+        assert np.all(ranks[events.rows] == 1)
+        assert "rank 1" in text_of(app.query_one("#event-filter-line"))
+    envs_run = write_env_run(tmp_path)
+    envs = RunFollower(envs_run).poll().column("env").to_numpy()
+    app = make_app(envs_run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("6")
+        events = app.query_one(EventList)
+        assert events.count == len(envs)  # every env
+        await press(pilot, "e", "e")  # all -> 0 -> 1
+        await pilot.pause()
+        assert app.session.scope.env == 1
+        assert events.count == int((envs == 1).sum()) > 0 and np.all(envs[events.rows] == 1)
+
+
 async def test_divergence_names_the_rank_the_slot_and_the_epoch(tmp_path):
     run = write_ranked_run(tmp_path, "split-ranks", diverge=True)
     assert "rank 1 diverged" in folded(run).ranks.divergence

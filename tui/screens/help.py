@@ -20,7 +20,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("n / N", "next / previous rank of a distributed run"),
         ("e / E", "next / previous environment of a PPO run (all, 0, 1, …)"),
         ("", "the header says which one is shown; ✗ marks a rank that diverged from rank 0"),
-        ("", "PPO updates and run status are run-wide; the event log (6) lists every rank and env"),
+        ("", "PPO updates and run status are run-wide; the event log (6) keeps to the chosen rank and env"),
     )),
     ("replay", (
         ("r", "replay on / off (--replay starts in it)"), ("space", "play / pause"),

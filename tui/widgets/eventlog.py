@@ -34,9 +34,13 @@ class EventFilter:
     kind: str | None = None
     slot: str | None = None
     text: str = ""
+    rank: int | None = None
+    """Only this rank's events (set from the chosen rank of a multi-rank run)."""
+    env: int | None = None
+    """Only this environment's events (set from the chosen env of a PPO run)."""
 
     def active(self) -> bool:
-        return bool(self.kind or self.slot or self.text)
+        return bool(self.kind or self.slot or self.text) or self.rank is not None or self.env is not None
 
 
 def _match(arr, text: str) -> np.ndarray:
@@ -102,6 +106,9 @@ def filter_rows(table: pa.Table, flt: EventFilter, limit: int, start: int = 0) -
         mask = pc.and_(mask, pc.fill_null(pc.equal(table.column("kind"), flt.kind), False))
     if flt.slot:
         mask = pc.and_(mask, pc.fill_null(pc.equal(table.column("slot"), flt.slot), False))
+    for column in ("rank", "env"):
+        if getattr(flt, column) is not None:
+            mask = pc.and_(mask, pc.equal(table.column(column), getattr(flt, column)))
     if flt.text:
         mask = pc.and_(mask, pa.chunked_array([pa.array(text_hits(table, flt.text))]))
     return np.flatnonzero(mask.to_numpy(zero_copy_only=False)) + start

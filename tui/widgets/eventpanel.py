@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,14 +41,23 @@ class EventLogPanel(Vertical):
     def show(self, session: Session) -> None:
         self.session = session
         limit = session.cursor
-        rows, count = self._filtered.update(session.table, self.flt, limit)
+        rows, count = self._filtered.update(session.table, self._scoped(session), limit)
         self.query_one(EventList).set_rows(session.table, rows, count, self.follow)
         self._draw_filter_line(count, limit)
+
+    def _scoped(self, session: Session) -> EventFilter:
+        """The filter, kept to the chosen rank of a multi-rank run and the chosen env."""
+        return dataclasses.replace(self.flt, rank=session.scope.rank if session.multi_rank else None,
+                                   env=session.scope.env)
 
     def _draw_filter_line(self, count: int, limit: int) -> None:
         f = self.flt
         text = Text()
         text.append(f"{count:,} of {limit:,} events", style="bold")
+        if self.session is not None and self.session.multi_rank:
+            text.append(f"  rank {self.session.scope.rank}")
+        if self.session is not None and self.session.scope.env is not None:
+            text.append(f"  env {self.session.scope.env}")
         text.append(f"  kind: {f.kind or 'all'} [t]  slot: {f.slot or 'all'} [o]  search: ")
         text.append(f.text or "— [/]", style="italic")
         text.append("  follow: ")
