@@ -203,11 +203,34 @@ PPO_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fracti
 
 
 def ppo_figure(state: RunState, opts: ChartOptions) -> go.Figure:
-    """PPO update statistics, one point per update in log order (empty when the log has none)."""
+    """PPO update statistics and each action head's entropy (dotted, ``H(head)``), one point per
+    update in log order (empty when the log has none)."""
     p = state.ppo
     n = np.arange(1, len(p) + 1)
     traces = [line(c, n, p[c], opts, PALETTE[i]) for i, c in enumerate(PPO_COLUMNS)]
+    for i, (head, s) in enumerate(sorted(state.head_entropy.items())):
+        x = np.searchsorted(p["seq"], s["seq"]) + 1
+        traces.append(line(f"H({head})", x, s["value"], opts, PALETTE[(i + len(PPO_COLUMNS)) % len(PALETTE)],
+                           dash="dot"))
     return new_figure(traces, base_layout("PPO updates", opts, xaxis={"title": {"text": "PPO update"}}))
+
+
+def action_figure(state: RunState, opts: ChartOptions, windows: int = 60) -> go.Figure:
+    """The controller's action mix over time: the share of each op among consecutive windows of
+    decisions (stacked, percent), x = decisions so far at the window's end."""
+    ops = [d.op for d in state.decisions]
+    names = sorted(set(ops))
+    size = max(1, -(-len(ops) // windows))  # ceil: at most ``windows`` windows
+    ends = np.arange(size, len(ops) + size, size).clip(max=len(ops))
+    sizes = np.diff(ends, prepend=0)
+    codes = np.array([names.index(op) for op in ops], np.int64)
+    traces = []
+    for i, name in enumerate(names):  # no decisions: no names, no traces
+        share = 100.0 * np.add.reduceat((codes == i).astype(np.float64), ends - sizes) / sizes
+        traces.append({"type": "scatter", "name": name, "x": ends, "y": share, "mode": "lines",
+                       "stackgroup": "ops", "line": {"color": PALETTE[i % len(PALETTE)], "width": 0.5}})
+    return new_figure(traces, base_layout("Action mix", opts, xaxis={"title": {"text": "decisions"}},
+                                          yaxis={"title": {"text": "% of decisions"}, "range": [0, 100]}))
 
 
 def reward_figure(state: RunState, opts: ChartOptions) -> go.Figure:

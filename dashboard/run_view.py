@@ -34,6 +34,7 @@ CHARTS = {
     "g-params": figures.params_figure,
     "g-ppo": figures.ppo_figure,
     "g-reward": figures.reward_figure,
+    "g-actions": figures.action_figure,
 }
 RUN_SCOPED = ("g-ppo",)
 """Charts of run-global events, drawn from the selected rank's fold of every env."""
@@ -61,7 +62,8 @@ def build_charts(state: RunState, opts: figures.ChartOptions, run: RunState | No
 
 
 def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None) -> tuple[list, dict, list[dict]]:
-    """(figure or Patch per chart, new shipped records, styles of the optional PPO/reward panels)."""
+    """(figure or Patch per chart, new shipped records, styles of the optional policy panels:
+    PPO updates, rewards, action mix)."""
     entry = store.entry(req.run_id)
     opts = figures.ChartOptions(xaxis=req.xaxis, smoothing=float(req.smoothing or 0),
                                 max_points=store.config.max_points, g2_threshold=store.config.g2_threshold,
@@ -69,7 +71,7 @@ def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None) -> tup
     with entry.view(req.cursor, req.sel) as state:
         run = entry.state_at(req.cursor, req.sel.run_scope)
         if entry.error:
-            return [go.Figure() for _ in CHARTS], {}, [{"display": "none"}] * 2
+            return [go.Figure() for _ in CHARTS], {}, [{"display": "none"}] * 3
         # clients polling the same run and selection at the same point share one build
         key = (req.sel, state.events, run.events, req.cursor, opts.xaxis, opts.smoothing)
         charts, optional = entry.memo(key, lambda: _prepared(state, run, opts))
@@ -87,7 +89,8 @@ def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None) -> tup
 def _prepared(state: RunState, run: RunState, opts: figures.ChartOptions):
     charts = {gid: prepare(fig) for gid, fig in build_charts(state, opts, run).items()}
     # the panels stay whatever env is viewed: PPO updates are the run's, rewards each env's
-    optional = [{} if len(run.ppo) else {"display": "none"}, {} if len(run.rewards) else {"display": "none"}]
+    optional = [{} if len(run.ppo) else {"display": "none"}, {} if len(run.rewards) else {"display": "none"},
+                {} if len(run.ppo) else {"display": "none"}]  # the action mix: a learned policy's panel
     return charts, optional
 
 

@@ -197,7 +197,7 @@ def register(app, store: RunStore) -> None:
         return sync_selection(store.entry(str(run_id)).choices(), rank, env, search, _triggers())
 
     @app.callback([Output(gid, "figure") for gid in CHARTS] + [Output("shipped", "data"),
-                  Output("g-ppo", "style"), Output("g-reward", "style")],
+                  Output("g-ppo", "style"), Output("g-reward", "style"), Output("g-actions", "style")],
                   Input("cursor", "value"), Input("mode", "value"), Input("xaxis", "value"),
                   Input("smoothing", "value"), Input("sel-rank", "value"), Input("sel-env", "value"),
                   State("shipped", "data"), State("run-id", "data"))

@@ -99,6 +99,7 @@ def test_run_page_renders_charts_with_expected_traces(page, app_url, logdir):
     expect(page.locator("#decisions-table")).to_contain_text(state.decisions[-1].op)
     expect(page.locator("#events-table")).to_contain_text("epoch_completed")
     expect(page.locator("#g-ppo")).to_be_hidden()  # no PPO events in this log
+    expect(page.locator("#g-actions")).to_be_hidden()  # nor a learned policy's action mix
     assert not page.errors
 
 

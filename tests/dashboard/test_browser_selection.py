@@ -16,6 +16,8 @@ from dashboard.settings import DashboardConfig
 from .multistream import write_multi_root
 from .test_browser import wait_points
 
+TRACE_NAMES = "id => document.querySelector(`#${id} .js-plotly-plot`).data.map(t => t.name)"
+
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
 
@@ -113,6 +115,8 @@ def test_env_dropdown_keeps_the_ppo_panel(page, url, multi_root):
     assert trace_y(page, "g-acc", 1) == env2.epochs["val_acc"].tolist()
     expect(page.locator("#g-ppo")).to_be_visible()  # env 2 logs no PPO update: the run's are shown
     wait_points(page, "g-ppo", 0, lambda n: n == len(run.ppo) > 0)
+    expect(page.locator("#g-actions")).to_be_visible()  # env 2's action mix
+    assert page.evaluate(TRACE_NAMES, "g-actions") == sorted({d.op for d in env2.decisions})
     expect(page.locator("#decisions-table")).to_contain_text("policy")
     choose(page, "sel-env", "all envs")
     wait_points(page, "g-reward", 0, lambda n: n == run.rewards.length)

@@ -139,8 +139,8 @@ def test_next_cursor():
 def test_chart_outputs_for_broken_and_good_runs(logdir):
     store = RunStore(logdir)
     figs, shipped, optional = chart_outputs(store, RunRequest("alpha-run", cursor=2000), {})
-    assert len(figs) == 9 and set(shipped) >= {"g-loss", "g-swimlane"}
-    assert optional == [{"display": "none"}, {"display": "none"}]  # synthetic runs have no PPO
+    assert len(figs) == 10 and set(shipped) >= {"g-loss", "g-swimlane"}
+    assert optional == [{"display": "none"}] * 3  # synthetic runs have no PPO
     figs, _, _ = chart_outputs(store, RunRequest("broken-run"), {})
     assert all(len(f.data) == 0 for f in figs)
 

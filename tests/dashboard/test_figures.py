@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemetry_schema.fold import Fold, GovernorRecord, RunState, StageSpan
+from telemetry_schema.fold import Decision, Fold, GovernorRecord, RunState, Series, StageSpan
 from telemetry_schema.rundir import RunFollower
 
 from dashboard import figures, lifecycle_figures
@@ -138,6 +138,25 @@ def test_ppo_and_reward_panels_from_series():
     fig = figures.ppo_figure(st_, figures.ChartOptions())
     assert [t.name for t in fig.data] == list(figures.PPO_COLUMNS) and list(fig.data[0].x) == list(range(1, n + 1))
     assert len(figures.reward_figure(st_, figures.ChartOptions()).data[0].x) == n
+    for head, value in (("op", 1.5), ("slot", 0.4)):  # per-head entropy of updates 10 and 20
+        st_.head_entropy[head] = Series("seq", "value")
+        st_.head_entropy[head].append(seq=np.array([9, 19]), value=np.array([value, value / 2]))
+    fig = figures.ppo_figure(st_, figures.ChartOptions())
+    heads = {t.name: t for t in fig.data[len(figures.PPO_COLUMNS):]}
+    assert list(heads) == ["H(op)", "H(slot)"]
+    assert list(heads["H(op)"].x) == [10, 20] and list(heads["H(op)"].y) == [1.5, 0.75]
+
+
+def test_action_mix_shares_per_window_of_decisions():
+    st_ = RunState()
+    ops = ["WAIT"] * 5 + ["GERMINATE"] * 3 + ["WAIT", "ADVANCE"] * 6
+    for i, op in enumerate(ops):
+        st_.decisions.append(Decision(i, 0, 0, "policy", op, None, None, "", {}, None))
+    fig = figures.action_figure(st_, figures.ChartOptions(), windows=4)
+    share = {t.name: list(t.y) for t in fig.data}
+    assert list(fig.data[0].x) == [5, 10, 15, 20]
+    assert share == {"ADVANCE": [0, 20, 40, 60], "GERMINATE": [0, 60, 0, 0], "WAIT": [100, 20, 60, 40]}
+    assert figures.action_figure(RunState(), figures.ChartOptions()).data == ()
 
 
 def test_lines_break_where_x_goes_back():

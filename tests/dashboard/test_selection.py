@@ -145,7 +145,7 @@ def test_env_charts_keep_the_run_wide_ppo_panel(runs):
         assert points(figs[GIDS.index("g-reward")]) == mine.rewards.length == 4 * (env + 1)
         assert points(figs[GIDS.index("g-acc")]) == mine.epochs.length == 4
         assert points(figs[GIDS.index("g-ppo")]) == len(run.ppo) == 4  # env 1 and 2 log no update
-        assert optional == [{}, {}]
+        assert optional == [{}, {}, {}]
     figs, _, _ = chart_outputs(store, RunRequest("ppo-run"), {})
     assert points(figs[GIDS.index("g-reward")]) == run.rewards.length == 24
 
