@@ -13,6 +13,11 @@
    ``--polls`` times. Reports p50/p95 callback latency, the share of chart responses that were
    Patch()es, and the bytes each refresh read. Peer: a full re-read + fold of the same log.
 
+3. Browser open (when Playwright and a Chromium are installed): ``esper-dashboard`` served in
+   its own process, the run page opened in headless Chromium, timed until the loss chart holds
+   points; once on a cold server (read + fold included), then twice warm. Peer: the same
+   browser opening the runs page (no charts), the floor of any page of this app.
+
 Prints figures, never pass/fail. The last line is one JSON object.
 """
 
@@ -178,6 +183,51 @@ def live_polling(workdir: Path, clients: int, polls: int, period: float) -> dict
         writer.wait(10)
 
 
+def browser_open(logdir: Path, run_id: str, chromium: str) -> dict | None:
+    """Seconds to open the run page in headless Chromium: cold server, then warm (best of two);
+    and the runs page's open time as the peer. None when Playwright is not installed."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sys.stderr.write("playwright not installed: browser open not measured\n")
+        return None
+    port = 8000 + os.getpid() % 1000
+    server = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "--logdir", str(logdir), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    loaded = """() => { const g = document.querySelector('#g-loss .js-plotly-plot');
+                        return g && g.data && g.data.length > 0 && (g.data[0].x || []).length > 0; }"""
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+
+            def open_page(path: str, ready) -> float:
+                page = browser.new_page()
+                t0 = time.perf_counter()
+                page.goto(url + path)
+                ready(page)
+                elapsed = time.perf_counter() - t0
+                page.close()
+                return elapsed
+
+            run_page = lambda page: page.wait_for_function(loaded, timeout=120_000)  # noqa: E731
+            cold = open_page(f"/run/{run_id}", run_page)
+            warm = min(open_page(f"/run/{run_id}", run_page) for _ in range(2))
+            runs = min(open_page("/", lambda page: page.wait_for_selector("#runs-table", timeout=60_000))
+                       for _ in range(2))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    return {"cold_s": cold, "warm_s": warm, "runs_page_s": runs}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=1_000_000)
@@ -185,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--polls", type=int, default=15)
     p.add_argument("--period", type=float, default=1.0, help="seconds between a client's polls")
     p.add_argument("--repeats", type=int, default=3, help="first-render measurements (best is reported)")
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium for the browser-open figure")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         tmp = Path(tmp)
@@ -200,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"first render: {best['total_s']:.3f} s (read+fold {best['read_fold_s']:.3f} s, figures+tables "
               f"{best['figures_s']:.3f} s) for {best['events']:,} events; max trace {best['max_trace_points']} points")
         print(f"peer pyarrow read_all: {peer:.3f} s  -> first render / read_all = {best['total_s'] / peer:.2f}x")
+        browser = browser_open(tmp / "big", "big", a.chromium) if Path(a.chromium).exists() else None
+        if browser:
+            print(f"browser open of the run page: {browser['cold_s']:.2f} s on a cold server, "
+                  f"{browser['warm_s']:.2f} s warm; peer: the runs page opens in {browser['runs_page_s']:.2f} s")
         live = live_polling(tmp, a.clients, a.polls, a.period)
         print(f"live: {a.clients} clients x {a.polls} polls, {live['requests']} requests: p50 {live['p50_ms']:.1f} ms, "
               f"p95 {live['p95_ms']:.1f} ms, max {live['max_ms']:.1f} ms")
@@ -212,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
               "first_render_figures_s": round(best["figures_s"], 4), "peer_read_all_s": round(peer, 4),
               "first_render_vs_read_all": round(best["total_s"] / peer, 3),
               "max_trace_points": best["max_trace_points"], "clients": a.clients,
+              **({f"browser_{k}": round(v, 3) for k, v in browser.items()} if browser else {}),
               **{f"live_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in live.items()},
               "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
     print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {os.getloadavg()[0]:.2f}")
