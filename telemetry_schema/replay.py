@@ -32,8 +32,12 @@ class Replay:
     """A cursor over a fixed table of events and the folded state as of that cursor."""
 
     def __init__(self, table: pa.Table, cursor: int | None = None, *,
-                 fold_factory: Callable[[], Fold] = Fold, checkpoint_every: int = 65_536) -> None:
+                 fold_factory: Callable[[], Fold] = Fold, checkpoint_every: int = 65_536,
+                 rank: int | None = None, env: int | None = None) -> None:
+        """``rank`` / ``env`` (None: any) keep the seek targets to one stream, as the fold from
+        ``fold_factory`` keeps the state to it."""
         self.table = table
+        self._stream = {"rank": rank, "env": env}
         self.cursor = 0
         self._every = max(1, int(checkpoint_every))
         self._fold = fold_factory()
@@ -96,6 +100,9 @@ class Replay:
                 field, value = cond
                 hit = pc.equal(pc.struct_field(self.table.column(kind), field), value)
                 mask = pc.and_(mask, pc.fill_null(hit, False))
+            for column, value in self._stream.items():
+                if value is not None:
+                    mask = pc.and_(mask, pc.equal(self.table.column(column), value))
             pos = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
             self._positions[target] = pos
         return pos

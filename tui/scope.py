@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 
 from telemetry_schema.fold import Fold, RankCheck, RunState, SlotState
@@ -76,28 +75,7 @@ class ScopedReplay(Replay):
 
     def __init__(self, table: pa.Table, cursor: int | None = None, scope: Scope = Scope()) -> None:
         self.scope = scope
-        self._scoped: dict[str, np.ndarray] = {}
-        super().__init__(table, cursor, fold_factory=lambda: ScopedFold(scope))
-
-    def extend(self, new: pa.Table) -> None:
-        super().extend(new)
-        if new.num_rows:
-            self._scoped.clear()
-
-    def positions(self, target: str) -> np.ndarray:
-        pos = self._scoped.get(target)
-        if pos is None:
-            pos = super().positions(target)
-            if len(pos):
-                keep = self._column_at("rank", pos) == self.scope.rank
-                if self.scope.env is not None:
-                    keep &= self._column_at("env", pos) == self.scope.env
-                pos = pos[keep]
-            self._scoped[target] = pos
-        return pos
-
-    def _column_at(self, name: str, rows: np.ndarray) -> np.ndarray:
-        return self.table.column(name).take(pa.array(rows)).to_numpy()
+        super().__init__(table, cursor, fold_factory=lambda: ScopedFold(scope), rank=scope.rank, env=scope.env)
 
 
 def refold(table: pa.Table, scope: Scope, cursor: int | None) -> tuple[ScopedFold, ScopedReplay | None]:

@@ -341,6 +341,7 @@ def test_scoped_replay_backward_seek_matches_a_fresh_fold(tmp_path, scope):
     assert st.epochs["val_acc"].tolist() == want.state.epochs["val_acc"].tolist()
     assert st.epoch == want.state.epoch and expected_stages(st) == expected_stages(want.state)
     assert st.run_id == run.name  # run_started is run-wide: kept whichever env is chosen
+    assert replay.positions("epoch").tolist() == epochs  # seek targets keep to the scope too
 
 
 def test_help_lists_the_scope_keys():
