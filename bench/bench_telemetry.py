@@ -81,19 +81,58 @@ def bench_tensorboard(out: Path, vals: list[float]) -> dict | None:
             "write_s": write_s, "read_s": read_s}
 
 
+def bench_quiet(out: Path, seconds: float, rate: float) -> dict:
+    """A quiet run: ``rate`` scalar events a second for ``seconds``, into Esper's writer with its
+    default flush policy and, beside it on the same schedule, with a flush every
+    ``flush_interval`` (the policy before quiet logs waited), and into TensorBoard."""
+    from telemetry_schema.writer import EventWriter, WriterConfig
+
+    writers = {"esper": EventWriter(out / "quiet.arrows", config=WriterConfig(heartbeat_s=0)),
+               "esper_every_interval": EventWriter(out / "quiet-busy.arrows",
+                                                   config=WriterConfig(heartbeat_s=0, small_flush=0))}
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        tb = SummaryWriter(str(out / "tb-quiet"))
+    except ImportError:
+        tb = None
+    n = int(seconds * rate)
+    t0 = time.perf_counter()
+    for i in range(n):
+        for w in writers.values():
+            w.scalar("train/loss", 1.0 / (i + 1), step=i)
+        if tb is not None:
+            tb.add_scalar("train/loss", 1.0 / (i + 1), i)
+        time.sleep(max(0.0, t0 + (i + 1) / rate - time.perf_counter()))
+    result = {}
+    for name, w in writers.items():
+        w.close()
+        result[name] = (out / ("quiet.arrows" if name == "esper" else "quiet-busy.arrows")).stat().st_size / n
+    if tb is not None:
+        tb.close()
+        result["tensorboard"] = sum(p.stat().st_size for p in (out / "tb-quiet").rglob("*") if p.is_file()) / n
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=1_000_000, help="scalar events for Esper")
     p.add_argument("--tb-events", type=int, default=100_000, help="scalar events for TensorBoard (slower)")
+    p.add_argument("--quiet-seconds", type=float, default=10.0,
+                   help="length of the quiet-run measurement (0 skips it)")
+    p.add_argument("--quiet-rate", type=float, default=20.0, help="events per second of the quiet run")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         esper = bench_esper(out, values(a.events))
         tb = bench_tensorboard(out, values(a.tb_events))
+        quiet = bench_quiet(out, a.quiet_seconds, a.quiet_rate) if a.quiet_seconds > 0 else {}
     rows = [("esper", a.events, esper)] + ([("tensorboard", a.tb_events, tb)] if tb else [])
     sys.stdout.write(f"{'writer':<12} {'events':>9} {'emit ns/ev':>11} {'bytes/ev':>9} {'replay+fold ev/s':>17}\n")
     for name, n, r in rows:
         sys.stdout.write(f"{name:<12} {n:>9} {r['ns']:>11.0f} {r['bytes']:>9.1f} {r['read_eps']:>17,.0f}\n")
+    if quiet:
+        sys.stdout.write(f"quiet run, {a.quiet_rate:g} events/s for {a.quiet_seconds:g} s, bytes/event: "
+                         + ", ".join(f"{k} {v:,.0f}" for k, v in quiet.items()) + "\n")
     result = {
         "events": a.events, "cpus": os.cpu_count(),
         "esper_emit_ns": round(esper["ns"], 1),
@@ -106,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "tb_read_events_per_s": round(tb["read_eps"]) if tb else None,
         "tb_write_ratio": round(tb["ns"] / esper["ns"], 1) if tb else None,
         "tb_read_ratio": round(esper["read_eps"] / tb["read_eps"], 1) if tb else None,
+        "quiet_bytes_per_event": {k: round(v, 1) for k, v in quiet.items()},
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

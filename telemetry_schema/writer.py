@@ -5,8 +5,9 @@ tuple to an in-memory list, without a lock. Pending records become one record ba
 emission order (sequence numbers are assigned there), and a background thread compresses and
 appends the batches to the Arrow IPC stream, so the training loop never waits on the disk.
 
-Who turns records into a batch: the background thread every ``flush_interval`` seconds, and
-the emitting thread itself when ``flush_rows`` records are pending. Converting Python objects
+Who turns records into a batch: the background thread every ``flush_interval`` seconds (or,
+while fewer than ``small_flush`` records wait, every ``quiet_interval``), and the emitting
+thread itself when ``flush_rows`` records are pending. Converting Python objects
 to columns needs the GIL, and done on a second thread beside a fast emitter it costs that
 emitter about three times as much as doing it in place (the two threads hand the GIL and the
 objects' memory back and forth); compression and the write release the GIL and stay on the
@@ -39,7 +40,13 @@ Clock = Callable[[], float]
 @dataclass(frozen=True)
 class WriterConfig:
     flush_interval: float = 0.25
-    """Seconds between time-based flushes (the latency a live viewer sees)."""
+    """Seconds between time-based flushes of a busy log (the latency a live viewer sees)."""
+    small_flush: int = 512
+    """A time-based flush of fewer pending events than this waits for ``quiet_interval``
+    instead: every record batch repeats the whole schema's buffer layout (about 13 KB), so a
+    run that emits a few events a second would otherwise write kilobytes per event."""
+    quiet_interval: float = 2.0
+    """Seconds between time-based flushes of a quiet log (never less than ``flush_interval``)."""
     flush_rows: int = 65_536
     """Pending events that trigger an early flush."""
     max_pending: int = 4_000_000
@@ -123,6 +130,10 @@ class EventWriter:
 
     # -- flushing ----------------------------------------------------------------------------
 
+    def _queued(self) -> int:
+        """Records emitted and not yet taken into a batch."""
+        return len(self._sq) // _SCALAR_WIDTH + len(self._eq)
+
     def _pending(self) -> int:
         return len(self._sq) // _SCALAR_WIDTH + len(self._eq) + self._built - self.events_written
 
@@ -146,17 +157,20 @@ class EventWriter:
     def _run(self) -> None:
         next_beat = self._clock() + self.config.heartbeat_s
         interval = self.config.flush_interval
+        quiet = max(interval, self.config.quiet_interval)
         while not self._closed:
-            # Sleep until the oldest pending record is due: a fast emitter builds its own batches
-            # (each build restarts the clock), so this thread then only writes.
-            self._wake.wait(max(0.0, self._last_build + interval - time.monotonic()))
+            # Sleep until a flush may be due: a fast emitter builds its own batches (each build
+            # restarts the clock), so this thread then only writes; a quiet log is looked at
+            # every ``interval`` until it holds a batch's worth or ``quiet`` has passed.
+            age = time.monotonic() - self._last_build
+            self._wake.wait(interval - age if age < interval else min(interval, max(0.0, quiet - age)))
             self._wake.clear()
             if self.config.heartbeat_s > 0 and self._clock() >= next_beat and not self._closed:
                 self.emit(Heartbeat(events_emitted=self._seq + self._pending(),
                                     backpressure_waits=self.backpressure_waits))
                 next_beat = self._clock() + self.config.heartbeat_s
             try:
-                if time.monotonic() - self._last_build >= interval:
+                if flush_due(self.config, time.monotonic() - self._last_build, self._queued()):
                     self.flush()
                 else:
                     self._write_ready()
@@ -306,6 +320,15 @@ class EventWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(*exit_status(exc_type, exc))
+
+
+def flush_due(config: WriterConfig, since_build: float, queued: int) -> bool:
+    """Whether the writer thread flushes now, ``since_build`` seconds after the last batch was
+    built, with ``queued`` records waiting: a batch's worth after ``flush_interval``, anything
+    after ``quiet_interval``."""
+    if since_build >= max(config.flush_interval, config.quiet_interval):
+        return True
+    return since_build >= config.flush_interval and queued >= config.small_flush
 
 
 def exit_status(exc_type, exc) -> tuple[str, str]:

@@ -266,3 +266,36 @@ def test_events_at_one_clock_reading_keep_their_emission_order(tmp_path):
         t = read_log(path).table
         orders.append(t.column("step").to_pylist()[:12])
     assert all(order == list(range(12)) for order in orders)
+
+
+def test_flush_due_waits_for_a_batchs_worth_until_the_quiet_interval():
+    from telemetry_schema.writer import flush_due
+
+    cfg = WriterConfig(flush_interval=0.25, small_flush=512, quiet_interval=2.0)
+    assert not flush_due(cfg, 0.1, 10_000)  # too soon, however many
+    assert flush_due(cfg, 0.25, 512)  # busy: every flush_interval
+    assert not flush_due(cfg, 1.9, 511)  # quiet: waits
+    assert flush_due(cfg, 2.0, 1)  # ...until quiet_interval
+    assert flush_due(cfg, 2.0, 0)
+    short = WriterConfig(flush_interval=3.0, quiet_interval=2.0)  # quiet never undercuts the interval
+    assert not flush_due(short, 2.5, 0) and flush_due(short, 3.0, 0)
+
+
+def test_a_quiet_log_is_flushed_in_few_batches_and_loses_nothing(tmp_path):
+    import time
+
+    path = tmp_path / "e.arrows"
+    cfg = WriterConfig(heartbeat_s=0, flush_interval=0.02, small_flush=1000, quiet_interval=0.3)
+    w = EventWriter(path, config=cfg)
+    t0 = time.monotonic()
+    for i in range(60):
+        w.scalar("x", float(i))
+        time.sleep(0.01)
+    elapsed = time.monotonic() - t0
+    w.close()
+    with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
+        batches = list(reader)
+    # At the busy interval this would be about elapsed / 0.02 batches (30 or more).
+    assert len(batches) <= elapsed / cfg.quiet_interval + 2
+    values = [r["scalar"]["value"] for r in read_log(path).table.to_pylist() if r["kind"] == "scalar"]
+    assert values == [float(i) for i in range(60)]
