@@ -181,6 +181,8 @@ def _raise_on_sigterm(ctx: D.DistContext):
         return None
 
     def handler(signum, frame):
+        # once: a second SIGTERM must not cut short the close of the log that the first began
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise D.RankFailure("terminated by the launcher (SIGTERM) after another rank exited")
 
     return signal.signal(signal.SIGTERM, handler)

@@ -117,6 +117,7 @@ def create_run(runs_dir: str | Path, started: RunStarted, *, rank: int = 0,
     if rank == 0:
         _write_manifest(run_dir, manifest)
     writer.emit(started)
+    writer.flush()  # a viewer opening the run sees it at once, and a run that dies early leaves it
     return RunWriter(run_dir, writer, manifest)
 
 

@@ -84,6 +84,8 @@ def test_run_directory_manifest_and_streams(tmp_path):
     rw = create_run(tmp_path, started)
     manifest = read_manifest(tmp_path / "exp-1")
     assert manifest["status"] == "running" and manifest["config"] == {"lr": 0.1}
+    # run_started is on disk at once (not after the writer's first time-based flush)
+    assert RunFollower(tmp_path / "exp-1").poll().column("kind").to_pylist() == ["run_started"]
     rw.writer.scalar("x", 1.0)
     rw.close("interrupted", "KeyboardInterrupt")
     manifest = read_manifest(tmp_path / "exp-1")
