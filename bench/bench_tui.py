@@ -37,6 +37,7 @@ def ensure_log(cache: Path, events: int) -> Path:
 async def measure(run: Path, refreshes: int) -> dict:
     from tui.app import TABS, EsperApp
     from tui.source import Target
+    from tui.widgets.eventpanel import EventLogPanel
 
     t0 = time.perf_counter()
     app = EsperApp(Target("run", run))
@@ -63,10 +64,32 @@ async def measure(run: Path, refreshes: int) -> dict:
                 cycle.append(time.perf_counter() - t)
             out[f"refresh_{tab[4:]}_ms"] = {"median": 1e3 * statistics.median(sync), "max": 1e3 * max(sync),
                                              "with_paint_median": 1e3 * statistics.median(cycle)}
-        t = time.perf_counter()
-        await pilot.press("6", "slash", *"low", "enter")
+        await pilot.press("6")
         await pilot.pause()
-        out["event_search_ms"] = 1e3 * (time.perf_counter() - t)
+        panel = app.query_one(EventLogPanel)
+        for key, sync_rows in (("event_search_ui_thread", 10 ** 12), ("event_search", panel.sync_rows)):
+            panel.sync_rows = sync_rows  # first as before: filtered on the UI thread
+            await pilot.press("escape", "slash", *"low")
+            stalls = [0.0]
+            probing = True
+
+            async def probe() -> None:  # the longest the event loop went without running
+                last = time.perf_counter()
+                while probing:
+                    await asyncio.sleep(0.002)
+                    now = time.perf_counter()
+                    stalls.append(now - last)
+                    last = now
+
+            task = asyncio.create_task(probe())
+            t = time.perf_counter()
+            await pilot.press("enter")
+            while panel.searching is not None:
+                await asyncio.sleep(0.002)
+            out[f"{key}_ms"] = 1e3 * (time.perf_counter() - t)
+            probing = False
+            await task
+            out[f"{key}_stall_ms"] = 1e3 * max(stalls)
         t = time.perf_counter()
         await pilot.press("r")  # replay at the end: folded in a worker
         while s.replay is None:
@@ -109,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("refresh_"):
                 print(f"  live refresh {key[8:-3]:<11} median {v['median']:6.1f} ms  max {v['max']:6.1f} ms"
                       f"  (with paint {v['with_paint_median']:.1f} ms)")
-        print(f"  event text search        {r['event_search_ms']:.0f} ms")
+        for key, label in (("event_search_ui_thread", "(UI thread)"), ("event_search", "(worker)   ")):
+            print(f"  event text search {label} {r[key + '_ms']:.0f} ms"
+                  f"  (UI stalled at most {r[key + '_stall_ms']:.0f} ms)")
         print(f"  enter replay (worker)    {r['enter_replay_worker_s']:.3f} s")
         print(f"  seek previous panic      {r['seek_prev_panic_s']:.3f} s")
         print(f"  step one event           {r['step_one_event_ms']:.1f} ms")

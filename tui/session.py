@@ -30,7 +30,8 @@ class Session:
     """All events seen so far, the live fold, and an optional replay over the same table."""
 
     def __init__(self) -> None:
-        self.table: pa.Table = SCHEMA.empty_table()
+        # not SCHEMA.empty_table(), which imports pandas (0.3 s, here on the UI thread at start-up)
+        self.table: pa.Table = pa.Table.from_batches([], schema=SCHEMA)
         self._settled_rows, self._settled_chunks = 0, 0
         self.fold = ScopedFold()
         self.replay: ScopedReplay | None = None

@@ -115,7 +115,10 @@ def filter_rows(table: pa.Table, flt: EventFilter, limit: int, start: int = 0) -
 
 
 class FilteredRows:
-    """The filtered row indices of a growing table, extended incrementally."""
+    """The filtered row indices of a growing table, extended incrementally.
+
+    ``update`` filters here; a caller that filters elsewhere (a worker) asks ``todo`` which rows
+    still need filtering and hands the result back to ``add``."""
 
     def __init__(self) -> None:
         self.flt = EventFilter()
@@ -124,16 +127,40 @@ class FilteredRows:
 
     def update(self, table: pa.Table, flt: EventFilter, limit: int) -> tuple[np.ndarray | None, int]:
         """(row indices or None for all, number of rows shown) for rows below ``limit``."""
+        start = self.todo(flt, limit)
+        if start is not None:
+            self.add(flt, start, limit, filter_rows(table, flt, limit, start))
+        return self.result()
+
+    def todo(self, flt: EventFilter, limit: int) -> int | None:
+        """The first row that ``flt`` must still be run on to cover the rows below ``limit``
+        (0: all of them, for a new filter); None when the rows are up to date. Settles at once
+        what needs no filtering: no filter at all, or a lower limit (a replay moved back)."""
         if not flt.active():
             self.flt, self.rows, self.done = flt, None, limit
-            return None, limit
-        if flt != self.flt or self.rows is None or limit < self.done:
-            self.flt, self.done = flt, limit
-            self.rows = filter_rows(table, flt, limit)
-        elif limit > self.done:
-            self.rows = np.concatenate([self.rows, filter_rows(table, flt, limit, self.done)])
+            return None
+        if flt != self.flt or self.rows is None:
+            return 0
+        if limit < self.done:
+            self.rows = self.rows[:np.searchsorted(self.rows, limit)]
             self.done = limit
-        return self.rows, len(self.rows)
+        return self.done if limit > self.done else None
+
+    def add(self, flt: EventFilter, start: int, limit: int, rows: np.ndarray) -> bool:
+        """Take the rows of [start, limit) that pass ``flt``; False (and nothing taken) when they
+        no longer fit: a range that does not continue the rows held."""
+        if start == 0:
+            self.flt, self.rows, self.done = flt, rows, limit
+            return True
+        if flt != self.flt or self.rows is None or start != self.done:
+            return False
+        self.rows = np.concatenate([self.rows, rows])
+        self.done = limit
+        return True
+
+    def result(self) -> tuple[np.ndarray | None, int]:
+        """(row indices or None for all, number of rows shown) as filtered so far."""
+        return (None, self.done) if self.rows is None else (self.rows, len(self.rows))
 
 
 def _value(v) -> str:

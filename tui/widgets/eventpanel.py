@@ -1,18 +1,32 @@
-"""The event-log tab: a filter line, a search box and the virtual event list."""
+"""The event-log tab: a filter line, a search box and the virtual event list.
+
+Filtering a long log takes a while (0.05–0.25 s for a text search over a million events), so
+beyond ``SYNC_ROWS`` rows it runs in a thread worker: the list keeps showing the previous rows,
+the filter line says "searching…", and only the newest search's rows are taken. A newer filter
+cancels an older search; events that arrive meanwhile are filtered once its rows are in.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+import pyarrow as pa
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Input, Static
+from textual.worker import get_current_worker
 
 from tui.session import Session
-from tui.widgets.eventlog import EventFilter, EventList, FilteredRows
+from tui.widgets.eventlog import EventFilter, EventList, FilteredRows, filter_rows
+
+SYNC_ROWS = 100_000
+"""Filters over more rows than this run in a worker (a few ms below it, on the UI thread)."""
 
 
 class EventLogPanel(Vertical):
@@ -28,10 +42,22 @@ class EventLogPanel(Vertical):
     flt: reactive[EventFilter] = reactive(EventFilter, always_update=True)
     follow: reactive[bool] = reactive(True)
 
-    def __init__(self, **kwargs) -> None:
+    class Filtered(Message):
+        """A search worker's rows of [start, limit) for ``flt``; ``request`` tells stale ones apart."""
+
+        def __init__(self, request: int, flt: EventFilter, start: int, limit: int, rows: np.ndarray) -> None:
+            super().__init__()
+            self.request, self.flt, self.start, self.limit, self.rows = request, flt, start, limit, rows
+
+    def __init__(self, *, sync_rows: int = SYNC_ROWS, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session: Session | None = None
+        self.sync_rows = sync_rows
+        """Filters over at most this many rows run on the UI thread; longer ones in a worker."""
         self._filtered = FilteredRows()
+        self._request = 0
+        self.searching: tuple[EventFilter, int] | None = None
+        """(filter, first row) of the search running in a worker, if any."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="event-filter-line")
@@ -39,11 +65,43 @@ class EventLogPanel(Vertical):
         yield EventList(id="event-list")
 
     def show(self, session: Session) -> None:
+        """Show the events below the session's cursor that pass the filter (filtering them here,
+        or starting a search in a worker and showing the rows held until it is done)."""
         self.session = session
         limit = session.cursor
-        rows, count = self._filtered.update(session.table, self._scoped(session), limit)
+        flt = self._scoped(session)
+        start = self._filtered.todo(flt, limit)
+        if start is None or limit - start <= self.sync_rows:
+            self._cancel_search()
+            if start is not None:
+                self._filtered.add(flt, start, limit, filter_rows(session.table, flt, limit, start))
+        elif self.searching != (flt, start):  # else the running search goes on; rows come later
+            self._request += 1
+            self.searching = (flt, start)
+            self._search(session.table, flt, start, limit, self._request)
+        rows, count = self._filtered.result()
         self.query_one(EventList).set_rows(session.table, rows, count, self.follow)
         self._draw_filter_line(count, limit)
+
+    @work(thread=True, exclusive=True, group="event-filter")
+    def _search(self, table: pa.Table, flt: EventFilter, start: int, limit: int, request: int) -> None:
+        rows = filter_rows(table, flt, limit, start)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Filtered(request, flt, start, limit, rows))
+
+    def _cancel_search(self) -> None:
+        if self.searching is not None:
+            self.searching = None
+            self._request += 1
+            self.workers.cancel_group(self, "event-filter")
+
+    def on_event_log_panel_filtered(self, msg: Filtered) -> None:
+        msg.stop()
+        if msg.request != self._request or self.searching is None:
+            return  # superseded: a newer search, or a filter settled here since
+        self.searching = None
+        self._filtered.add(msg.flt, msg.start, msg.limit, msg.rows)
+        self._redraw()  # also filters the events that arrived while it ran
 
     def _scoped(self, session: Session) -> EventFilter:
         """The filter, kept to the chosen rank of a multi-rank run and the chosen env."""
@@ -53,7 +111,10 @@ class EventLogPanel(Vertical):
     def _draw_filter_line(self, count: int, limit: int) -> None:
         f = self.flt
         text = Text()
-        text.append(f"{count:,} of {limit:,} events", style="bold")
+        if self.searching is not None:
+            text.append(f"searching {limit:,} events…", style="bold yellow")
+        else:
+            text.append(f"{count:,} of {limit:,} events", style="bold")
         if self.session is not None and self.session.multi_rank:
             text.append(f"  rank {self.session.scope.rank}")
         if self.session is not None and self.session.scope.env is not None:

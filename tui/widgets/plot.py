@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual import work
+from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
@@ -47,7 +48,12 @@ def build_chart(spec: PlotSpec, width: int, height: int, theme: str) -> Text:
 
 
 class AsyncPlot(PlotextPlot):
-    """A PlotextPlot drawn off the UI thread."""
+    """A PlotextPlot drawn off the UI thread, once per (spec, size).
+
+    A drawing waits for the next refresh, so that it is made at the size the layout settles on
+    (new data often changes the height of the widgets around a plot), and a drawing that a newer
+    one superseded before it started is skipped: each costs 30–100 ms of pure-Python work that
+    would hold up the first screen."""
 
     _BUILD_LOCK: ClassVar[threading.Lock] = threading.Lock()  # plotext keeps module-level state
 
@@ -55,29 +61,41 @@ class AsyncPlot(PlotextPlot):
         super().__init__(**kwargs)
         self.spec: PlotSpec | None = None
         self._drawn: tuple[PlotSpec, tuple[int, int], Text] | None = None
-        self.pending = False
+        self._requested = False
+        self._building: tuple[PlotSpec, tuple[int, int]] | None = None
         self._generation = 0
         self._shown_generation = 0
 
+    @property
+    def pending(self) -> bool:
+        """Whether a drawing is asked for or under way (the one shown may be out of date)."""
+        return self._requested or self._building is not None
+
     def draw(self, spec: PlotSpec) -> None:
         self.spec = spec
-        self._schedule()
+        if not self._requested:
+            self._requested = True
+            self.call_after_refresh(self._schedule)
 
     def _schedule(self) -> None:
+        self._requested = False
         if self.spec is None or not self.is_mounted:
             return
-        size = (self.size.width, self.size.height)
-        if self._drawn and self._drawn[:2] == (self.spec, size):
+        want = (self.spec, (self.size.width, self.size.height))
+        if want == self._building or (self._building is None and self._drawn and self._drawn[:2] == want):
             return
-        if size[0] < 10 or size[1] < 4:
+        width, height = want[1]
+        if width < 10 or height < 4:
             return
-        self.pending = True
+        self._building = want
         self._generation += 1
-        self._build(self.spec, size, self._get_plotext_theme_name(self.app.theme), self._generation)
+        self._build(self.spec, want[1], self._get_plotext_theme_name(self.app.theme), self._generation)
 
     @work(thread=True, exclusive=True, group="plot")
     def _build(self, spec: PlotSpec, size: tuple[int, int], theme: str, generation: int) -> None:
         with self._BUILD_LOCK:
+            if get_current_worker().is_cancelled:
+                return  # a newer drawing was asked for while this one waited for the lock
             text = build_chart(spec, size[0], size[1], theme)
         self.app.call_from_thread(self._built, spec, size, text, generation)
 
@@ -86,7 +104,8 @@ class AsyncPlot(PlotextPlot):
             return  # an older drawing finished after a newer one
         self._shown_generation = generation
         self._drawn = (spec, size, text)
-        self.pending = generation != self._generation
+        if generation == self._generation:
+            self._building = None
         self.refresh()
 
     def on_resize(self) -> None:

@@ -1,0 +1,58 @@
+"""The first screen does no work twice: each plot on it is drawn once, at its settled size."""
+
+from __future__ import annotations
+
+import pytest
+from textual.app import App, ComposeResult
+
+import tui.widgets.plot as plot
+from tui.widgets.metrics import MetricsGrid
+
+from .conftest import wait_for, wait_loaded
+from .test_app import make_app
+
+
+@pytest.fixture
+def charts(monkeypatch):
+    """Every chart built: (title, width, height)."""
+    built: list[tuple[str, int, int]] = []
+    build = plot.build_chart
+
+    def counting(spec, width, height, theme):
+        built.append((spec.title, width, height))
+        return build(spec, width, height, theme)
+
+    monkeypatch.setattr(plot, "build_chart", counting)
+    return built
+
+
+async def test_first_screen_draws_each_plot_once_at_its_final_size(run_dir, charts):
+    app = make_app(run_dir)
+    async with app.run_test(size=(160, 48)) as pilot:  # big: the slots tab shows three plots
+        await wait_loaded(pilot)
+        plots = list(app.query_one("#overview", MetricsGrid).query(plot.AsyncPlot))
+        assert len(plots) == 3 and all(p.region.area for p in plots)
+        final = sorted((p.spec.title, p.size.width, p.size.height) for p in plots)
+        assert sorted(charts) == final  # not once at the size before the data came, then again
+        assert all(p._drawn[:2] == (p.spec, tuple(p.size)) for p in plots)
+
+
+class OnePlot(App):
+    def compose(self) -> ComposeResult:
+        yield plot.AsyncPlot(id="plot")
+
+
+async def test_a_drawing_superseded_before_it_starts_is_skipped(charts):
+    app = OnePlot()
+    async with app.run_test(size=(60, 20)) as pilot:
+        one = app.query_one(plot.AsyncPlot)
+        with plot.AsyncPlot._BUILD_LOCK:  # hold every build until both drawings are asked for
+            one.draw(plot.PlotSpec("first", "x", (("a", (0, 1), (0, 1)),)))
+            await pilot.pause()
+            assert one.pending and one._building is not None  # its worker waits for the lock
+            one.draw(plot.PlotSpec("second", "x", (("a", (0, 1), (1, 0)),)))
+            await pilot.pause()
+            assert one.pending
+        await wait_for(pilot, lambda: not one.pending)
+        assert [title for title, *_ in charts] == ["second"]
+        assert one._drawn[0].title == "second" and one._drawn[1] == (60, 20)
