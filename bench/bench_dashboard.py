@@ -8,15 +8,17 @@
    the header and the tables. Peer measured in the same run: ``pyarrow.ipc.open_stream(...).
    read_all()`` of the same file, the floor of any reader of that log.
 2. Live polling: a writer process appends a live synthetic run; ``--clients`` threads act as
-   browsers, each POSTing the run page's two live callbacks (cursor, then charts with the
-   shipped-figure store it got back) once per second over loopback HTTP to the real server,
+   browsers, each POSTing the run page's live callbacks (cursor, then the first screen's charts,
+   then the other charts, each chart group with the shipped-figure store it got back) once per
+   second over loopback HTTP to the real server,
    ``--polls`` times. Reports p50/p95 callback latency, the share of chart responses that were
    Patch()es, and the bytes each refresh read. Peer: a full re-read + fold of the same log.
 
 3. Browser open (when Playwright and a Chromium are installed): ``esper-dashboard`` served in
    its own process, the run page opened in headless Chromium, timed until the loss chart holds
-   points; once on a cold server (read + fold included), then twice warm. Peer: the same
-   browser opening the runs page (no charts), the floor of any page of this app.
+   points (and until the charts drawn after it do too); once on a cold server (read + fold
+   included), then twice warm. Peer: the same browser opening the runs page (no charts), the
+   floor of any page of this app.
 
 Prints figures, never pass/fail. The last line is one JSON object.
 """
@@ -87,13 +89,15 @@ def _outputs(spec: str) -> list[dict]:
 
 
 class Client:
-    """One simulated browser on a run page: the cursor callback, then the charts callback."""
+    """One simulated browser on a run page: the cursor callback, then the two chart callbacks
+    (the first screen's charts, then, chained after them, the others)."""
 
     def __init__(self, url: str, deps: list[dict], run_id: str) -> None:
         self.url, self.run_id = url + "/_dash-update-component", run_id
         self.cursor_dep = next(d for d in deps if "cursor.value" in d["output"])
-        self.chart_dep = next(d for d in deps if "g-loss.figure" in d["output"])
-        self.cursor, self.shipped, self.n = 0, {}, 0
+        self.chart_deps = [(next(d for d in deps if f"{gid}.figure" in d["output"]), store)
+                           for gid, store in (("g-loss", "shipped"), ("g-params", "shipped-later"))]
+        self.cursor, self.shipped, self.n = 0, {"shipped": {}, "shipped-later": {}}, 0
         self.latencies: list[float] = []
         self.patches = self.full = 0
 
@@ -113,20 +117,22 @@ class Client:
         self.n += 1
         values = {"tick.n_intervals": self.n, "replay-timer.n_intervals": None, "mode.value": "live",
                   "cursor.value": self.cursor, "speed.value": 1, "run-id.data": self.run_id,
-                  "xaxis.value": "epoch", "smoothing.value": 0, "shipped.data": self.shipped}
+                  "xaxis.value": "epoch", "smoothing.value": 0,
+                  **{f"{store}.data": shipped for store, shipped in self.shipped.items()}}
         out = self._post(self.cursor_dep, values, "tick.n_intervals").get("response", {})
         new = out.get("cursor", {}).get("value")
         if new is None or new == self.cursor:
-            return  # nothing new: the browser would not call the charts callback
+            return  # nothing new: the browser would not call the charts callbacks
         self.cursor = values["cursor.value"] = new
-        out = self._post(self.chart_dep, values, "cursor.value").get("response", {})
-        self.shipped = out.get("shipped", {}).get("data", self.shipped)
-        for gid, props in out.items():
-            fig = props.get("figure") if gid.startswith("g-") else None
-            if isinstance(fig, dict) and "__dash_patch_update" in fig:
-                self.patches += 1
-            elif fig is not None:
-                self.full += 1
+        for dep, store in self.chart_deps:  # in turn: the second takes the first's store as input
+            out = self._post(dep, values, "cursor.value").get("response", {})
+            self.shipped[store] = values[f"{store}.data"] = out.get(store, {}).get("data", self.shipped[store])
+            for gid, props in out.items():
+                fig = props.get("figure") if gid.startswith("g-") else None
+                if isinstance(fig, dict) and "__dash_patch_update" in fig:
+                    self.patches += 1
+                elif fig is not None:
+                    self.full += 1
 
 
 def live_polling(workdir: Path, clients: int, polls: int, period: float) -> dict:
@@ -195,8 +201,8 @@ def browser_open(logdir: Path, run_id: str, chromium: str) -> dict | None:
     server = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "--logdir", str(logdir), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    loaded = """() => { const g = document.querySelector('#g-loss .js-plotly-plot');
-                        return g && g.data && g.data.length > 0 && (g.data[0].x || []).length > 0; }"""
+    holds = """id => { const g = document.querySelector(`#${id} .js-plotly-plot`);
+                       return g && g.data && g.data.length > 0 && (g.data[0].x || []).length > 0; }"""
     try:
         for _ in range(300):
             try:
@@ -207,25 +213,33 @@ def browser_open(logdir: Path, run_id: str, chromium: str) -> dict | None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
 
-            def open_page(path: str, ready) -> float:
+            def open_page(path: str, *ready) -> list[float]:
+                """Seconds from navigation until each of ``ready`` in turn is met."""
                 page = browser.new_page()
                 t0 = time.perf_counter()
                 page.goto(url + path)
-                ready(page)
-                elapsed = time.perf_counter() - t0
+                times = []
+                for wait in ready:
+                    wait(page)
+                    times.append(time.perf_counter() - t0)
                 page.close()
-                return elapsed
+                return times
 
-            run_page = lambda page: page.wait_for_function(loaded, timeout=120_000)  # noqa: E731
-            cold = open_page(f"/run/{run_id}", run_page)
-            warm = min(open_page(f"/run/{run_id}", run_page) for _ in range(2))
-            runs = min(open_page("/", lambda page: page.wait_for_selector("#runs-table", timeout=60_000))
+            def chart(gid: str):  # the chart holds points
+                return lambda page: page.wait_for_function(f"({holds})('{gid}')", timeout=120_000)
+
+            # the loss chart is drawn first; the parameter chart with the charts drawn after it
+            run_page = (f"/run/{run_id}", chart("g-loss"), chart("g-params"))
+            cold, cold_all = open_page(*run_page)
+            warm, warm_all = min(open_page(*run_page) for _ in range(2))
+            runs = min(open_page("/", lambda page: page.wait_for_selector("#runs-table", timeout=60_000))[0]
                        for _ in range(2))
             browser.close()
     finally:
         server.terminate()
         server.wait(10)
-    return {"cold_s": cold, "warm_s": warm, "runs_page_s": runs}
+    return {"cold_s": cold, "warm_s": warm, "cold_all_charts_s": cold_all, "warm_all_charts_s": warm_all,
+            "runs_page_s": runs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         browser = browser_open(tmp / "big", "big", a.chromium) if Path(a.chromium).exists() else None
         if browser:
             print(f"browser open of the run page: {browser['cold_s']:.2f} s on a cold server, "
-                  f"{browser['warm_s']:.2f} s warm; peer: the runs page opens in {browser['runs_page_s']:.2f} s")
+                  f"{browser['warm_s']:.2f} s warm (every chart drawn: {browser['cold_all_charts_s']:.2f} s, "
+                  f"{browser['warm_all_charts_s']:.2f} s); peer: the runs page opens in {browser['runs_page_s']:.2f} s")
         live = live_polling(tmp, a.clients, a.polls, a.period)
         print(f"live: {a.clients} clients x {a.polls} polls, {live['requests']} requests: p50 {live['p50_ms']:.1f} ms, "
               f"p95 {live['p95_ms']:.1f} ms, max {live['max_ms']:.1f} ms")

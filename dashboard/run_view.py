@@ -36,6 +36,11 @@ CHARTS = {
     "g-reward": figures.reward_figure,
     "g-actions": figures.action_figure,
 }
+FIRST_CHARTS = ("g-loss", "g-acc")
+"""The charts of the first screen: built and drawn first. The rest (``LATER_CHARTS``) are built and
+drawn by a second callback chained after the first one's answer, so the browser paints these
+two without waiting for the eight others."""
+LATER_CHARTS = tuple(gid for gid in CHARTS if gid not in FIRST_CHARTS)
 RUN_SCOPED = ("g-ppo",)
 """Charts of run-global events, drawn from the selected rank's fold of every env."""
 SHIPPED_SELECTION = "_selection"
@@ -55,15 +60,22 @@ class RunRequest:
     """The rank and env shown."""
 
 
-def build_charts(state: RunState, opts: figures.ChartOptions, run: RunState | None = None) -> dict[str, go.Figure]:
-    """Every chart of the run page, by graph id; ``run`` (default ``state``) feeds the run-scoped ones."""
+def build_charts(state: RunState, opts: figures.ChartOptions, run: RunState | None = None,
+                 gids=tuple(CHARTS)) -> dict[str, go.Figure]:
+    """The charts ``gids`` (default: every chart of the run page), by graph id; ``run`` (default
+    ``state``) feeds the run-scoped ones."""
     run = run or state
-    return {gid: fn(run if gid in RUN_SCOPED else state, opts) for gid, fn in CHARTS.items()}
+    return {gid: CHARTS[gid](run if gid in RUN_SCOPED else state, opts) for gid in gids}
 
 
-def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None) -> tuple[list, dict, list[dict]]:
-    """(figure or Patch per chart, new shipped records, styles of the optional policy panels:
-    PPO updates, rewards, action mix)."""
+def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None,
+                  gids=tuple(CHARTS)) -> tuple[list, dict, list[dict]]:
+    """(figure or Patch per chart of ``gids``, in that order, new shipped records of those charts,
+    styles of the optional policy panels: PPO updates, rewards, action mix).
+
+    ``shipped`` describes what the browser holds of these charts; each group of charts drawn by
+    its own callback keeps its own record."""
+    gids = tuple(gids)
     entry = store.entry(req.run_id)
     opts = figures.ChartOptions(xaxis=req.xaxis, smoothing=float(req.smoothing or 0),
                                 max_points=store.config.max_points, g2_threshold=store.config.g2_threshold,
@@ -71,10 +83,10 @@ def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None) -> tup
     with entry.view(req.cursor, req.sel) as state:
         run = entry.state_at(req.cursor, req.sel.run_scope)
         if entry.error:
-            return [go.Figure() for _ in CHARTS], {}, [{"display": "none"}] * 3
+            return [go.Figure() for _ in gids], {}, [{"display": "none"}] * 3
         # clients polling the same run and selection at the same point share one build
-        key = (req.sel, state.events, run.events, req.cursor, opts.xaxis, opts.smoothing)
-        charts, optional = entry.memo(key, lambda: _prepared(state, run, opts))
+        key = (req.sel, state.events, run.events, req.cursor, opts.xaxis, opts.smoothing, gids)
+        charts, optional = entry.memo(key, lambda: _prepared(state, run, opts, gids))
     # figures of another selection are no base for a patch: send every chart whole
     same = (shipped or {}).get(SHIPPED_SELECTION) == req.sel.key()
     shipped = dict(shipped or {}) if same else {}
@@ -86,8 +98,8 @@ def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None) -> tup
     return outputs, shipped, optional
 
 
-def _prepared(state: RunState, run: RunState, opts: figures.ChartOptions):
-    charts = {gid: prepare(fig) for gid, fig in build_charts(state, opts, run).items()}
+def _prepared(state: RunState, run: RunState, opts: figures.ChartOptions, gids: tuple[str, ...]):
+    charts = {gid: prepare(fig) for gid, fig in build_charts(state, opts, run, gids).items()}
     # the panels stay whatever env is viewed: PPO updates are the run's, rewards each env's
     optional = [{} if len(run.ppo) else {"display": "none"}, {} if len(run.rewards) else {"display": "none"},
                 {} if len(run.ppo) else {"display": "none"}]  # the action mix: a learned policy's panel

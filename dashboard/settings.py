@@ -17,8 +17,9 @@ class DashboardConfig:
     """Gradient-ratio threshold of gate G2, drawn on the gradient-ratio chart."""
     max_chunks: int = 256
     """A live run's event table is compacted into one chunk once its polls add this many."""
-    memo_size: int = 8
-    """Built chart sets kept per run (one per selection/cursor/option combination recently viewed)."""
+    memo_size: int = 16
+    """Built chart sets kept per run: one per chart group (the first screen's charts, the others)
+    and selection/cursor/option combination recently viewed."""
     max_folds: int = 8
     """Live folds kept per run, one per (rank, env) selection viewed; the least recently viewed
     is dropped beyond this (and refolded from the shared log if viewed again). Replay cursors

@@ -17,8 +17,8 @@ from telemetry_schema.fold import RunState
 from dashboard.data import RunNotFound, RunStore
 from dashboard.figures import X_AXES
 from dashboard.live import next_cursor
-from dashboard.run_view import (CHARTS, RunRequest, chart_outputs, cursor_info, env_value, header, selector_props,
-                                selector_update, sync_selection, table_outputs)
+from dashboard.run_view import (CHARTS, FIRST_CHARTS, LATER_CHARTS, RunRequest, chart_outputs, cursor_info,
+                                env_value, header, selector_props, selector_update, sync_selection, table_outputs)
 from dashboard.selection import BadSelection, Choices, Selection
 from dashboard.tables import DECISION_COLUMNS, EVENT_COLUMNS
 
@@ -41,7 +41,8 @@ def layout(store: RunStore, raw_id: str, search: str = ""):
     choices = entry.choices()
     sel = choices.from_query(search)  # a value the run lacks is dropped (the URL is then corrected)
     return html.Div([
-        dcc.Store(id="run-id", data=run_id), dcc.Store(id="shipped", data={}),
+        dcc.Store(id="run-id", data=run_id),
+        dcc.Store(id="shipped", data={}), dcc.Store(id="shipped-later", data={}),  # one per chart group
         dcc.Store(id="live-total", data=entry.length),  # the log's length as last polled
         dcc.Location(id="run-url", refresh=False),  # the query only: no reload, no re-route
         html.Div(header(store, run_id, None, sel), id="run-header"),
@@ -196,15 +197,28 @@ def register(app, store: RunStore) -> None:
     def sync_url(rank, env, search, run_id):
         return sync_selection(store.entry(str(run_id)).choices(), rank, env, search, _triggers())
 
-    @app.callback([Output(gid, "figure") for gid in CHARTS] + [Output("shipped", "data"),
-                  Output("g-ppo", "style"), Output("g-reward", "style"), Output("g-actions", "style")],
-                  Input("cursor", "value"), Input("mode", "value"), Input("xaxis", "value"),
-                  Input("smoothing", "value"), Input("sel-rank", "value"), Input("sel-env", "value"),
-                  State("shipped", "data"), State("run-id", "data"))
+    view_inputs = [Input("cursor", "value"), Input("mode", "value"), Input("xaxis", "value"),
+                   Input("smoothing", "value"), Input("sel-rank", "value"), Input("sel-env", "value")]
+
+    # Two stages: the first screen's charts, then the others. The second callback takes the
+    # first's shipped record as an input, so Dash calls it only once the first has answered
+    # (on opening the page and on every later change alike): the browser draws the first
+    # screen without waiting for the eight charts below it.
+    @app.callback([Output(gid, "figure") for gid in FIRST_CHARTS] + [Output("shipped", "data")],
+                  *view_inputs, State("shipped", "data"), State("run-id", "data"))
     @refusing
     def render_charts(cursor, mode, xaxis, smoothing, rank, env, shipped, run_id):
         req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing)
-        figs, shipped, optional = chart_outputs(store, req, shipped)
+        figs, shipped, _ = chart_outputs(store, req, shipped, FIRST_CHARTS)
+        return figs + [shipped]
+
+    @app.callback([Output(gid, "figure") for gid in LATER_CHARTS] + [Output("shipped-later", "data"),
+                  Output("g-ppo", "style"), Output("g-reward", "style"), Output("g-actions", "style")],
+                  *view_inputs, Input("shipped", "data"), State("shipped-later", "data"), State("run-id", "data"))
+    @refusing
+    def render_later_charts(cursor, mode, xaxis, smoothing, rank, env, _first, shipped, run_id):
+        req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing)
+        figs, shipped, optional = chart_outputs(store, req, shipped, LATER_CHARTS)
         return figs + [shipped] + optional
 
     @app.callback(Output("decisions-table", "data"), Output("events-table", "data"),

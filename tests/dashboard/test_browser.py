@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,13 +10,16 @@ import time
 import urllib.request
 
 import pytest
+from plotly.offline import get_plotlyjs_version
 
 from telemetry_schema.fold import Fold
 from telemetry_schema.replay import Replay
 from telemetry_schema.rundir import RunFollower
 from telemetry_schema.synth import SynthConfig, generate
 
-from dashboard.app import create_app
+from dashboard.app import basic_bundle_matches, create_app
+from dashboard.figures import ChartOptions, compare_figure
+from dashboard.run_view import FIRST_CHARTS, LATER_CHARTS, build_charts
 from dashboard.settings import DashboardConfig
 
 pytest.importorskip("playwright.sync_api")
@@ -25,6 +29,16 @@ expect.set_options(timeout=15_000)  # the suite shares 2 cores with other engine
 
 TRACE_COUNT = "id => document.querySelector(`#${id} .js-plotly-plot`).data.length"
 POINTS = "([id, i]) => (document.querySelector(`#${id} .js-plotly-plot`).data[i].x || []).length"
+DRAWN = """window.__drawn = {};  // graph id -> when it first held points (ms since navigation)
+(function watch() {
+  document.querySelectorAll('.js-plotly-plot').forEach(g => {
+    const host = g.closest('[id^="g-"]');
+    if (host && !(host.id in window.__drawn) && (g.data || []).some(t => (t.x || []).length > 0)) {
+      window.__drawn[host.id] = performance.now();
+    }
+  });
+  requestAnimationFrame(watch);
+})();"""
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +102,7 @@ def test_run_page_renders_charts_with_expected_traces(page, app_url, logdir):
     page.goto(f"{app_url}/run/alpha-run")
     page.wait_for_selector("#g-swimlane .main-svg", timeout=15_000)
     wait_points(page, "g-acc", 0, lambda n: n == state.epochs.length)
+    wait_points(page, "g-params", 0, lambda n: n == state.epochs.length)  # the charts drawn second
     slots = len(state.slot_ids)
     expected = {"g-loss": 5, "g-acc": 4, "g-alpha": slots + 2, "g-ratio": slots + 2, "g-gates": 2, "g-params": 4}
     got = {gid: page.evaluate(TRACE_COUNT, gid) for gid in expected}
@@ -116,11 +131,57 @@ def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
     box.press("Tab")  # the number box commits on blur
     expected = Replay(table, half).state.epochs.length
     wait_points(page, "g-acc", 0, lambda n: n == expected)
+    wait_points(page, "g-params", 0, lambda n: n == expected)  # the charts drawn second follow the cursor
     expect(page.locator("#cursor-info")).to_contain_text(f"replay: event {half:,}")
     page.locator("#play").click()  # play forward
     wait_points(page, "g-acc", 0, lambda n: n > expected)
+    wait_points(page, "g-params", 0, lambda n: n > expected)
     page.locator("#play").click()  # pause
     expect(page.locator("#play")).to_have_text("Play")
+    assert not page.errors
+
+
+def test_first_screen_charts_are_drawn_before_the_others(page, app_url, logdir):
+    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    calls = []  # ("sent" | "answered", the callback's outputs), in the order the browser saw them
+
+    def outputs(request) -> str | None:
+        return json.loads(request.post_data)["output"] if "_dash-update-component" in request.url else None
+
+    page.on("request", lambda r: outputs(r) and calls.append(("sent", outputs(r))))
+    page.on("requestfinished", lambda r: outputs(r) and calls.append(("answered", outputs(r))))
+    page.add_init_script(DRAWN)
+    page.goto(f"{app_url}/run/alpha-run")
+    later = [gid for gid in LATER_CHARTS if gid not in ("g-ppo", "g-reward", "g-actions")]  # no PPO in this log
+    for gid in later:  # every chart is drawn, with its data
+        wait_points(page, gid, 0, lambda n: n > 0)
+    wait_points(page, "g-params", 0, lambda n: n == state.epochs.length)
+    drawn = page.evaluate("window.__drawn")
+    assert set(drawn) >= {*FIRST_CHARTS, *later}
+    assert max(drawn[gid] for gid in FIRST_CHARTS) <= min(drawn[gid] for gid in later)
+    # two callbacks: the first screen's charts alone, and the others asked for only once it answered
+    first = next(out for _, out in calls if "g-loss.figure" in out)
+    second = next(out for _, out in calls if "g-params.figure" in out)
+    assert first != second and all(f"{gid}.figure" not in first for gid in LATER_CHARTS)
+    assert calls.index(("answered", first)) < calls.index(("sent", second))
+    assert not page.errors
+
+
+def test_pages_load_plotly_basic_bundle_of_plotly_py_version(page, app_url, logdir):
+    if not basic_bundle_matches():
+        pytest.skip("the installed plotly.py builds for another plotly.js than the vendored basic bundle")
+    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    page.goto(f"{app_url}/run/alpha-run")
+    wait_points(page, "g-params", 0, lambda n: n > 0)
+    assert page.evaluate("Plotly.version") == get_plotlyjs_version()
+    fetched = [n.split("?")[0] for n in page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")]
+    assert any(n.endswith("/assets/plotly-basic.min.js") for n in fetched)
+    assert not any(n.endswith("/plotly.min.js") for n in fetched)  # Dash's full bundle is never fetched
+    # every trace type the pages draw is one the bundle has
+    figs = [*build_charts(state, ChartOptions()).values(), compare_figure({"alpha-run": state}, "val_acc",
+                                                                          ChartOptions())]
+    used = {trace.type for fig in figs for trace in fig.data}
+    assert used and used <= set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)"))
     assert not page.errors
 
 
@@ -169,10 +230,12 @@ def test_live_chart_grows_and_keeps_zoom_and_legend(page, serve, live_run):
     url = serve(create_app(root, DashboardConfig(poll_ms=500, min_refresh_s=0.2))).url
     page.goto(f"{url}/run/live-run")
     n0 = wait_points(page, "g-acc", 0, lambda n: n >= 2)
+    p0 = wait_points(page, "g-params", 0, lambda n: n >= 2)  # a chart drawn after the first screen
     page.evaluate("""() => { const g = document.querySelector('#g-acc .js-plotly-plot');
                              Plotly.relayout(g, {'xaxis.range': [0, 3]});
                              Plotly.restyle(g, {visible: 'legendonly'}, [1]); }""")
     n1 = wait_points(page, "g-acc", 0, lambda n: n >= n0 + 4)
+    wait_points(page, "g-params", 0, lambda n: n >= p0 + 4)  # it grows live too
     assert proc.poll() is None, "the writer finished before the test could watch it grow"
     layout = page.evaluate("""() => { const g = document.querySelector('#g-acc .js-plotly-plot');
                                       return [g.layout.xaxis.range, g.data[1].visible, g.data[0].x.length]; }""")

@@ -15,7 +15,7 @@ from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard import figures, live, tables
 from dashboard.data import RunNotFound, RunStore
-from dashboard.run_view import RunRequest, chart_outputs
+from dashboard.run_view import CHARTS, FIRST_CHARTS, LATER_CHARTS, RunRequest, chart_outputs
 from dashboard.settings import DashboardConfig
 
 
@@ -145,6 +145,30 @@ def test_chart_outputs_for_broken_and_good_runs(logdir):
     assert all(len(f.data) == 0 for f in figs)
 
 
+def test_chart_groups_split_the_page_and_keep_their_own_shipped_records(logdir):
+    assert FIRST_CHARTS == ("g-loss", "g-acc")
+    assert FIRST_CHARTS + LATER_CHARTS == tuple(CHARTS)  # every chart in exactly one group, page order
+    store = RunStore(logdir)
+    req = RunRequest("alpha-run", cursor=3000)
+    every, _, _ = chart_outputs(store, req, {})
+    first, shipped_first, _ = chart_outputs(store, req, {}, FIRST_CHARTS)
+    later, shipped_later, optional = chart_outputs(store, req, {}, LATER_CHARTS)
+    assert set(shipped_first) == {*FIRST_CHARTS, "_selection"}
+    assert set(shipped_later) == {*LATER_CHARTS, "_selection"}
+    assert optional == [{"display": "none"}] * 3
+    # each group is the same figures as the whole page's, in its order
+    assert first + later == every
+    # a group's own record is the base of its patches: nothing new, nothing sent
+    again, _, _ = chart_outputs(store, req, shipped_later, LATER_CHARTS)
+    assert again == [no_update] * len(LATER_CHARTS)
+    # a later cursor extends the later charts too
+    grown, _, _ = chart_outputs(store, RunRequest("alpha-run", cursor=6000), shipped_later, LATER_CHARTS)
+    params = grown[LATER_CHARTS.index("g-params")]
+    assert isinstance(params, Patch)
+    ops = params.to_plotly_json()["operations"]
+    assert any(op["operation"] == "Extend" and op["location"] == ["data", 0, "x"] for op in ops)
+
+
 def test_event_rows_filter_search_and_cursor(logdir):
     table = RunFollower(logdir / "alpha-run").poll()
     rows = tables.event_rows(table, None, ["gate_evaluated"], "", 1000)
@@ -166,6 +190,14 @@ def test_dashboard_never_imports_torch_or_esper():
     code = ("import sys, dashboard.app, dashboard.cli, dashboard.pages.run; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'esper')]; "
             "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_cli_warm_up_pays_pyarrows_lazy_pandas_import_before_serving():
+    """What the first read of a log would import (pyarrow's pandas shim) is imported at start."""
+    pytest.importorskip("pandas")
+    code = ("import sys, dashboard.cli; assert 'pandas' not in sys.modules; "
+            "dashboard.cli.warm_up(); sys.exit(0 if 'pandas' in sys.modules else 1)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 

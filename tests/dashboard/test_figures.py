@@ -11,6 +11,7 @@ from telemetry_schema.fold import Decision, Fold, GovernorRecord, RunState, Seri
 from telemetry_schema.rundir import RunFollower
 
 from dashboard import figures, lifecycle_figures
+from dashboard.app import PLOTLY_BUNDLE
 from dashboard.downsample import downsample, ema, ema_reference, minmax_indices
 
 
@@ -187,3 +188,24 @@ def test_governor_hover_texts():
     assert "loss 3 > threshold 1.5" in figures.governor_hover(panic)
     rb = GovernorRecord(2, 5, "rollback", "3 anomalies", to_epoch=3, seeds_pruned=["s1"])
     assert "-> epoch 3" in figures.governor_hover(rb) and "s1" in figures.governor_hover(rb)
+
+
+def test_plotly_bundle_is_served_only_for_its_own_plotly_version(tmp_path, monkeypatch):
+    """The basic bundle in assets/ is served while it matches the plotly.js plotly.py builds
+    figures for; with another plotly installed, Dash's own bundle is used instead."""
+    import plotly.offline
+
+    from dashboard import app as app_module
+
+    assert app_module.bundle_version() == PLOTLY_BUNDLE.read_text(encoding="utf-8")[:200].split(" v")[1].split()[0]
+    assert app_module.bundle_version(tmp_path / "missing.js") is None
+
+    def served(version: str) -> bool:
+        monkeypatch.setattr(plotly.offline, "get_plotlyjs_version", lambda: version)
+        dash_app = app_module.create_app(tmp_path)
+        with dash_app.server.test_client() as client:
+            html_page = client.get("/").get_data(as_text=True)
+        return "plotly-basic.min.js" in html_page
+
+    assert served(app_module.bundle_version())
+    assert not served("0.0.1")
