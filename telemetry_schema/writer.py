@@ -94,6 +94,8 @@ class EventWriter:
         self._seq = 0
         self.backpressure_waits = 0
         self.events_written = 0  # rows written (under _write_lock)
+        self.flusher_cpu_s = 0.0
+        """CPU seconds the background writer thread has used (for overhead accounting)."""
         self._finished = False
         self._closed = False
         self._error: BaseException | None = None
@@ -155,6 +157,13 @@ class EventWriter:
             self.flush()
 
     def _run(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            self._loop()
+        finally:
+            self.flusher_cpu_s = time.thread_time() - cpu0
+
+    def _loop(self) -> None:
         next_beat = self._clock() + self.config.heartbeat_s
         interval = self.config.flush_interval
         quiet = max(interval, self.config.quiet_interval)

@@ -299,3 +299,11 @@ def test_a_quiet_log_is_flushed_in_few_batches_and_loses_nothing(tmp_path):
     assert len(batches) <= elapsed / cfg.quiet_interval + 2
     values = [r["scalar"]["value"] for r in read_log(path).table.to_pylist() if r["kind"] == "scalar"]
     assert values == [float(i) for i in range(60)]
+
+
+def test_writer_reports_its_background_threads_cpu_time(tmp_path):
+    w = EventWriter(tmp_path / "e.arrows", config=WriterConfig(heartbeat_s=0, flush_interval=0.001, small_flush=1))
+    for i in range(50_000):
+        w.scalar("x", float(i))
+    w.close()
+    assert 0.0 < w.flusher_cpu_s < 60.0  # measured by the thread itself, so set once it has ended
