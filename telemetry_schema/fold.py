@@ -36,7 +36,9 @@ _DENSE = ("scalar", "batch_metrics", "gradient_stats", "alpha", "heartbeat", "co
 _PROGRESS_EXCLUDED = ("heartbeat", "log")
 
 
-_ENVELOPE_COLS = ("seq", "epoch", "step", "env", "slot", "seed")
+_ENVELOPE_COLS = ("seq", "epoch", "step", "env")
+_SLOTTED = frozenset({"gradient_stats", "alpha", "counterfactual"})
+"""Dense kinds folded per slot (the others never read the slot column)."""
 
 
 def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -61,10 +63,11 @@ def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
 
 
 def _dense_rows(table: pa.Table, kind: str, rows: np.ndarray) -> pa.Table:
-    """The envelope and ``kind`` columns at ``rows``. A kind holding most of the table (batch
+    """The envelope columns a dense fold reads and ``kind``'s column, at ``rows`` (copying the
+    string columns it does not read cost more than the rest). A kind holding most of the table (batch
     metrics in a training log) is filtered with a mask: ``take`` with a million indices costs
     several times more."""
-    sub = table.select(_ENVELOPE_COLS + (kind,))
+    sub = table.select(_ENVELOPE_COLS + (("slot",) if kind in _SLOTTED else ()) + (kind,))
     if len(rows) == table.num_rows:
         return sub
     if len(rows) * 8 < table.num_rows:
