@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry_schema.schema import SCHEMA, SchemaVersionError, check_version, conform, null_array, zero_buffer
+from telemetry_schema.schema import SCHEMA, SchemaVersionError, check_version, conform, null_array
 
 _CONTINUATION = b"\xff\xff\xff\xff"
 _READ_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError)
@@ -107,35 +107,45 @@ class LogFollower:
         """Decode the complete record-batch messages in ``data[start:ends[-1]]``; stops at the
         first message that does not decode.
 
-        A row sets only its own kind's struct column, so a batch of one flush holds real values
-        for the few kinds it contains, and nulls (hundreds of bytes a row, uncompressed) for
-        every other kind. The kinds of each batch are read first; then consecutive batches of
-        the same kinds are decoded as one stream of just the envelope and those kinds' columns
-        (Arrow decompresses them on several threads), and the other columns are null arrays
-        sharing one lazily-zeroed buffer, which costs neither decompression nor memory.
+        A row sets only its own kind's struct column, so a batch holds real values for the few
+        kinds it contains, and nulls (hundreds of bytes a row, uncompressed) for every other
+        kind. The kinds of each batch are read first; then the batches holding the same kinds,
+        wherever they lie, are decoded as one stream of just the envelope and those kinds'
+        columns (Arrow decompresses them on several threads), and the other columns are null
+        arrays sharing one lazily-zeroed buffer, which costs neither decompression nor memory.
         """
         if not ends:
             return []
         bounds = [start, *ends]
-        kinds = self._batch_kinds(self._substream(data, start, ends[-1]), len(ends))
-        batches: list[pa.RecordBatch] = []
-        i = 0
-        while i < len(kinds):
-            j = i + 1
-            while j < len(kinds) and kinds[j] == kinds[i]:
-                j += 1
-            group = self._decode_group(self._substream(data, bounds[i], bounds[j]), kinds[i], j - i)
-            batches.extend(group)
-            if len(group) < j - i:
+        kinds = self._batch_kinds(self._substream(data, [(start, ends[-1])]), len(ends))
+        by_kinds: dict[tuple[str, ...], list[int]] = {}
+        for i, k in enumerate(kinds):
+            by_kinds.setdefault(k, []).append(i)
+        decoded: list[pa.RecordBatch | None] = [None] * len(kinds)
+        nulls: dict[int, pa.Array] = {}
+        for k, index in by_kinds.items():
+            ranges: list[tuple[int, int]] = []
+            for i in index:  # adjacent messages as one range
+                if ranges and ranges[-1][1] == bounds[i]:
+                    ranges[-1] = (ranges[-1][0], bounds[i + 1])
+                else:
+                    ranges.append((bounds[i], bounds[i + 1]))
+            for i, batch in zip(index, self._decode_group(self._substream(data, ranges), k, len(index), nulls)):
+                decoded[i] = batch
+        batches = []
+        for batch in decoded:  # up to the first that did not decode
+            if batch is None:
                 break
-            i = j
+            batches.append(batch)
         return batches
 
-    def _substream(self, data: pa.Buffer, lo: int, hi: int) -> pa.Buffer:
-        """The schema message followed by the messages in ``data[lo:hi]``: a stream of its own."""
+    def _substream(self, data: pa.Buffer, ranges: list[tuple[int, int]]) -> pa.Buffer:
+        """The schema message followed by the messages in ``data[lo:hi]`` for each range: a
+        stream of its own."""
         sink = pa.BufferOutputStream()
         sink.write(self._schema_message)
-        sink.write(data.slice(lo, hi - lo))
+        for lo, hi in ranges:
+            sink.write(data.slice(lo, hi - lo))
         return sink.getvalue()
 
     def _batch_kinds(self, stream: pa.Buffer, count: int) -> list[tuple[str, ...]]:
@@ -151,7 +161,10 @@ class LogFollower:
             pass
         return out
 
-    def _decode_group(self, stream: pa.Buffer, kinds: tuple[str, ...], count: int) -> list[pa.RecordBatch]:
+    def _decode_group(self, stream: pa.Buffer, kinds: tuple[str, ...], count: int,
+                      nulls: dict[int, pa.Array]) -> list[pa.RecordBatch]:
+        """Decode ``count`` batches of just the envelope and ``kinds``; the other columns are
+        slices of one null array per field, kept in ``nulls`` for every batch of this poll."""
         schema = self.schema
         wanted = sorted({i for i, f in enumerate(schema) if not pa.types.is_struct(f.type)}
                         | {schema.get_field_index(k) for k in kinds})
@@ -164,13 +177,20 @@ class LogFollower:
                 if len(wanted) == len(schema):
                     batches.append(part)
                     continue
-                zero = zero_buffer(part.num_rows)
-                columns = [part.column(f.name) if f.name in part.schema.names
-                           else null_array(f.type, part.num_rows, zero) for f in schema]
+                n, names = part.num_rows, set(part.schema.names)
+                columns = [part.column(f.name) if f.name in names else self._nulls(nulls, i, n)
+                           for i, f in enumerate(schema)]
                 batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
         except (*_READ_ERRORS, StopIteration):
             pass
         return batches
+
+    def _nulls(self, nulls: dict[int, pa.Array], index: int, length: int) -> pa.Array:
+        """``length`` nulls of field ``index``: a slice of the longest built so far."""
+        have = nulls.get(index)
+        if have is None or len(have) < length:
+            have = nulls[index] = null_array(self.schema.field(index).type, max(length, 65_536))
+        return have.slice(0, length)
 
     def _read_new_bytes(self) -> pa.Buffer:
         try:

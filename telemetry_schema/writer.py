@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from telemetry_schema.events import EVENT_TYPES, Event, Heartbeat, LogMessage, RunFinished, Scalar
 from telemetry_schema.schema import SCHEMA, null_array, zero_buffer
@@ -218,8 +219,12 @@ class EventWriter:
         try:
             s_flat, e_recs = self._take_records()
             if s_flat or e_recs:
-                batch = self._build_batch(s_flat, e_recs)
-                self._ready.append(batch)
+                batch, kinds = self._build_batch(s_flat, e_recs)
+                if kinds > 1 and batch.num_rows >= _SEGMENT_ROWS:
+                    codes = pc.dictionary_encode(batch.column("kind")).indices.to_numpy()
+                    self._ready.extend(batch.slice(lo, hi - lo) for lo, hi in kind_segments(codes))
+                else:
+                    self._ready.append(batch)
                 self._built += batch.num_rows
         except BaseException as exc:
             self._error = exc
@@ -254,10 +259,10 @@ class EventWriter:
         s_flat = s_parts[0] if len(s_parts) == 1 else [x for part in s_parts for x in part]
         return s_flat, e_recs
 
-    def _build_batch(self, s_flat: list, e_recs: list) -> pa.RecordBatch:
+    def _build_batch(self, s_flat: list, e_recs: list) -> tuple[pa.RecordBatch, int]:
         """One batch of the records, ordered by clock reading and, among equal readings, by
         emission (typed events keep the order they were emitted in; scalars, kept in a list of
-        their own, come first)."""
+        their own, come first); and the number of kinds in it."""
         parts, emitted = [], []
         if s_flat:
             w = _SCALAR_WIDTH
@@ -286,7 +291,7 @@ class EventWriter:
         seq = np.arange(self._seq, self._seq + table.num_rows, dtype=np.int64)
         self._seq += table.num_rows
         table = table.set_column(0, SCHEMA.field("seq"), pa.array(seq))
-        return table.combine_chunks().to_batches()[0]
+        return table.combine_chunks().to_batches()[0], len(parts)
 
     def _kind_table(self, kind, envelope, payload) -> pa.Table:
         t_list, step, epoch, env, slot, seed = envelope
@@ -329,6 +334,38 @@ class EventWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(*exit_status(exc_type, exc))
+
+
+_SEGMENT_ROWS = 2_048
+"""Batches of at least this many rows are written in segments (``kind_segments``)."""
+
+
+def kind_segments(codes: np.ndarray, min_rows: int = 256, rare_share: int = 1024,
+                  max_segments: int = 64) -> list[tuple[int, int]]:
+    """Row ranges [lo, hi) to write a big batch in, given each row's kind code.
+
+    A reader decodes, for every row of a record batch, each kind the batch holds. In a big
+    flush a few rare events (an epoch's end: epoch metrics, gates, decisions) would make it
+    decode every rare kind for tens of thousands of rows. So rows of kinds holding at most
+    1/``rare_share`` of the batch are cut out in clusters (rows closer than ``min_rows`` stay
+    together), and the runs between them hold only the common kinds. Every range costs a record
+    batch's layout (about 10 KB), hence ``min_rows``, and at most ``max_segments`` ranges."""
+    n = len(codes)
+    rare = np.bincount(codes)[codes] * rare_share <= n
+    if not rare.any() or rare.all():
+        return [(0, n)]
+    rows = np.flatnonzero(rare)
+    gaps = np.flatnonzero(np.diff(rows) >= min_rows)
+    starts = np.r_[rows[0], rows[gaps + 1]]
+    stops = np.r_[rows[gaps], rows[-1]] + 1
+    if starts[0] < min_rows:
+        starts[0] = 0
+    if n - stops[-1] < min_rows:
+        stops[-1] = n
+    cuts = sorted({0, n, *starts.tolist(), *stops.tolist()})
+    if len(cuts) - 1 > max_segments:
+        return [(0, n)]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def flush_due(config: WriterConfig, since_build: float, queued: int) -> bool:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import typing
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -307,3 +308,47 @@ def test_writer_reports_its_background_threads_cpu_time(tmp_path):
         w.scalar("x", float(i))
     w.close()
     assert 0.0 < w.flusher_cpu_s < 60.0  # measured by the thread itself, so set once it has ended
+
+
+def test_kind_segments_cut_rare_kinds_out_of_a_big_batch():
+    from telemetry_schema.writer import kind_segments
+
+    codes = np.zeros(10_000, np.int64)  # kind 0: the common kind
+    codes[::7] = 1  # kind 1: common too (1/7 of the rows), spread everywhere
+    codes[3000:3004] = 2  # an "epoch end" of rare kinds
+    codes[3005] = 3
+    codes[9990] = 2  # a rare row near the end joins the last segment
+    segs = kind_segments(codes, min_rows=256, rare_share=1024)
+    assert segs[0][0] == 0 and segs[-1][1] == len(codes)
+    assert all(a[1] == b[0] for a, b in zip(segs, segs[1:]))  # contiguous, in order
+    assert (3000, 3006) in segs  # the cluster, cut out on its own
+    for lo, hi in segs:
+        if (lo, hi) != (3000, 3006) and hi != len(codes):
+            assert set(np.unique(codes[lo:hi])) <= {0, 1}  # the runs between hold only common kinds
+    assert kind_segments(np.zeros(5000, np.int64)) == [(0, 5000)]  # one kind: one batch
+    many = np.zeros(100_000, np.int64)
+    many[::1000] = 1  # 100 isolated rare rows: more segments than they are worth
+    assert kind_segments(many, rare_share=1024, max_segments=64) == [(0, 100_000)]
+
+
+def test_a_big_mixed_flush_is_written_in_segments_and_reads_back_in_order(tmp_path):
+    path = tmp_path / "e.arrows"
+    w = EventWriter(path, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+    for i in range(20_000):
+        w.scalar("loss", float(i), step=i)
+        if i % 5000 == 4999:
+            w.emit(ev.EpochCompleted(train_loss=1.0, train_acc=50.0, val_loss=1.0, val_acc=50.0))
+            w.log("info", f"epoch {i // 5000} done")
+    w.close()
+    with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
+        batches = list(reader)
+    kinds = [set(b.column("kind").to_pylist()) for b in batches]
+    assert len(batches) > 3
+    assert all(len(k) <= 3 for k in kinds)  # no batch mixes the scalars with every kind
+    assert any(k == {"scalar"} for k in kinds)
+    rows = read_log(path).table
+    assert rows.column("seq").to_pylist() == list(range(rows.num_rows))
+    values = [r["scalar"]["value"] for r in rows.to_pylist() if r["kind"] == "scalar"]
+    assert values == [float(i) for i in range(20_000)]
+    kinds_in_order = rows.column("kind").to_pylist()
+    assert kinds_in_order[5000:5002] == ["epoch_completed", "log"]  # after the 5000th scalar, in emission order
