@@ -16,9 +16,11 @@
 
 3. Browser open (when Playwright and a Chromium are installed): ``esper-dashboard`` served in
    its own process, the run page opened in headless Chromium, timed until the loss chart holds
-   points (and until the charts drawn after it do too); once on a cold server (read + fold
-   included), then twice warm. Peer: the same browser opening the runs page (no charts), the
-   floor of any page of this app.
+   points (and until the charts drawn after it do too); ``--cold-opens`` times on a cold server
+   (a fresh process each, the page opened as soon as it answers: read + fold included; median
+   reported; each interleaved with a cold open of a server started with ``--prefetch 0``, which
+   reads the run only when the page asks), then twice warm. Peer: the same browser opening the
+   runs page (no charts), the floor of any page of this app.
 
 Prints figures, never pass/fail. The last line is one JSON object.
 """
@@ -189,57 +191,82 @@ def live_polling(workdir: Path, clients: int, polls: int, period: float) -> dict
         writer.wait(10)
 
 
-def browser_open(logdir: Path, run_id: str, chromium: str) -> dict | None:
-    """Seconds to open the run page in headless Chromium: cold server, then warm (best of two);
-    and the runs page's open time as the peer. None when Playwright is not installed."""
+def _start_server(logdir: Path, port: int, *args: str) -> subprocess.Popen:
+    """``esper-dashboard`` in its own process, returned once it answers (a cold server: it has read
+    no run yet, whatever it started doing in the background)."""
+    server = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "--logdir", str(logdir), "--port", str(port),
+                               *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.terminate()
+    raise RuntimeError("esper-dashboard did not start")
+
+
+def browser_open(logdir: Path, run_id: str, chromium: str, cold_opens: int = 3) -> dict | None:
+    """Seconds to open the run page in headless Chromium: on a cold server (``cold_opens`` times, a
+    fresh server each time, the page opened as soon as the server answers: Chromium is started
+    first), then warm (best of two); and the runs page's open time as the peer. None when
+    Playwright is not installed."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sys.stderr.write("playwright not installed: browser open not measured\n")
         return None
     port = 8000 + os.getpid() % 1000
-    server = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "--logdir", str(logdir), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     holds = """id => { const g = document.querySelector(`#${id} .js-plotly-plot`);
                        return g && g.data && g.data.length > 0 && (g.data[0].x || []).length > 0; }"""
-    try:
-        for _ in range(300):
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+
+        def open_page(path: str, *ready) -> list[float]:
+            """Seconds from navigation until each of ``ready`` in turn is met."""
+            page = browser.new_page()
+            t0 = time.perf_counter()
+            page.goto(url + path)
+            times = []
+            for wait in ready:
+                wait(page)
+                times.append(time.perf_counter() - t0)
+            page.close()
+            return times
+
+        def chart(gid: str):  # the chart holds points
+            return lambda page: page.wait_for_function(f"({holds})('{gid}')", timeout=120_000)
+
+        # the loss chart is drawn first; the parameter chart with the charts drawn after it
+        run_page = (f"/run/{run_id}", chart("g-loss"), chart("g-params"))
+        blank = browser.new_page()  # Chromium's first page (renderer start) is not the app's cost
+        blank.goto("about:blank")
+        blank.close()
+        colds, unprefetched = [], []
+        for i in range(cold_opens):  # interleaved: both see the same machine load
+            server = _start_server(logdir, port, "--prefetch", "0")
             try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-
-            def open_page(path: str, *ready) -> list[float]:
-                """Seconds from navigation until each of ``ready`` in turn is met."""
-                page = browser.new_page()
-                t0 = time.perf_counter()
-                page.goto(url + path)
-                times = []
-                for wait in ready:
-                    wait(page)
-                    times.append(time.perf_counter() - t0)
-                page.close()
-                return times
-
-            def chart(gid: str):  # the chart holds points
-                return lambda page: page.wait_for_function(f"({holds})('{gid}')", timeout=120_000)
-
-            # the loss chart is drawn first; the parameter chart with the charts drawn after it
-            run_page = (f"/run/{run_id}", chart("g-loss"), chart("g-params"))
-            cold, cold_all = open_page(*run_page)
-            warm, warm_all = min(open_page(*run_page) for _ in range(2))
-            runs = min(open_page("/", lambda page: page.wait_for_selector("#runs-table", timeout=60_000))[0]
-                       for _ in range(2))
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
-    return {"cold_s": cold, "warm_s": warm, "cold_all_charts_s": cold_all, "warm_all_charts_s": warm_all,
-            "runs_page_s": runs}
+                unprefetched.append(open_page(*run_page))
+            finally:
+                server.terminate()
+                server.wait(10)
+            server = _start_server(logdir, port)
+            try:
+                colds.append(open_page(*run_page))
+                if i == cold_opens - 1:
+                    warm, warm_all = min(open_page(*run_page) for _ in range(2))
+                    runs = min(open_page("/", lambda page: page.wait_for_selector("#runs-table", timeout=60_000))[0]
+                               for _ in range(2))
+            finally:
+                server.terminate()
+                server.wait(10)
+        browser.close()
+    return {"cold_s": statistics.median(c[0] for c in colds), "warm_s": warm,
+            "cold_all_charts_s": statistics.median(c[1] for c in colds), "warm_all_charts_s": warm_all,
+            "runs_page_s": runs, "cold_runs_s": [round(c[0], 3) for c in colds],
+            "cold_no_prefetch_s": statistics.median(c[0] for c in unprefetched),
+            "cold_no_prefetch_runs_s": [round(c[0], 3) for c in unprefetched]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--period", type=float, default=1.0, help="seconds between a client's polls")
     p.add_argument("--repeats", type=int, default=3, help="first-render measurements (best is reported)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium for the browser-open figure")
+    p.add_argument("--cold-opens", type=int, default=3, help="browser opens on a fresh server (median reported)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         tmp = Path(tmp)
@@ -265,11 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"first render: {best['total_s']:.3f} s (read+fold {best['read_fold_s']:.3f} s, figures+tables "
               f"{best['figures_s']:.3f} s) for {best['events']:,} events; max trace {best['max_trace_points']} points")
         print(f"peer pyarrow read_all: {peer:.3f} s  -> first render / read_all = {best['total_s'] / peer:.2f}x")
-        browser = browser_open(tmp / "big", "big", a.chromium) if Path(a.chromium).exists() else None
+        browser = browser_open(tmp / "big", "big", a.chromium, a.cold_opens) if Path(a.chromium).exists() else None
         if browser:
-            print(f"browser open of the run page: {browser['cold_s']:.2f} s on a cold server, "
+            print(f"browser open of the run page: {browser['cold_s']:.2f} s on a cold server (median of "
+                  f"{browser['cold_runs_s']}), "
                   f"{browser['warm_s']:.2f} s warm (every chart drawn: {browser['cold_all_charts_s']:.2f} s, "
                   f"{browser['warm_all_charts_s']:.2f} s); peer: the runs page opens in {browser['runs_page_s']:.2f} s")
+            print(f"browser open on a cold server started with --prefetch 0: {browser['cold_no_prefetch_s']:.2f} s "
+                  f"(median of {browser['cold_no_prefetch_runs_s']})")
         live = live_polling(tmp, a.clients, a.polls, a.period)
         print(f"live: {a.clients} clients x {a.polls} polls, {live['requests']} requests: p50 {live['p50_ms']:.1f} ms, "
               f"p95 {live['p95_ms']:.1f} ms, max {live['max_ms']:.1f} ms")
@@ -282,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
               "first_render_figures_s": round(best["figures_s"], 4), "peer_read_all_s": round(peer, 4),
               "first_render_vs_read_all": round(best["total_s"] / peer, 3),
               "max_trace_points": best["max_trace_points"], "clients": a.clients,
-              **({f"browser_{k}": round(v, 3) for k, v in browser.items()} if browser else {}),
+              **({f"browser_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in browser.items()}
+                 if browser else {}),
               **{f"live_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in live.items()},
               "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
     print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {os.getloadavg()[0]:.2f}")

@@ -15,6 +15,7 @@ from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard.data import RunStore
 from dashboard.pages import compare, run, runs
+from dashboard.run_view import FIRST_CHARTS, RunRequest, chart_outputs
 from dashboard.settings import DashboardConfig
 
 PAGES = (runs, compare, run)
@@ -43,9 +44,13 @@ def basic_bundle_matches() -> bool:
     return bundle_version() == get_plotlyjs_version()
 
 
-def create_app(logdir: str | Path, config: DashboardConfig | None = None) -> Dash:
+def create_app(logdir: str | Path, config: DashboardConfig | None = None, prefetch: bool = False) -> Dash:
+    """The dashboard of ``logdir``. With ``prefetch`` (``esper-dashboard`` sets it) the newest
+    runs are read, folded and their first screen's charts built in a background thread at once
+    (``RunStore.prefetch``): a run page opened meanwhile waits for that work, not a second read."""
     config = config or DashboardConfig()
     store = RunStore(logdir, config)
+    prefetching = store.prefetch(then=lambda run_id: warm_charts(store, run_id)) if prefetch else None
     # assets/ holds plotly.js's "basic" bundle (scatter, bar, pie: the traces these pages draw), of
     # plotly.py's version. Dash loads assets' scripts with the page, so ``window.Plotly`` is set
     # before any graph mounts and dcc.Graph uses it instead of fetching its full bundle after the
@@ -55,6 +60,7 @@ def create_app(logdir: str | Path, config: DashboardConfig | None = None) -> Das
                assets_ignore="" if basic_bundle_matches() else re.escape(PLOTLY_BUNDLE.name))
     app.layout = frame(config)
     app.run_store = store  # for tests and the bench: the cache belongs to this app
+    app.prefetch_thread = prefetching  # None without prefetch
     for page in PAGES:
         page.register(app, store)
 
@@ -65,12 +71,24 @@ def create_app(logdir: str | Path, config: DashboardConfig | None = None) -> Das
     return app
 
 
+def warm_charts(store: RunStore, run_id: str) -> None:
+    """Build (into the run's memo) the first screen's charts of a run page opened as is: live,
+    default selection and options, which is what its first chart callback asks for."""
+    chart_outputs(store, RunRequest(run_id), {}, FIRST_CHARTS)
+
+
 def frame(config: DashboardConfig) -> html.Div:
     nav = html.Nav([html.Span("Esper", className="brand"), dcc.Link("Runs", href="/"),
                     dcc.Link("Compare", href="/compare")], className="nav")
+    # While the router builds a page (a run page whose log is still being read and folded: a
+    # second or more for a large run on a cold server) the frame says so. Only the router's
+    # output counts: the live polls' updates of the page's charts and tables never show it.
+    loading = dcc.Loading(html.Main(id="page"), id="page-loading", target_components={"page": "children"},
+                          delay_show=150, overlay_style={"visibility": "visible", "opacity": 0.5},
+                          custom_spinner=html.Div("Reading the run logs…", id="page-loading-note",
+                                                  className="card loading-note"))
     return html.Div([dcc.Location(id="url"), nav,
-                     dcc.Interval(id="tick", interval=config.poll_ms, n_intervals=0),
-                     html.Main(id="page")])
+                     dcc.Interval(id="tick", interval=config.poll_ms, n_intervals=0), loading])
 
 
 def render_page(store: RunStore, pathname: str, search: str = ""):

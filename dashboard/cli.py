@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+from dashboard.settings import DashboardConfig
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,7 +22,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--logdir", default="./runs", help="directory holding one sub-directory per run (default ./runs)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050)")
+    p.add_argument("--prefetch", type=int, default=DashboardConfig.prefetch_runs, metavar="N",
+                   help="read the N newest runs in the background while starting "
+                        f"(default {DashboardConfig.prefetch_runs}; 0: read a run when a page first asks)")
     args = p.parse_args(argv)
+    if args.prefetch < 0:
+        p.error(f"--prefetch {args.prefetch}: not a number of runs")
     if not 0 < args.port < 65536:
         p.error(f"--port {args.port}: not a port number")
     if not Path(args.logdir).is_dir():
@@ -69,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem:  # werkzeug would print several lines and exit; say it in one
         sys.stderr.write(f"esper-dashboard: error: cannot listen on {args.host}:{args.port}: {problem}\n")
         return 1
+    config = replace(DashboardConfig(), prefetch_runs=args.prefetch)
+    app = create_app(args.logdir, config, prefetch=True)  # the newest runs are read from now on, in the background
     warm_up()
-    server = make_server(args.host, args.port, create_app(args.logdir).server, threaded=True,
-                         request_handler=_quiet_handler())
+    server = make_server(args.host, args.port, app.server, threaded=True, request_handler=_quiet_handler())
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"esper-dashboard: serving {Path(args.logdir).resolve()} at http://{host}:{server.port}/", flush=True)
     try:

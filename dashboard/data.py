@@ -7,10 +7,16 @@ tables (one copy of the log, shared) and one fold per selection (rank, env) that
 viewed: the default selection's fold is brought up to date on every refresh, the others when
 they are next viewed, each folding only the rows it has not seen. A lock per entry serialises
 the refresh and the readers of the folded state.
+
+``RunStore.prefetch`` reads and folds the newest runs in a daemon thread while the server starts:
+it goes through the same entries and locks, so a page that asks for a run meanwhile waits for
+that read (holding the entry's lock) instead of starting another, and then polls only what was
+appended since.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -23,10 +29,13 @@ import pyarrow as pa
 
 from telemetry_schema.fold import RunState
 from telemetry_schema.reader import LogError
-from telemetry_schema.rundir import RunFollower, is_run_dir, read_manifest, validate_run_id
+from telemetry_schema.rundir import RunFollower, is_run_dir, read_manifest, stream_paths, validate_run_id
 
 from dashboard.selection import DEFAULT, Choices, FoldCursor, RankAlerts, Selection, StreamIndex, rank_alerts
 from dashboard.settings import DashboardConfig
+
+log = logging.getLogger(__name__)
+PREFETCH_THREAD = "esper-dashboard-prefetch"
 
 
 class RunNotFound(LookupError):
@@ -73,6 +82,8 @@ class RunEntry:
         self._replays: OrderedDict[Selection, FoldCursor] = OrderedDict()
         self._last_refresh = float("-inf")
         self._memo: OrderedDict = OrderedDict()  # recent built views, shared by clients
+        self.reads = 0
+        """Polls of the log that returned events (a finished run read once: 1)."""
 
     @property
     def state(self) -> RunState:
@@ -102,6 +113,7 @@ class RunEntry:
                 self.error = f"{self.run_dir}: unreadable log ({type(exc).__name__}: {exc})"
                 return
             if new.num_rows:
+                self.reads += 1
                 self._tables.append(new)
                 self._rows += new.num_rows
                 self._advance(self._live, DEFAULT, self._rows)
@@ -202,6 +214,7 @@ class RunStore:
         self.clock = clock
         self._entries: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
+        self._asked = float("-inf")  # time.monotonic() of the last run a page asked for
 
     def run_ids(self) -> list[str]:
         """Run directories directly under the log directory (rescanned on every call)."""
@@ -224,10 +237,50 @@ class RunStore:
     def entry(self, run_id: str) -> RunEntry:
         run_id = self.resolve(run_id)
         with self._lock:
+            if threading.current_thread().name != PREFETCH_THREAD:  # a page asks
+                self._asked = time.monotonic()
             entry = self._entries.get(run_id)
             if entry is None:
                 entry = self._entries[run_id] = RunEntry(run_id, self.logdir / run_id, self.config, self.clock)
             return entry
+
+    def newest(self, limit: int) -> list[str]:
+        """The ``limit`` runs most recently written to (newest first), by their files' mtimes."""
+        def written(run_id: str) -> float:
+            run_dir = self.logdir / run_id
+            try:
+                return max(p.stat().st_mtime for p in [run_dir, *stream_paths(run_dir)])
+            except OSError:  # removed meanwhile
+                return float("-inf")
+        return sorted(self.run_ids(), key=written, reverse=True)[:max(0, limit)]
+
+    def prefetch(self, limit: int | None = None, then=None) -> threading.Thread:
+        """Read and fold the ``limit`` newest runs (default ``config.prefetch_runs``), one after the
+        other in a daemon thread, then call ``then(run_id)`` for each (e.g. build its first
+        charts). The newest is read at once; each other one once no page has asked for a run for
+        ``config.prefetch_idle_s`` (so it never competes with a page being opened or polled). A
+        run that fails is logged and skipped: the next is still read."""
+        limit = self.config.prefetch_runs if limit is None else limit
+
+        def work() -> None:
+            try:
+                run_ids = self.newest(limit)
+            except OSError:  # the log directory itself unreadable: pages will say so
+                log.warning("prefetch: cannot list %s", self.logdir, exc_info=True)
+                return
+            for i, run_id in enumerate(run_ids):
+                while i and (quiet := time.monotonic() - self._asked) < self.config.prefetch_idle_s:
+                    time.sleep(self.config.prefetch_idle_s - quiet)
+                try:
+                    self.entry(run_id).refresh(force=True)  # a broken log sets the entry's error
+                    if then is not None:
+                        then(run_id)
+                except Exception:  # e.g. removed meanwhile: the page will say so, the others still load
+                    log.warning("prefetch of run %r failed", run_id, exc_info=True)
+
+        thread = threading.Thread(target=work, name=PREFETCH_THREAD, daemon=True)
+        thread.start()
+        return thread
 
     def summaries(self) -> list[RunSummary]:
         """One summary per run; a run that cannot be summarised becomes an 'error' row."""

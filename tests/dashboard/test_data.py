@@ -204,7 +204,8 @@ def test_cli_warm_up_pays_pyarrows_lazy_pandas_import_before_serving():
 @pytest.mark.parametrize("argv, message", [(["--bogus"], "unrecognized arguments"),
                                            (["--logdir", "/no/such/dir"], "no such directory"),
                                            (["--port", "0"], "not a port number"),
-                                           (["--port", "abc"], "invalid int value")])
+                                           (["--port", "abc"], "invalid int value"),
+                                           (["--prefetch", "-1"], "not a number of runs")])
 def test_cli_bad_flags_one_line_error(argv, message, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dashboard.cli", *argv], capture_output=True, text=True,
                           timeout=60, cwd=tmp_path)
