@@ -60,6 +60,15 @@ def filter_line(app) -> str:
     return text_of(app.query_one("#event-filter-line"))
 
 
+async def events_tab_searching_in_worker(pilot, app) -> tuple[EventLogPanel, EventList]:
+    """Once loaded, the Events tab, with every search sent to a worker (``sync_rows=0``)."""
+    await wait_loaded(pilot)
+    await pilot.press("6")
+    panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
+    panel.sync_rows = 0
+    return panel, events
+
+
 async def search(pilot, text: str) -> None:
     await pilot.press("slash", *text, "enter")
 
@@ -68,10 +77,7 @@ async def test_long_search_runs_in_a_worker_and_a_superseded_one_is_dropped(run_
     rows = RunFollower(run_dir).poll().to_pylist()
     app = make_app(run_dir)
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_loaded(pilot)
-        await pilot.press("6")
-        panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
-        panel.sync_rows = 0
+        panel, events = await events_tab_searching_in_worker(pilot, app)
         held.held["gradient_low"] = threading.Event()
 
         await search(pilot, "gradient_low")
@@ -101,10 +107,7 @@ async def test_events_followed_during_a_search_are_filtered_after_it(run_dir, he
     table = RunFollower(run_dir).poll()
     app = make_app(run_dir)
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_loaded(pilot)
-        await pilot.press("6")
-        panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
-        panel.sync_rows = 0
+        panel, events = await events_tab_searching_in_worker(pilot, app)
         held.held["panic"] = threading.Event()
         await search(pilot, "panic")
         assert panel.searching is not None
