@@ -111,8 +111,9 @@ class LogFollower:
         kinds it contains, and nulls (hundreds of bytes a row, uncompressed) for every other
         kind. The kinds of each batch are read first; then the batches holding the same kinds,
         wherever they lie, are decoded as one stream of just the envelope and those kinds'
-        columns (Arrow decompresses them on several threads), and the other columns are null
-        arrays sharing one lazily-zeroed buffer, which costs neither decompression nor memory.
+        columns (Arrow decompresses them on several threads), and the other columns are slices
+        of one null array per field over a lazily-zeroed buffer, which costs neither
+        decompression nor memory.
         """
         if not ends:
             return []

@@ -28,7 +28,6 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from telemetry_schema.events import EVENT_TYPES, Event, Heartbeat, LogMessage, RunFinished, Scalar
 from telemetry_schema.schema import SCHEMA, null_array, zero_buffer
@@ -138,7 +137,7 @@ class EventWriter:
         return len(self._sq) // _SCALAR_WIDTH + len(self._eq)
 
     def _pending(self) -> int:
-        return len(self._sq) // _SCALAR_WIDTH + len(self._eq) + self._built - self.events_written
+        return self._queued() + self._built - self.events_written
 
     def _on_full(self) -> None:
         """``flush_rows`` records are pending: build them into a batch here (unless a flush is
@@ -219,9 +218,8 @@ class EventWriter:
         try:
             s_flat, e_recs = self._take_records()
             if s_flat or e_recs:
-                batch, kinds = self._build_batch(s_flat, e_recs)
-                if kinds > 1 and batch.num_rows >= _SEGMENT_ROWS:
-                    codes = pc.dictionary_encode(batch.column("kind")).indices.to_numpy()
+                batch, codes = self._build_batch(s_flat, e_recs)
+                if codes is not None and batch.num_rows >= _SEGMENT_ROWS:
                     self._ready.extend(batch.slice(lo, hi - lo) for lo, hi in kind_segments(codes))
                 else:
                     self._ready.append(batch)
@@ -259,10 +257,10 @@ class EventWriter:
         s_flat = s_parts[0] if len(s_parts) == 1 else [x for part in s_parts for x in part]
         return s_flat, e_recs
 
-    def _build_batch(self, s_flat: list, e_recs: list) -> tuple[pa.RecordBatch, int]:
+    def _build_batch(self, s_flat: list, e_recs: list) -> tuple[pa.RecordBatch, np.ndarray | None]:
         """One batch of the records, ordered by clock reading and, among equal readings, by
         emission (typed events keep the order they were emitted in; scalars, kept in a list of
-        their own, come first); and the number of kinds in it."""
+        their own, come first); and each row's kind as a code, or None when it holds one kind."""
         parts, emitted = [], []
         if s_flat:
             w = _SCALAR_WIDTH
@@ -285,13 +283,16 @@ class EventWriter:
             parts.append(self._kind_table(kind, (t, step, epoch, env, slot, seed), payload))
             emitted.append(np.array(index))
         table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        codes = None
         if len(parts) > 1:
             t = table.column("t").to_numpy()
-            table = table.take(pa.array(np.lexsort((np.concatenate(emitted), t))))
+            order = np.lexsort((np.concatenate(emitted), t))
+            table = table.take(pa.array(order))
+            codes = np.repeat(np.arange(len(parts)), [p.num_rows for p in parts])[order]
         seq = np.arange(self._seq, self._seq + table.num_rows, dtype=np.int64)
         self._seq += table.num_rows
         table = table.set_column(0, SCHEMA.field("seq"), pa.array(seq))
-        return table.combine_chunks().to_batches()[0], len(parts)
+        return table.combine_chunks().to_batches()[0], codes
 
     def _kind_table(self, kind, envelope, payload) -> pa.Table:
         t_list, step, epoch, env, slot, seed = envelope
