@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry_schema.arrays import codes, floats, from_numpy, to_numpy
 from telemetry_schema.state import (  # noqa: F401
     LIVE_STAGES,
     STAGES,
@@ -51,13 +52,13 @@ def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
         return table
     batches = table.to_batches()
     if len(batches) == 1:
-        return table.take(pa.array(rows))
+        return table.take(from_numpy(rows))
     ends = np.cumsum([b.num_rows for b in batches])
     cuts = np.searchsorted(rows, ends)
     parts, lo, start = [], 0, 0
     for batch, end, hi in zip(batches, ends, cuts):
         if hi > lo:
-            parts.append(batch.take(pa.array(rows[lo:hi] - start)))
+            parts.append(batch.take(from_numpy(rows[lo:hi] - start)))
         lo, start = hi, end
     return pa.Table.from_batches(parts, schema=table.schema)
 
@@ -74,17 +75,16 @@ def _dense_rows(table: pa.Table, kind: str, rows: np.ndarray) -> pa.Table:
         return _take(sub, rows)
     mask = np.zeros(table.num_rows, bool)
     mask[rows] = True
-    return sub.filter(pa.array(mask))
+    return sub.filter(from_numpy(mask))
 
 
 def _groups(col):
     """(value, boolean mask) for each distinct value of a string column, in first-seen order."""
     enc = pc.dictionary_encode(col)
     enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
-    idx = enc.indices.to_numpy(zero_copy_only=False)
+    idx = codes(enc)
     values = enc.dictionary.to_pylist()
     if enc.indices.null_count:
-        idx = np.where(pc.is_null(enc.indices).to_numpy(zero_copy_only=False), -1, idx)
         yield None, idx == -1
     for i, value in enumerate(values):
         yield value, idx == i
@@ -92,9 +92,7 @@ def _groups(col):
 
 def _num(table: pa.Table, kind: str, name: str) -> np.ndarray:
     """A payload field of ``kind`` as a float numpy array (nulls -> NaN)."""
-    arr = pc.struct_field(table.column(kind), name)
-    return arr.to_numpy(zero_copy_only=False).astype(np.float64) if arr.null_count == 0 else \
-        pc.fill_null(pc.cast(arr, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    return floats(pc.struct_field(table.column(kind), name))
 
 
 class Fold:
@@ -127,14 +125,20 @@ class Fold:
     def update(self, table: pa.Table) -> RunState:
         if table.num_rows == 0:
             return self.state
-        self.state.ranks.update(table)
+        ranks = to_numpy(table.column("rank"))
+        wall = _wall_seconds(table.column("wall_time"))
+        kinds = pc.dictionary_encode(table.column("kind")).combine_chunks()
+        names = kinds.dictionary.to_pylist()
+        kind_codes = codes(kinds)
+        stage_rows = np.flatnonzero(kind_codes == names.index("stage_changed")) if "stage_changed" in names else None
+        self.state.ranks.update(table, ranks, wall, stage_rows)
         # The rank and env filters pick rows by index: filtering the table itself would copy
         # every column of every kind (hundreds of bytes a row) to keep a few of them.
         keep = None
         if self.rank is not None:
-            keep = table.column("rank").to_numpy() == self.rank
+            keep = ranks == self.rank
         if self.env is not None:
-            in_env = table.column("env").to_numpy() == self.env
+            in_env = to_numpy(table.column("env")) == self.env
             keep = in_env if keep is None else keep & in_env
             self.state.envs.add(self.env)
         if keep is not None and keep.all():
@@ -142,14 +146,10 @@ class Fold:
         if keep is not None and not keep.any():
             return self.state
         st = self.state
-        kinds = pc.dictionary_encode(table.column("kind")).combine_chunks()
-        codes = kinds.indices.to_numpy(zero_copy_only=False)
         if keep is not None:
-            codes = np.where(keep, codes, -1)
-        names = kinds.dictionary.to_pylist()
-        rows_by_kind = {name: rows for i, name in enumerate(names) if len(rows := np.flatnonzero(codes == i))}
-        wall = _wall_seconds(table.column("wall_time"))
-        envelope = {name: table.column(name).to_numpy() for name in ("seq", "epoch", "step")}
+            kind_codes = np.where(keep, kind_codes, -1)
+        rows_by_kind = {name: rows for i, name in enumerate(names) if len(rows := np.flatnonzero(kind_codes == i))}
+        envelope = {name: to_numpy(table.column(name)) for name in ("seq", "epoch", "step")}
         if keep is not None:
             wall_kept, envelope = wall[keep], {k: v[keep] for k, v in envelope.items()}
         else:
@@ -179,8 +179,8 @@ class Fold:
     # -- dense kinds -----------------------------------------------------------------------
 
     def _env(self, sub: pa.Table, wall: np.ndarray) -> dict[str, np.ndarray]:
-        return {"epoch": sub.column("epoch").to_numpy(), "step": sub.column("step").to_numpy(),
-                "wall": wall, "seq": sub.column("seq").to_numpy()}
+        return {"epoch": to_numpy(sub.column("epoch")), "step": to_numpy(sub.column("step")),
+                "wall": wall, "seq": to_numpy(sub.column("seq"))}
 
     def _by_slot(self, sub: pa.Table):
         yield from _groups(sub.column("slot"))
@@ -206,7 +206,7 @@ class Fold:
                 ("train_loss", "train_acc", "val_loss", "val_acc", "perplexity", "host_params",
                  "total_params", "seconds")}
         self.state.epochs.append(epoch=env["epoch"], step=env["step"], wall=wall, seq=env["seq"],
-                                 env=sub.column("env").to_numpy(), **cols)
+                                 env=to_numpy(sub.column("env")), **cols)
         last = pc.struct_field(sub.column("epoch_completed"), "per_class_acc")[-1].as_py()
         self.state.per_class_acc = last or []
 
@@ -229,12 +229,13 @@ class Fold:
     def _dense_alpha(self, sub, wall):
         env = self._env(sub, wall)
         value, target = _num(sub, "alpha", "value"), _num(sub, "alpha", "target")
-        modes = pc.struct_field(sub.column("alpha"), "mode").to_numpy(zero_copy_only=False)
+        modes = pc.struct_field(sub.column("alpha"), "mode")
         for slot, m in self._by_slot(sub):
+            mode = modes[int(np.flatnonzero(m)[-1])].as_py()
             series = self.state.alpha.setdefault(slot, Series("epoch", "step", "value", "target", "wall", "seq"))
             series.append(value=value[m], target=target[m], **{k: v[m] for k, v in env.items()})
             self._set_latest(slot, int(env["seq"][m][-1]), alpha=float(value[m][-1]),
-                             alpha_target=float(target[m][-1]), alpha_mode=str(modes[m][-1]))
+                             alpha_target=float(target[m][-1]), alpha_mode=str(mode))
 
     def _dense_counterfactual(self, sub, wall):
         env = self._env(sub, wall)
@@ -250,7 +251,7 @@ class Fold:
 
     def _dense_reward(self, sub, wall):
         env = self._env(sub, wall)
-        envs = sub.column("env").to_numpy()
+        envs = to_numpy(sub.column("env"))
         self.state.rewards.append(env=envs, epoch=env["epoch"], step=env["step"], wall=wall,
                                   seq=env["seq"], total=_num(sub, "reward", "total"))
         comps = pc.struct_field(sub.column("reward"), "components").to_pylist()
@@ -281,6 +282,8 @@ class Fold:
             if name not in table.column_names:
                 continue
             sub = _take(table.select(list(envelope) + [name]), rows)
+            # wall time as integer microseconds: datetimes with a time zone cost more to make
+            sub = sub.set_column(5, "wall_time", pc.cast(sub.column(5), pa.int64()))
             for idx, rec in zip(rows.tolist(), sub.to_pylist()):
                 records.append((idx, name, rec))
         records.sort(key=lambda r: r[0])
@@ -303,7 +306,7 @@ class Fold:
         st.world_size, st.num_envs, st.heartbeat_s = p["world_size"], p["num_envs"], p["heartbeat_s"]
         st.versions = {"python": p["python_version"], "torch": p["torch_version"]}
         if rec["wall_time"] is not None:
-            st.started_wall = rec["wall_time"].timestamp()
+            st.started_wall = rec["wall_time"] / 1e6
         try:
             st.config = json.loads(p["config_json"] or "{}")
         except ValueError:

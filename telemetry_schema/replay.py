@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry_schema.arrays import rows_equal, to_numpy
 from telemetry_schema.fold import Fold, RunState
 
-# Named targets for next/previous seeks: kind, plus an optional payload condition.
+# Named targets for next/previous seeks: kind, plus an optional condition on a boolean payload field.
 TARGETS = {
     "panic": ("governor_panic", None),
     "rollback": ("governor_rollback", None),
@@ -95,15 +96,15 @@ class Replay:
         pos = self._positions.get(target)
         if pos is None:
             kind, cond = TARGETS[target]
-            mask = pc.equal(self.table.column("kind"), kind)
-            if cond is not None:
-                field, value = cond
-                hit = pc.equal(pc.struct_field(self.table.column(kind), field), value)
-                mask = pc.and_(mask, pc.fill_null(hit, False))
+            pos = rows_equal(self.table.column("kind"), kind)
+            if cond is not None and len(pos):
+                field, value = cond  # a boolean field (nulls never match)
+                hit = pc.struct_field(self.table.column(kind), field)
+                hit = hit if value else pc.invert(hit)
+                pos = pos[to_numpy(pc.and_kleene(pc.is_valid(hit), hit))[pos]]
             for column, value in self._stream.items():
-                if value is not None:
-                    mask = pc.and_(mask, pc.equal(self.table.column(column), value))
-            pos = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+                if value is not None and len(pos):
+                    pos = pos[to_numpy(self.table.column(column))[pos] == value]
             self._positions[target] = pos
         return pos
 

@@ -13,9 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry_schema.arrays import from_numpy, to_numpy
 
 def _wall_seconds(col) -> np.ndarray:
-    return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+    return to_numpy(pc.cast(col, pa.int64())) / 1e6
 
 
 
@@ -266,16 +267,17 @@ class RankCheck:
         self.last_wall: dict[int, float] = {}
         self.divergence: str | None = None
 
-    def update(self, table: pa.Table) -> None:
-        ranks = table.column("rank").to_numpy()
-        wall = _wall_seconds(table.column("wall_time"))
+    def update(self, table: pa.Table, ranks: np.ndarray, wall: np.ndarray, stage_rows: np.ndarray | None) -> None:
+        """Take in ``table``, given its rank and wall-time (seconds) columns as numpy and the
+        indices of its ``stage_changed`` rows (the fold has them at hand)."""
         for rank in np.unique(ranks).tolist():
             self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), float(wall[ranks == rank].max()))
             self.moves.setdefault(rank, [])
-        mask = pc.equal(table.column("kind"), "stage_changed")
-        if not pc.any(mask).as_py():
+        if stage_rows is None or not len(stage_rows):
             return
-        sub = table.filter(mask).select(["rank", "epoch", "slot", "stage_changed"]).to_pylist()
+        mask = np.zeros(table.num_rows, bool)
+        mask[stage_rows] = True
+        sub = table.select(["rank", "epoch", "slot", "stage_changed"]).filter(from_numpy(mask)).to_pylist()
         for r in sub:
             self.moves[r["rank"]].append((r["epoch"], r["slot"], r["stage_changed"]["to_stage"]))
         self._compare()

@@ -157,6 +157,20 @@ def test_replay_seeks(table):
     assert replay.state.events == 10
 
 
+def test_replay_targets_are_the_rows_a_plain_scan_finds(table):
+    from telemetry_schema.replay import TARGETS
+
+    rows = table.select(["kind", "gate_evaluated"]).to_pylist()
+    for target, (kind, cond) in TARGETS.items():
+        want = [i for i, r in enumerate(rows) if r["kind"] == kind
+                and (cond is None or (r[kind] or {}).get(cond[0]) == cond[1])]
+        assert Replay(table, cursor=0).positions(target).tolist() == want and want, target
+    ranked = pa.concat_tables([table.slice(0, 500), table.slice(0, 500).set_column(
+        3, "rank", pa.array([1] * 500, pa.int16()))])
+    gates = Replay(ranked, cursor=0, rank=1).positions("gate_failure").tolist()
+    assert gates and all(g >= 500 for g in gates)
+
+
 def _ranked_table(moves_by_rank: dict[int, list[tuple[int, str]]]) -> pa.Table:
     tables = []
     for rank, moves in moves_by_rank.items():

@@ -1,6 +1,10 @@
-"""The first screen does no work twice: each plot on it is drawn once, at its settled size."""
+"""Start-up: the first screen does no work twice (each plot drawn once, at its settled size), and
+neither it nor any tab pays for importing pandas."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from textual.app import App, ComposeResult
@@ -56,3 +60,32 @@ async def test_a_drawing_superseded_before_it_starts_is_skipped(charts):
         await wait_for(pilot, lambda: not one.pending)
         assert [title for title, *_ in charts] == ["second"]
         assert one._drawn[0].title == "second" and one._drawn[1] == (60, 20)
+
+
+def test_the_first_screen_and_every_tab_do_not_import_pandas(run_dir):
+    """pyarrow's pandas bridge imports pandas (0.2-0.4 s of the start-up) on a first conversion:
+    the read, the fold and every panel avoid it (a fresh interpreter, the real app)."""
+    pytest.importorskip("pandas")  # otherwise there is nothing to avoid
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from tui.app import TABS, EsperApp\n"
+        "from tui.source import Target\n"
+        "async def main():\n"
+        f"    app = EsperApp(Target('run', Path({str(run_dir)!r})))\n"
+        "    async with app.run_test(size=(160, 48)) as pilot:\n"
+        "        while not app.session.loaded:\n"
+        "            await asyncio.sleep(0.01)\n"
+        "        await pilot.pause()\n"
+        "        seen = ['first' if 'pandas' in sys.modules else '']\n"
+        "        for i, tab in enumerate(TABS):\n"
+        "            await pilot.press(str(i + 1))\n"
+        "            await pilot.pause(0.1)\n"
+        "            seen.append(tab if 'pandas' in sys.modules else '')\n"
+        "        print(app.session.length, [s for s in seen if s])\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    events, _, imported = out.stdout.strip().partition(" ")
+    assert int(events) > 9_000
+    assert imported == "[]"  # the first screen, or the tab after which pandas was loaded

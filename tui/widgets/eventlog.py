@@ -230,6 +230,8 @@ class EventList(ScrollView, can_focus=True):
         if len(self._cache) > 2000:
             self._cache.clear()
         rows = pa.concat_tables([self.table.slice(self.table_row(i), 1) for i in missing])
+        # a line has no wall time, and zoned datetimes would import pandas (0.3 s) on first show
+        rows = rows.drop_columns(["wall_time"])
         for i, row in zip(missing, rows.to_pylist()):
             self._cache[i] = (event_line(row), row["kind"])
 

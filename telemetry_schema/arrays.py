@@ -1,0 +1,77 @@
+"""Arrow <-> numpy for the fold's columns, without pyarrow's pandas bridge.
+
+pyarrow converts through its pandas layer (``Array.to_numpy``, ``pa.array``, ``pa.scalar``, a
+Python value given to a compute function), and that layer imports pandas on first use: 0.2 to
+0.4 s of one core, the largest single cost of a viewer's first screen of a small log. The
+functions here take numeric and boolean arrays through DLPack and raw buffers instead, and
+compare strings through their dictionary encoding; anything else falls back to pyarrow's own
+conversion (which is correct, only slower to start).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def to_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The values as a numpy array, as ``to_numpy(zero_copy_only=False)`` gives them.
+
+    Integers and floats without nulls are zero-copy views (read-only) of a single chunk;
+    floats with nulls give NaN there; booleans without nulls are unpacked; timestamps are
+    ``datetime64``. Other types (strings, nested, integers with nulls) go through pyarrow.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks == 1:
+            return to_numpy(values.chunk(0))
+        if values.num_chunks == 0:
+            return to_numpy(values.combine_chunks())
+        return np.concatenate([to_numpy(c) for c in values.chunks])
+    t = values.type
+    if pa.types.is_timestamp(t) and values.null_count == 0:
+        return to_numpy(values.view(pa.int64())).view(f"datetime64[{t.unit}]")
+    if pa.types.is_boolean(t) and values.null_count == 0:
+        bits = np.frombuffer(values.buffers()[1], np.uint8)
+        return np.unpackbits(bits, count=values.offset + len(values), bitorder="little")[values.offset:].astype(bool)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        if values.null_count == 0:
+            return np.from_dlpack(values)
+        if pa.types.is_floating(t):
+            return np.from_dlpack(pc.coalesce(values, from_numpy(np.full(len(values), np.nan, values.type.to_pandas_dtype()))))
+    return values.to_numpy(zero_copy_only=False)
+
+
+def floats(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The values as float64, nulls as NaN."""
+    if values.null_count == 0:
+        return to_numpy(values).astype(np.float64)
+    return to_numpy(pc.cast(values, pa.float64()))
+
+
+def from_numpy(array: np.ndarray) -> pa.Array:
+    """A 1-D numpy array of numbers or booleans as an Arrow array without nulls (zero-copy
+    for numbers)."""
+    array = np.ascontiguousarray(array)
+    if array.dtype == np.bool_:
+        bits = np.packbits(array, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(array), [None, pa.py_buffer(bits)])
+    return pa.Array.from_buffers(pa.from_numpy_dtype(array.dtype), len(array), [None, pa.py_buffer(array)])
+
+
+def rows_equal(column: pa.Array | pa.ChunkedArray, value: str) -> np.ndarray:
+    """The indices of the rows of a string column equal to ``value`` (ascending)."""
+    enc = pc.dictionary_encode(column)
+    enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
+    names = enc.dictionary.to_pylist()
+    if value not in names:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(codes(enc) == names.index(value))
+
+
+def codes(encoded: pa.DictionaryArray) -> np.ndarray:
+    """The dictionary indices of each row, -1 for a null."""
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.coalesce(indices, from_numpy(np.full(len(indices), -1, indices.type.to_pandas_dtype())))
+    return to_numpy(indices)
