@@ -10,7 +10,7 @@ from typing import Callable
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
@@ -25,6 +25,7 @@ from tui.session import Session
 from tui.source import Target
 from tui.widgets.eventlog import EventList, envelope_and_payload
 from tui.widgets.eventpanel import EventLogPanel
+from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
 from tui.widgets.history import DecisionsTable, GatesTable, GovernorTable, HistoryTable
 from tui.widgets.metrics import MetricsGrid
@@ -115,7 +116,7 @@ class EsperApp(App):
                 yield EventLogPanel(id="events")
             with TabPane("7 Policy", id="tab-policy"):
                 yield PolicyPanel(id="policy")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._main = self.screen  # panels live here even while a picker or dialog is on top

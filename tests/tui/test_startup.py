@@ -89,3 +89,41 @@ def test_the_first_screen_and_every_tab_do_not_import_pandas(run_dir):
     events, _, imported = out.stdout.strip().partition(" ")
     assert int(events) > 9_000
     assert imported == "[]"  # the first screen, or the tab after which pandas was loaded
+
+
+def footer_keys(app) -> list[str]:
+    from textual.widgets._footer import FooterKey
+
+    return [key.description for key in app.screen.query(FooterKey)]
+
+
+async def test_the_footer_is_recomposed_only_when_its_keys_change(run_dir, tmp_path, monkeypatch):
+    from textual.widgets import Footer
+
+    from .test_scope import write_ranked_run
+
+    built = []
+    recompose = Footer.recompose
+
+    async def counting(self):
+        await recompose(self)
+        built.append(footer_keys(self.app))
+
+    monkeypatch.setattr(Footer, "recompose", counting)
+    published = []
+    app = make_app(run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.bindings_updated_signal.subscribe(app, lambda screen: published.append(screen))
+        await wait_loaded(pilot)
+        assert "Quit" in footer_keys(app) and "Rank" not in footer_keys(app)
+        for key in "23451":  # tabs whose focused widget has keys of its own, and tabs without
+            await pilot.press(key)
+            await pilot.pause(0.05)
+        assert len(published) > len(built) >= 3
+        assert all(a != b for a, b in zip(built, built[1:]))  # each recompose showed other keys
+    built.clear()
+    app = make_app(write_ranked_run(tmp_path, "two-ranks"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        assert "Rank" in footer_keys(app)  # known once the log is read: the footer changed
+        assert built and built[-1] == footer_keys(app)

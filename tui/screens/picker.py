@@ -9,10 +9,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui import fmt
 from tui.source import RunSummary, list_runs, summarize
+from tui.widgets.footer import KeyFooter
 
 COLUMNS = ("run", "status", "task", "epochs", "fossil", "pruned", "panics", "events")
 
@@ -41,7 +42,7 @@ class RunPicker(Screen):
     def compose(self) -> ComposeResult:
         yield Static(f"runs in {self.runs_dir} — Enter opens a run", id="picker-title")
         yield DataTable(id="picker-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
