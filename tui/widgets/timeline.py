@@ -3,6 +3,8 @@ marks, and a governor lane with panics and rollbacks."""
 
 from __future__ import annotations
 
+from itertools import groupby
+
 from rich.text import Text
 from textual.widget import Widget
 
@@ -72,9 +74,11 @@ def timeline_lines(state: RunState, width: int) -> list[Text]:
 
 
 def _lane(label: str, cells: list[tuple[str, str]]) -> Text:
+    """A lane's label and cells; a run of cells of one style is one span (a span per cell made
+    the timeline a fifth of the first screen's paint)."""
     text = Text(label[: LABEL - 1].ljust(LABEL), style="bold")
-    for glyph, style in cells:
-        text.append(glyph, style=style)
+    for style, run in groupby(cells, key=lambda cell: cell[1]):
+        text.append("".join(glyph for glyph, _ in run), style=style)
     return text
 
 
