@@ -26,6 +26,10 @@ class FirstRead:
     error: str = ""
 
 
+HEAD_START_S = 1.0
+"""How long ``esper-tui`` lets the first read run alone before it starts the app beside it."""
+
+
 class Prefetch:
     """Polls and folds a target once, in a daemon thread; ``result()`` waits for it."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from textual.app import App, ComposeResult
@@ -127,3 +128,28 @@ async def test_the_footer_is_recomposed_only_when_its_keys_change(run_dir, tmp_p
         await wait_loaded(pilot)
         assert "Rank" in footer_keys(app)  # known once the log is read: the footer changed
         assert built and built[-1] == footer_keys(app)
+
+
+def test_esper_tui_starts_the_app_once_a_short_read_is_done(run_dir, runs_dir, monkeypatch):
+    """``make_app`` (what ``esper-tui`` runs) lets the first read finish alone when it is short,
+    and waits no longer than ``HEAD_START_S`` for a long one."""
+    import threading
+
+    import tui.loader as loader
+    from tui.cli import make_app
+    from tui.source import resolve
+
+    app = make_app(resolve(str(run_dir)))
+    first = app.prefetch.result(timeout=0)
+    assert first is not None and first.table.num_rows > 9_000 and not first.error
+    assert make_app(resolve(str(runs_dir))).prefetch is None  # the picker reads nothing yet
+
+    hold = threading.Event()
+    run = loader.Prefetch._run
+    monkeypatch.setattr(loader.Prefetch, "_run", lambda self: (hold.wait(), run(self)))
+    monkeypatch.setattr(loader, "HEAD_START_S", 0.2)
+    t = time.perf_counter()
+    slow = make_app(resolve(str(run_dir)))
+    assert 0.2 <= time.perf_counter() - t < 2.0 and slow.prefetch.result(timeout=0) is None
+    hold.set()
+    assert slow.prefetch.result(timeout=10).table.num_rows == first.table.num_rows
