@@ -66,6 +66,7 @@ async def events_tab_searching_in_worker(pilot, app) -> tuple[EventLogPanel, Eve
     await pilot.press("6")
     panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
     panel.sync_rows = 0
+    panel.type_delay = 30.0  # typed text applies on Enter only: one search per ``search()``
     return panel, events
 
 
@@ -133,7 +134,29 @@ async def test_short_filters_stay_on_the_ui_thread(run_dir, held):
         await wait_loaded(pilot)
         await pilot.press("6")
         panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
+        panel.type_delay = 30.0
         assert panel.sync_rows >= table.num_rows
         await search(pilot, "panic")  # done by the time the key is handled: no worker, no wait
         assert panel.searching is None and events.count == hits(table.to_pylist(), "panic")
         assert held.calls == [("panic", 0, table.num_rows)] and held.on_ui_thread == [True]
+
+
+async def test_the_search_applies_as_you_type(run_dir):
+    rows = RunFollower(run_dir).poll().to_pylist()
+    app = make_app(run_dir)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("6", "slash", *"pani")
+        panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
+        box = app.query_one("#event-search")
+        await wait_for(pilot, lambda: panel.flt.text == "pani")  # no Enter: the pause applies it
+        assert events.count == hits(rows, "pani") > 0 and box.has_focus and box.has_class("-open")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: panel.flt.text == "panic")
+        assert events.count == hits(rows, "panic") < len(rows)
+        await pilot.press(*["backspace"] * 5)
+        await wait_for(pilot, lambda: panel.flt.text == "")
+        assert events.count == len(rows)
+        await pilot.press(*"gate", "enter")  # Enter applies at once and closes the box
+        assert panel.flt.text == "gate" and events.count == hits(rows, "gate") > 0
+        assert not box.has_class("-open") and events.has_focus

@@ -30,7 +30,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("s / S", "next / previous stage change"),
     )),
     ("event log", (
-        ("/", "text search (Enter applies)"), ("t", "cycle kind filter"), ("o", "cycle slot filter"),
+        ("/", "text search, as you type (Enter closes the box)"), ("t", "cycle kind filter"), ("o", "cycle slot filter"),
         ("f", "follow new events on / off"), ("Esc", "clear filters"),
         ("PgUp / PgDn, ctrl+b / ctrl+f", "page up / down"), ("Home / End", "first / last event"),
     )),

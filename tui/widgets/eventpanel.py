@@ -1,5 +1,6 @@
 """The event-log tab: a filter line, a search box and the virtual event list.
 
+The search applies as you type (once keys pause for ``TYPE_DELAY_S``) and on Enter.
 Filtering a long log takes a while (0.05–0.25 s for a text search over a million events), so
 beyond ``SYNC_ROWS`` rows it runs in a thread worker: the list keeps showing the previous rows,
 the filter line says "searching…", and only the newest search's rows are taken. A newer filter
@@ -19,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
@@ -27,6 +29,8 @@ from tui.widgets.eventlog import EventFilter, EventList, FilteredRows, filter_ro
 
 SYNC_ROWS = 100_000
 """Filters over more rows than this run in a worker (a few ms below it, on the UI thread)."""
+TYPE_DELAY_S = 0.15
+"""The search applies as you type, once no key has come for this long (Enter applies at once)."""
 
 
 class EventLogPanel(Vertical):
@@ -49,11 +53,14 @@ class EventLogPanel(Vertical):
             super().__init__()
             self.request, self.flt, self.start, self.limit, self.rows = request, flt, start, limit, rows
 
-    def __init__(self, *, sync_rows: int = SYNC_ROWS, **kwargs) -> None:
+    def __init__(self, *, sync_rows: int = SYNC_ROWS, type_delay: float = TYPE_DELAY_S, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session: Session | None = None
         self.sync_rows = sync_rows
         """Filters over at most this many rows run on the UI thread; longer ones in a worker."""
+        self.type_delay = type_delay
+        """Seconds without a key before the search box's text applies."""
+        self._typing: Timer | None = None
         self._filtered = FilteredRows()
         self._request = 0
         self.searching: tuple[EventFilter, int] | None = None
@@ -61,7 +68,7 @@ class EventLogPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="event-filter-line")
-        yield Input(placeholder="search events (Enter to apply, Esc to cancel)", id="event-search")
+        yield Input(placeholder="search events as you type (Enter: done, Esc: clear filters)", id="event-search")
         yield EventList(id="event-list")
 
     def show(self, session: Session) -> None:
@@ -168,13 +175,30 @@ class EventLogPanel(Vertical):
         box.focus()
 
     def action_clear(self) -> None:
+        self._stop_typing()
         self.flt = EventFilter()
         self._close_search()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._stop_typing()
+        self._typing = self.set_timer(self.type_delay, lambda: self._apply_text(event.value))
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.flt = EventFilter(self.flt.kind, self.flt.slot, event.value.strip())
+        self._stop_typing()
+        self._apply_text(event.value)
         self._close_search()
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.stop()
+            self._typing = None
+
+    def _apply_text(self, value: str) -> None:
+        self._typing = None
+        if value.strip() != self.flt.text:
+            self.flt = EventFilter(self.flt.kind, self.flt.slot, value.strip())
 
     def _close_search(self) -> None:
         self.query_one("#event-search", Input).remove_class("-open")
