@@ -42,7 +42,7 @@ def bench_esper(out: Path, vals: list[float]) -> dict:
     w.close()
     write_s = time.perf_counter() - t0
     timings = []
-    for _ in range(2):  # the first pass pays pyarrow's one-off imports (pandas, when installed)
+    for _ in range(2):  # the first pass pays one-off costs (fresh memory pages, Arrow's thread pool)
         t0 = time.perf_counter()
         table = read_log(path).table
         state = fold_table(table)
