@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from telemetry_schema.arrays import from_numpy, to_numpy
 
+
 def _wall_seconds(col) -> np.ndarray:
     return to_numpy(pc.cast(col, pa.int64())) / 1e6
 
