@@ -60,8 +60,10 @@ def _quiet_handler():
 
 def warm_up() -> None:
     """Pay one-time lazy costs while starting, not on the first page someone opens: pyarrow's
-    first ``pa.array`` call imports its pandas shim (pandas itself, when installed), which the
-    first read of a run's log would otherwise do (0.3-0.8 s measured on 2 cores)."""
+    first conversion of Python values (``pa.array``, a Python scalar given to a compute
+    function) imports its pandas shim (pandas itself, when installed), which the first page's
+    event table and run status would otherwise do (0.3-0.8 s measured on 2 cores). The read and
+    the fold no longer convert that way."""
     import pyarrow as pa
 
     pa.array([], pa.int64())
