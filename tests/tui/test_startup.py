@@ -63,9 +63,10 @@ async def test_a_drawing_superseded_before_it_starts_is_skipped(charts):
         assert one._drawn[0].title == "second" and one._drawn[1] == (60, 20)
 
 
-def test_the_first_screen_and_every_tab_do_not_import_pandas(run_dir):
+def test_the_first_screen_tabs_filters_and_seeks_do_not_import_pandas(run_dir):
     """pyarrow's pandas bridge imports pandas (0.2-0.4 s of the start-up) on a first conversion:
-    the read, the fold and every panel avoid it (a fresh interpreter, the real app)."""
+    the read, the fold, every panel, the event filters and the replay seeks avoid it (a fresh
+    interpreter, the real app)."""
     pytest.importorskip("pandas")  # otherwise there is nothing to avoid
     code = (
         "import asyncio, sys\n"
@@ -83,6 +84,10 @@ def test_the_first_screen_and_every_tab_do_not_import_pandas(run_dir):
         "            await pilot.press(str(i + 1))\n"
         "            await pilot.pause(0.1)\n"
         "            seen.append(tab if 'pandas' in sys.modules else '')\n"
+        "        for keys in (('6', 't', 'o'), ('escape', 'slash', *'gate', 'enter'), ('enter',), ('escape', 'P'), ('X',)):\n"
+        "            await pilot.press(*keys)  # event filters, search and detail, replay seeks\n"
+        "            await pilot.pause(0.2)\n"
+        "            seen.append(''.join(keys) if 'pandas' in sys.modules else '')\n"
         "        print(app.session.length, [s for s in seen if s])\n"
         "asyncio.run(main())\n"
     )
