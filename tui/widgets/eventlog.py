@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry_schema.arrays import codes, from_numpy, to_numpy
+from telemetry_schema.arrays import codes, from_numpy, rows_equal, to_numpy
 from telemetry_schema.schema import ENVELOPE_NAMES
 
 KIND_STYLES = {"governor_panic": "bold red", "governor_rollback": "bold yellow", "gate_evaluated": "cyan",
@@ -108,7 +108,7 @@ def filter_rows(table: pa.Table, flt: EventFilter, limit: int, start: int = 0) -
         value = getattr(flt, column)
         if value:
             hit = np.zeros(table.num_rows, bool)
-            hit[_value_rows(table.column(column)).get(value, np.zeros(0, np.int64))] = True
+            hit[rows_equal(table.column(column), value)] = True
             mask &= hit
     for column in ("rank", "env"):
         if getattr(flt, column) is not None:
