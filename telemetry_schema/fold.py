@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry_schema.arrays import codes, floats, from_numpy, to_numpy
+from telemetry_schema.arrays import codes, floats, from_numpy, take_rows, to_numpy
 from telemetry_schema.state import (  # noqa: F401
     LIVE_STAGES,
     STAGES,
@@ -37,42 +37,22 @@ _DENSE = ("scalar", "batch_metrics", "gradient_stats", "alpha", "heartbeat", "co
 _PROGRESS_EXCLUDED = ("heartbeat", "log")
 
 
-_ENVELOPE_COLS = ("seq", "epoch", "step", "env")
 _SLOTTED = frozenset({"gradient_stats", "alpha", "counterfactual"})
 """Dense kinds folded per slot (the others never read the slot column)."""
-
-
-def _take(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """The rows (ascending indices) of a table; a no-op when every row is taken.
-
-    Taken batch by batch: ``Table.take`` concatenates every chunk of every column first, which
-    costs the whole table for a kind that has ten rows in it.
-    """
-    if len(rows) == table.num_rows:
-        return table
-    batches = table.to_batches()
-    if len(batches) == 1:
-        return table.take(from_numpy(rows))
-    ends = np.cumsum([b.num_rows for b in batches])
-    cuts = np.searchsorted(rows, ends)
-    parts, lo, start = [], 0, 0
-    for batch, end, hi in zip(batches, ends, cuts):
-        if hi > lo:
-            parts.append(batch.take(from_numpy(rows[lo:hi] - start)))
-        lo, start = hi, end
-    return pa.Table.from_batches(parts, schema=table.schema)
+_WITH_ENV = frozenset({"reward", "epoch_completed"})
+"""Dense kinds that keep the environment of each row."""
 
 
 def _dense_rows(table: pa.Table, kind: str, rows: np.ndarray) -> pa.Table:
-    """The envelope columns a dense fold reads and ``kind``'s column, at ``rows`` (copying the
-    string columns it does not read cost more than the rest). A kind holding most of the table (batch
-    metrics in a training log) is filtered with a mask: ``take`` with a million indices costs
-    several times more."""
-    sub = table.select(_ENVELOPE_COLS + (("slot",) if kind in _SLOTTED else ()) + (kind,))
+    """``kind``'s column (and the slot column, for a kind folded per slot) at ``rows``; the
+    envelope comes from the numpy arrays ``update`` made once for the whole table. A kind
+    holding most of the table (batch metrics in a training log) is filtered with a mask:
+    ``take`` with a million indices costs several times more."""
+    sub = table.select((("slot",) if kind in _SLOTTED else ()) + (kind,))
     if len(rows) == table.num_rows:
         return sub
     if len(rows) * 8 < table.num_rows:
-        return _take(sub, rows)
+        return take_rows(sub, rows)
     mask = np.zeros(table.num_rows, bool)
     mask[rows] = True
     return sub.filter(from_numpy(mask))
@@ -149,16 +129,14 @@ class Fold:
         if keep is not None:
             kind_codes = np.where(keep, kind_codes, -1)
         rows_by_kind = {name: rows for i, name in enumerate(names) if len(rows := np.flatnonzero(kind_codes == i))}
-        envelope = {name: to_numpy(table.column(name)) for name in ("seq", "epoch", "step")}
-        if keep is not None:
-            wall_kept, envelope = wall[keep], {k: v[keep] for k, v in envelope.items()}
-        else:
-            wall_kept = wall
-        st.events += len(wall_kept)
-        st.last_seq = int(envelope["seq"].max())
-        st.epoch = max(st.epoch, int(envelope["epoch"].max()))
-        st.step = max(st.step, int(envelope["step"].max()))
-        st.last_wall = float(wall_kept.max())
+        columns = {name: to_numpy(table.column(name)) for name in ("seq", "epoch", "step")}
+        columns["wall"] = wall
+        kept = columns if keep is None else {k: v[keep] for k, v in columns.items()}
+        st.events += len(kept["wall"])
+        st.last_seq = int(kept["seq"].max())
+        st.epoch = max(st.epoch, int(kept["epoch"].max()))
+        st.step = max(st.step, int(kept["step"].max()))
+        st.last_wall = float(kept["wall"].max())
         progress = np.zeros(len(wall), bool)
         for name, rows in rows_by_kind.items():
             st.kind_counts[name] += len(rows)
@@ -166,52 +144,47 @@ class Fold:
                 progress[rows] = True
         if progress.any():
             st.last_progress_wall = float(wall[progress].max())
+        if any(name in rows_by_kind for name in _WITH_ENV):
+            columns["env"] = to_numpy(table.column("env"))
         for name in _DENSE:
             rows = rows_by_kind.get(name)
             if rows is not None:
                 sub = _dense_rows(table, name, rows)
-                getattr(self, "_dense_" + name)(sub, wall[rows])
+                every = len(rows) == table.num_rows
+                getattr(self, "_dense_" + name)(sub, {k: v if every else v[rows] for k, v in columns.items()})
         sparse = [(name, rows) for name, rows in rows_by_kind.items() if name not in _DENSE]
         self._fold_sparse(table, sparse)
         self._apply_latest()
         return st
 
-    # -- dense kinds -----------------------------------------------------------------------
-
-    def _env(self, sub: pa.Table, wall: np.ndarray) -> dict[str, np.ndarray]:
-        return {"epoch": to_numpy(sub.column("epoch")), "step": to_numpy(sub.column("step")),
-                "wall": wall, "seq": to_numpy(sub.column("seq"))}
+    # -- dense kinds: (the kind's rows of the table, their envelope columns as numpy) --------
 
     def _by_slot(self, sub: pa.Table):
         yield from _groups(sub.column("slot"))
 
-    def _dense_scalar(self, sub, wall):
-        values = _num(sub, "scalar", "value")
-        env = self._env(sub, wall)
+    def _dense_scalar(self, sub, envelope):
+        values, wall = _num(sub, "scalar", "value"), envelope["wall"]
         for name, m in _groups(pc.struct_field(sub.column("scalar"), "name")):
             series = self.state.scalars.setdefault(name, Series("step", "epoch", "value", "wall", "seq"))
-            series.append(step=env["step"][m], epoch=env["epoch"][m], value=values[m],
-                          wall=wall[m], seq=env["seq"][m])
+            series.append(step=envelope["step"][m], epoch=envelope["epoch"][m], value=values[m],
+                          wall=wall[m], seq=envelope["seq"][m])
 
-    def _dense_batch_metrics(self, sub, wall):
-        env = self._env(sub, wall)
+    def _dense_batch_metrics(self, sub, envelope):
         self.state.batches.append(
-            step=env["step"], epoch=env["epoch"], wall=wall, seq=env["seq"],
+            step=envelope["step"], epoch=envelope["epoch"], wall=envelope["wall"], seq=envelope["seq"],
             loss=_num(sub, "batch_metrics", "loss"), lr=_num(sub, "batch_metrics", "lr"),
             samples_per_s=_num(sub, "batch_metrics", "samples_per_s"))
 
-    def _dense_epoch_completed(self, sub, wall):
-        env = self._env(sub, wall)
+    def _dense_epoch_completed(self, sub, envelope):
         cols = {n: _num(sub, "epoch_completed", n) for n in
                 ("train_loss", "train_acc", "val_loss", "val_acc", "perplexity", "host_params",
                  "total_params", "seconds")}
-        self.state.epochs.append(epoch=env["epoch"], step=env["step"], wall=wall, seq=env["seq"],
-                                 env=to_numpy(sub.column("env")), **cols)
+        self.state.epochs.append(epoch=envelope["epoch"], step=envelope["step"], wall=envelope["wall"],
+                                 seq=envelope["seq"], env=envelope["env"], **cols)
         last = pc.struct_field(sub.column("epoch_completed"), "per_class_acc")[-1].as_py()
         self.state.per_class_acc = last or []
 
-    def _dense_gradient_stats(self, sub, wall):
-        env = self._env(sub, wall)
+    def _dense_gradient_stats(self, sub, envelope):
         cols = {n: _num(sub, "gradient_stats", n) for n in
                 ("seed_norm", "host_norm", "ratio", "health", "vanishing", "exploding")}
         for slot, m in self._by_slot(sub):
@@ -219,52 +192,47 @@ class Fold:
                 "epoch", "step", "seed_norm", "host_norm", "ratio", "health", "vanishing",
                 "exploding", "wall", "seq"))
             series.append(**{k: v[m] for k, v in cols.items()},
-                          **{k: v[m] for k, v in env.items()})
+                          **{k: v[m] for k, v in envelope.items()})
             r = cols["ratio"][m][-1]
-            self._set_latest(slot, int(env["seq"][m][-1]), ratio=None if np.isnan(r) else float(r),
+            self._set_latest(slot, int(envelope["seq"][m][-1]), ratio=None if np.isnan(r) else float(r),
                              health=float(cols["health"][m][-1]),
                              vanishing=bool(cols["vanishing"][m][-1]),
                              exploding=bool(cols["exploding"][m][-1]))
 
-    def _dense_alpha(self, sub, wall):
-        env = self._env(sub, wall)
+    def _dense_alpha(self, sub, envelope):
         value, target = _num(sub, "alpha", "value"), _num(sub, "alpha", "target")
         modes = pc.struct_field(sub.column("alpha"), "mode")
         for slot, m in self._by_slot(sub):
             mode = modes[int(np.flatnonzero(m)[-1])].as_py()
             series = self.state.alpha.setdefault(slot, Series("epoch", "step", "value", "target", "wall", "seq"))
-            series.append(value=value[m], target=target[m], **{k: v[m] for k, v in env.items()})
-            self._set_latest(slot, int(env["seq"][m][-1]), alpha=float(value[m][-1]),
+            series.append(value=value[m], target=target[m], **{k: v[m] for k, v in envelope.items()})
+            self._set_latest(slot, int(envelope["seq"][m][-1]), alpha=float(value[m][-1]),
                              alpha_target=float(target[m][-1]), alpha_mode=str(mode))
 
-    def _dense_counterfactual(self, sub, wall):
-        env = self._env(sub, wall)
+    def _dense_counterfactual(self, sub, envelope):
         cols = {n: _num(sub, "counterfactual", n) for n in ("real_acc", "off_acc", "contribution")}
         for slot, m in self._by_slot(sub):
             series = self.state.counterfactuals.setdefault(slot, Series(
                 "epoch", "step", "real_acc", "off_acc", "contribution", "wall", "seq"))
-            series.append(**{k: v[m] for k, v in cols.items()}, **{k: v[m] for k, v in env.items()})
-            self._set_latest(slot, int(env["seq"][m][-1]), contribution=float(cols["contribution"][m][-1]))
+            series.append(**{k: v[m] for k, v in cols.items()}, **{k: v[m] for k, v in envelope.items()})
+            self._set_latest(slot, int(envelope["seq"][m][-1]), contribution=float(cols["contribution"][m][-1]))
 
-    def _dense_heartbeat(self, sub, wall):
+    def _dense_heartbeat(self, sub, envelope):
         pass  # counted and timed by update(); nothing else to fold
 
-    def _dense_reward(self, sub, wall):
-        env = self._env(sub, wall)
-        envs = to_numpy(sub.column("env"))
-        self.state.rewards.append(env=envs, epoch=env["epoch"], step=env["step"], wall=wall,
-                                  seq=env["seq"], total=_num(sub, "reward", "total"))
+    def _dense_reward(self, sub, envelope):
+        self.state.rewards.append(env=envelope["env"], epoch=envelope["epoch"], step=envelope["step"],
+                                  wall=envelope["wall"], seq=envelope["seq"], total=_num(sub, "reward", "total"))
         comps = pc.struct_field(sub.column("reward"), "components").to_pylist()
-        self._fold_maps(self.state.reward_components, comps, env["seq"])
+        self._fold_maps(self.state.reward_components, comps, envelope["seq"])
 
-    def _dense_ppo_update(self, sub, wall):
-        env = self._env(sub, wall)
+    def _dense_ppo_update(self, sub, envelope):
         cols = {n: _num(sub, "ppo_update", n) for n in
                 ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
                  "explained_variance", "lr", "early_stopped")}
-        self.state.ppo.append(step=env["step"], wall=wall, seq=env["seq"], **cols)
+        self.state.ppo.append(step=envelope["step"], wall=envelope["wall"], seq=envelope["seq"], **cols)
         heads = pc.struct_field(sub.column("ppo_update"), "head_entropy").to_pylist()
-        self._fold_maps(self.state.head_entropy, heads, env["seq"])
+        self._fold_maps(self.state.head_entropy, heads, envelope["seq"])
 
     @staticmethod
     def _fold_maps(target: dict[str, Series], maps: list, seqs: np.ndarray) -> None:
@@ -281,7 +249,7 @@ class Fold:
         for name, rows in sparse:
             if name not in table.column_names:
                 continue
-            sub = _take(table.select(list(envelope) + [name]), rows)
+            sub = take_rows(table.select(list(envelope) + [name]), rows)
             # wall time as integer microseconds: datetimes with a time zone cost more to make
             sub = sub.set_column(5, "wall_time", pc.cast(sub.column(5), pa.int64()))
             for idx, rec in zip(rows.tolist(), sub.to_pylist()):

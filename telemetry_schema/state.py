@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry_schema.arrays import from_numpy, to_numpy
+from telemetry_schema.arrays import take_rows, to_numpy
 
 
 def _wall_seconds(col) -> np.ndarray:
@@ -271,14 +271,14 @@ class RankCheck:
     def update(self, table: pa.Table, ranks: np.ndarray, wall: np.ndarray, stage_rows: np.ndarray | None) -> None:
         """Take in ``table``, given its rank and wall-time (seconds) columns as numpy and the
         indices of its ``stage_changed`` rows (the fold has them at hand)."""
-        for rank in np.unique(ranks).tolist():
-            self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), float(wall[ranks == rank].max()))
+        lo, hi = int(ranks.min()), int(ranks.max())
+        for rank in [lo] if lo == hi else np.unique(ranks).tolist():  # one rank: no sort, no mask
+            latest = float(wall.max() if lo == hi else wall[ranks == rank].max())
+            self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), latest)
             self.moves.setdefault(rank, [])
         if stage_rows is None or not len(stage_rows):
             return
-        mask = np.zeros(table.num_rows, bool)
-        mask[stage_rows] = True
-        sub = table.select(["rank", "epoch", "slot", "stage_changed"]).filter(from_numpy(mask)).to_pylist()
+        sub = take_rows(table.select(["rank", "epoch", "slot", "stage_changed"]), stage_rows).to_pylist()
         for r in sub:
             self.moves[r["rank"]].append((r["epoch"], r["slot"], r["stage_changed"]["to_stage"]))
         self._compare()
