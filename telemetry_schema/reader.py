@@ -8,6 +8,7 @@ A follower polls the same way from its saved offset, so a partial tail is retrie
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pyarrow.compute as pc
 from telemetry_schema.schema import SCHEMA, SchemaVersionError, check_version, conform, null_array
 
 _CONTINUATION = b"\xff\xff\xff\xff"
+PARALLEL_BYTES = 2 << 20
+"""A poll of this many bytes or more per thread decodes on several threads (see ``_decode``)."""
 _READ_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError)
 
 
@@ -47,6 +50,8 @@ class LogFollower:
     events_read: int = 0
     torn_bytes: int = 0
     ended: bool = False
+    threads: int | None = None
+    """Threads a big poll decodes on (None: as many as Arrow's CPU pool)."""
     _schema_message: pa.Buffer | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -110,28 +115,57 @@ class LogFollower:
         A row sets only its own kind's struct column, so a batch holds real values for the few
         kinds it contains, and nulls (hundreds of bytes a row, uncompressed) for every other
         kind. The kinds of each batch are read first; then the batches holding the same kinds,
-        wherever they lie, are decoded as one stream of just the envelope and those kinds'
-        columns (Arrow decompresses them on several threads), and the other columns are slices
-        of one null array per field over a lazily-zeroed buffer, which costs neither
-        decompression nor memory.
+        wherever they lie, are decoded as streams of just the envelope and those kinds'
+        columns, and the other columns are slices of one null array per field over a
+        lazily-zeroed buffer, which costs neither decompression nor memory.
+
+        A big poll (a log opened whole) splits those streams into pieces decoded on one thread
+        each, as many threads as Arrow's CPU pool: Arrow's own threads share out the buffers
+        of one batch at a time, a few kilobytes each, and ran 1.3x faster than one thread
+        where whole pieces run 1.8x (1M events, 2 cores).
         """
         if not ends:
             return []
         bounds = [start, *ends]
-        kinds = self._batch_kinds(self._substream(data, [(start, ends[-1])]), len(ends))
+        # a first poll's bytes begin with the schema: they are a stream already
+        whole = data.slice(0, ends[-1]) if start and data.slice(0, start).equals(self._schema_message) \
+            else self._substream(data, [(start, ends[-1])])
+        kind_columns, kinds = self._batch_kinds(whole, len(ends))
         by_kinds: dict[tuple[str, ...], list[int]] = {}
         for i, k in enumerate(kinds):
             by_kinds.setdefault(k, []).append(i)
-        decoded: list[pa.RecordBatch | None] = [None] * len(kinds)
-        nulls: dict[int, pa.Array] = {}
+        workers = max(1, min(self.threads or pa.cpu_count(), (ends[-1] - start) // PARALLEL_BYTES))
+        piece = (ends[-1] - start) / (2 * workers)  # bytes: two pieces a thread evens them out
+        pieces: list[tuple[tuple[str, ...], list[int]]] = []
         for k, index in by_kinds.items():
+            lo = size = 0
+            for j, i in enumerate(index):
+                size += bounds[i + 1] - bounds[i]
+                if size >= piece or j == len(index) - 1:
+                    pieces.append((k, index[lo:j + 1]))
+                    lo, size = j + 1, 0
+        nulls: dict[int, pa.Array] = {}
+
+        def decode(task: tuple[tuple[str, ...], list[int]]) -> tuple[list[int], list[pa.RecordBatch]]:
+            k, index = task
             ranges: list[tuple[int, int]] = []
             for i in index:  # adjacent messages as one range
                 if ranges and ranges[-1][1] == bounds[i]:
                     ranges[-1] = (ranges[-1][0], bounds[i + 1])
                 else:
                     ranges.append((bounds[i], bounds[i + 1]))
-            for i, batch in zip(index, self._decode_group(self._substream(data, ranges), k, len(index), nulls)):
+            stream = self._substream(data, ranges)
+            return index, self._decode_group(stream, k, [kind_columns[i] for i in index], nulls, workers == 1)
+
+        if workers == 1:
+            results = [decode(task) for task in pieces]
+        else:
+            pieces.sort(key=lambda task: -sum(bounds[i + 1] - bounds[i] for i in task[1]))
+            with ThreadPoolExecutor(workers, thread_name_prefix="esper-decode") as pool:
+                results = list(pool.map(decode, pieces))
+        decoded: list[pa.RecordBatch | None] = [None] * len(kinds)
+        for index, group in results:
+            for i, batch in zip(index, group):
                 decoded[i] = batch
         batches = []
         for batch in decoded:  # up to the first that did not decode
@@ -149,39 +183,44 @@ class LogFollower:
             sink.write(data.slice(lo, hi - lo))
         return sink.getvalue()
 
-    def _batch_kinds(self, stream: pa.Buffer, count: int) -> list[tuple[str, ...]]:
-        """The kinds present in each batch (decoding only the kind column)."""
-        out: list[tuple[str, ...]] = []
+    def _batch_kinds(self, stream: pa.Buffer, count: int) -> tuple[list[pa.Array], list[tuple[str, ...]]]:
+        """Each batch's kind column, and the kinds present in it (decoding only that column)."""
+        columns: list[pa.Array] = []
+        kinds: list[tuple[str, ...]] = []
         try:
             # one column a batch: Arrow's thread pool costs more than it saves (1M events: 26 -> 13 ms)
             options = pa.ipc.IpcReadOptions(use_threads=False, included_fields=[self.schema.get_field_index("kind")])
             reader = pa.ipc.open_stream(stream, options=options)
             for _ in range(count):
-                kinds = pc.unique(reader.read_next_batch().column(0)).drop_null().to_pylist()
-                out.append(tuple(sorted(k for k in kinds if self.schema.get_field_index(k) >= 0)))
+                column = reader.read_next_batch().column(0)
+                present = pc.unique(column).drop_null().to_pylist()
+                columns.append(column)
+                kinds.append(tuple(sorted(k for k in present if self.schema.get_field_index(k) >= 0)))
         except (*_READ_ERRORS, StopIteration):
             pass
-        return out
+        return columns, kinds
 
-    def _decode_group(self, stream: pa.Buffer, kinds: tuple[str, ...], count: int,
-                      nulls: dict[int, pa.Array]) -> list[pa.RecordBatch]:
-        """Decode ``count`` batches of just the envelope and ``kinds``; the other columns are
-        slices of one null array per field, kept in ``nulls`` for every batch of this poll."""
+    def _decode_group(self, stream: pa.Buffer, kinds: tuple[str, ...], kind_columns: list[pa.Array],
+                      nulls: dict[int, pa.Array], use_threads: bool) -> list[pa.RecordBatch]:
+        """Decode the batches of ``stream`` (one per entry of ``kind_columns``, their kind
+        columns, already decoded) for just the other envelope columns and ``kinds``; the
+        other columns are slices of one null array per field, kept in ``nulls`` for every
+        batch of this poll."""
         schema = self.schema
-        wanted = sorted({i for i, f in enumerate(schema) if not pa.types.is_struct(f.type)}
+        kind_index = schema.get_field_index("kind")
+        wanted = sorted({i for i, f in enumerate(schema) if not pa.types.is_struct(f.type) and i != kind_index}
                         | {schema.get_field_index(k) for k in kinds})
         batches: list[pa.RecordBatch] = []
         try:
-            options = pa.ipc.IpcReadOptions(use_threads=True, included_fields=wanted)
+            options = pa.ipc.IpcReadOptions(use_threads=use_threads, included_fields=wanted)
             reader = pa.ipc.open_stream(stream, options=options)
-            for _ in range(count):
+            for kind_column in kind_columns:
                 part = reader.read_next_batch()
-                if len(wanted) == len(schema):
-                    batches.append(part)
-                    continue
                 n, names = part.num_rows, set(part.schema.names)
-                columns = [part.column(f.name) if f.name in names else self._nulls(nulls, i, n)
-                           for i, f in enumerate(schema)]
+                if len(kind_column) != n:
+                    raise ValueError("a batch's kind column does not match its length")
+                columns = [kind_column if i == kind_index else part.column(f.name) if f.name in names
+                           else self._nulls(nulls, i, n) for i, f in enumerate(schema)]
                 batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
         except (*_READ_ERRORS, StopIteration):
             pass
