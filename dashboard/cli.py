@@ -74,11 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     from dashboard.app import create_app  # after argument checks: bad flags fail fast
+    from telemetry_schema.arrays import choose_memory_pool
 
     problem = port_problem(args.host, args.port)
     if problem:  # werkzeug would print several lines and exit; say it in one
         sys.stderr.write(f"esper-dashboard: error: cannot listen on {args.host}:{args.port}: {problem}\n")
         return 1
+    choose_memory_pool()  # before the first read: see its docstring
     config = replace(DashboardConfig(), prefetch_runs=args.prefetch)
     app = create_app(args.logdir, config, prefetch=True)  # the newest runs are read from now on, in the background
     warm_up()

@@ -10,6 +10,9 @@ conversion (which is correct, only slower to start).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -96,3 +99,24 @@ def take_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
             parts.append(batch.take(from_numpy(rows[lo:hi] - start)))
         lo, start = hi, end
     return pa.Table.from_batches(parts, schema=table.schema)
+
+
+def choose_memory_pool(environ: Mapping[str, str] = os.environ) -> str:
+    """Make pyarrow's default allocator jemalloc (the system's where the build has none), and
+    say which; a viewer calls this once, first thing. ``ARROW_DEFAULT_MEMORY_POOL``, when set,
+    is the user's choice and is left alone.
+
+    pyarrow's default, mimalloc, hands out transparent huge pages; on a kernel that compacts
+    memory for them on demand (``defrag=madvise``, a common default) first touching a fresh
+    log's decoded columns cost up to 0.6 s of kernel time, depending on how fragmented the
+    machine's memory was, where jemalloc's plain pages cost a steady 0.15 s (1M events read
+    and folded; ``bench/bench_tui.py``).
+    """
+    if environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return pa.default_memory_pool().backend_name
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+    return pool.backend_name

@@ -27,9 +27,12 @@ def make_app(target: Target, *, replay: bool = False, poll: float = 0.2) -> Espe
     Textual's start-up and the read compete for the interpreter's lock: once Textual is loaded,
     the read is let run alone for up to ``HEAD_START_S``, and the app starts with the run in
     hand (a 1M-event log's first screen came 0.1-0.4 s sooner than with both at once); a
-    longer read goes on beside the app, which shows it is loading."""
+    longer read goes on beside the app, which shows it is loading. pyarrow allocates from
+    jemalloc (``telemetry_schema.arrays.choose_memory_pool``)."""
+    from telemetry_schema.arrays import choose_memory_pool
     from tui.loader import HEAD_START_S, Prefetch
 
+    choose_memory_pool()
     prefetch = Prefetch(target) if target.kind != "runs" else None
     from tui.app import EsperApp
 

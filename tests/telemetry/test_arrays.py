@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from telemetry_schema.arrays import codes, floats, from_numpy, rows_equal, to_numpy
+from telemetry_schema.arrays import choose_memory_pool, codes, floats, from_numpy, rows_equal, to_numpy
 
 ARRAYS = {
     "int64": pa.array([3, 1, 4, 1, 5], pa.int64()),
@@ -78,3 +78,22 @@ def test_reading_and_folding_a_log_does_not_import_pandas(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) > 4_000 and int(out[1]) > 0 and out[2] == "True"
     assert out[3] == "False"
+
+
+def test_choose_memory_pool_prefers_jemalloc_and_leaves_a_users_choice_alone():
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.system_memory_pool())
+        assert choose_memory_pool({"ARROW_DEFAULT_MEMORY_POOL": "system"}) == "system"
+        assert pa.default_memory_pool().backend_name == "system"
+        chosen = choose_memory_pool({})
+        assert chosen == pa.default_memory_pool().backend_name
+        try:
+            pa.jemalloc_memory_pool()
+        except NotImplementedError:
+            assert chosen == "system"
+        else:
+            assert chosen == "jemalloc"
+        assert pa.allocate_buffer(1 << 20).size == 1 << 20  # allocates from it
+    finally:
+        pa.set_memory_pool(before)
