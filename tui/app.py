@@ -96,6 +96,8 @@ class EsperApp(App):
         self._stop = threading.Event()
 
     def compose(self) -> ComposeResult:
+        # the terminal's size class before the widgets are styled, not a restyle of them all
+        self.set_class(self._big(self.size), "-big", update=False)
         yield RunHeader(id="header")
         yield ScopeBar(id="scope")
         yield Static(id="banner")
@@ -224,8 +226,12 @@ class EsperApp(App):
             return True
         return False
 
+    @staticmethod
+    def _big(size) -> bool:
+        return size.width >= 120 and size.height >= 40
+
     def on_resize(self, event) -> None:
-        big = event.size.width >= 120 and event.size.height >= 40
+        big = self._big(event.size)
         if big != self.has_class("-big"):
             self.set_class(big, "-big")
             if self.session.loaded:

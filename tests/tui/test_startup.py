@@ -116,12 +116,26 @@ async def test_the_footer_is_recomposed_only_when_its_keys_change(run_dir, tmp_p
         built.append(footer_keys(self.app))
 
     monkeypatch.setattr(Footer, "recompose", counting)
+    from textual.widgets._footer import FooterKey
+
+    restyled = []  # a key bound to the footer's style switched it: each a restyle of the key
+    watch = FooterKey._watch_compact
+
+    def watching(self, compact: bool) -> None:
+        if compact != self.has_class("-compact") and not self.has_class("-command-palette"):
+            restyled.append(self.description)
+        watch(self, compact)
+
+    monkeypatch.setattr(FooterKey, "_watch_compact", watching)
     published = []
     app = make_app(run_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         app.screen.bindings_updated_signal.subscribe(app, lambda screen: published.append(screen))
         await wait_loaded(pilot)
         assert "Quit" in footer_keys(app) and "Rank" not in footer_keys(app)
+        assert restyled == []  # the keys start in the footer's style
+        keys = list(app.screen.query(FooterKey))
+        assert [k.has_class("-compact") for k in keys] == [k.has_class("-command-palette") for k in keys]
         for key in "23451":  # tabs whose focused widget has keys of its own, and tabs without
             await pilot.press(key)
             await pilot.pause(0.05)
@@ -158,3 +172,25 @@ def test_esper_tui_starts_the_app_once_a_short_read_is_done(run_dir, runs_dir, m
     assert 0.2 <= time.perf_counter() - t < 2.0 and slow.prefetch.result(timeout=0) is None
     hold.set()
     assert slow.prefetch.result(timeout=10).table.num_rows == first.table.num_rows
+
+
+async def test_the_big_layout_is_chosen_before_the_first_paint_and_follows_resizes(run_dir, monkeypatch):
+    app = make_app(run_dir)
+    whole = []  # restyles of the whole app (every widget)
+    update_styles = type(app).update_styles
+
+    def counting(self, node, animate=True):
+        if node is self:
+            whole.append(self.has_class("-big"))
+        update_styles(self, node, animate)
+
+    monkeypatch.setattr(type(app), "update_styles", counting)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_loaded(pilot)
+        assert app.has_class("-big") and whole == []  # chosen in compose, before any styling
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.1)
+        assert not app.has_class("-big") and whole == [False]
+        await pilot.resize_terminal(130, 42)
+        await pilot.pause(0.1)
+        assert app.has_class("-big") and whole == [False, True]
