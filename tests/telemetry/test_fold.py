@@ -237,3 +237,34 @@ def test_started_wall_comes_from_run_started(table):
     state = fold_table(table)
     assert state.started_wall == table.column("wall_time")[0].as_py().timestamp()
     assert state.started_wall > 1_600_000_000
+
+
+def test_a_kind_holding_most_rows_and_a_few_rows_fold_to_the_same_values():
+    """Gradient stats as most of a table (filtered by a mask, over chunks, from an offset) and
+    as a few of its rows (taken) fold to the same values, a null ratio as NaN."""
+    sink = pa.BufferOutputStream()
+    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+    expected = []
+    for i in range(60):
+        ratio = None if i % 7 == 3 else i / 100
+        w.emit(ev.GradientStats(seed_norm=float(i), host_norm=2.0, ratio=ratio, health=1 - i / 200,
+                                exploding=i == 41), slot="s0" if i % 2 else "s1")
+        expected.append((i, ratio))
+        if i % 4 == 0:
+            w.emit(ev.Heartbeat(events_emitted=i))
+        if i % 9 == 8:
+            w.flush()  # several chunks
+    w.close()
+    table = pa.ipc.open_stream(sink.getvalue()).read_all().slice(1)  # from an offset: the first event dropped
+    expected = expected[1:]
+    assert table.num_rows == 59 + 15 + 1 and len(table.to_batches()) > 5
+    beats = table.take([i for i, kind in enumerate(table.column("kind").to_pylist()) if kind == "heartbeat"])
+    filler = pa.concat_tables([table] + [beats] * 40)  # gradient stats now 59 rows of 675
+    for t in (table, filler):
+        grads = fold_table(t).grads
+        for slot, parity in (("s0", 1), ("s1", 0)):
+            want = [(i, r) for i, r in expected if i % 2 == parity]
+            assert grads[slot]["seed_norm"].tolist() == [float(i) for i, _ in want]
+            got = grads[slot]["ratio"].tolist()
+            assert [None if np.isnan(g) else g for g in got] == [r for _, r in want]
+            assert grads[slot]["exploding"].tolist() == [float(i == 41) for i, _ in want]
