@@ -90,8 +90,10 @@ def check_version(schema: pa.Schema, source: str) -> str:
     version = raw.decode("utf-8", errors="replace")
     major = version.split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
+        # a corrupt schema can make the version any bytes: the message stays one short line
+        shown = version if len(version) <= 32 and version.isprintable() else repr(version[:32]) + "…"
         raise SchemaVersionError(
-            f"{source}: schema version {version} is not supported by this reader "
+            f"{source}: schema version {shown} is not supported by this reader "
             f"(reads {SCHEMA_VERSION.split('.')[0]}.x)"
         )
     return version

@@ -140,6 +140,11 @@ def test_incompatible_major_version_is_refused(tmp_path):
     with pytest.raises(LogError) as info:
         read_log(path)
     assert "schema version 2.0 is not supported" in str(info.value)
+    _log_with_version(path, "9\n" + "x" * 5000)  # a corrupt schema can make it any bytes
+    with pytest.raises(LogError) as info:
+        read_log(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200 + len(str(path))
+    assert "schema version '9\\nxxx" in str(info.value)
 
 
 def test_newer_minor_version_skips_unknown_kinds_and_columns(tmp_path):
