@@ -149,33 +149,39 @@ class Fold:
         for name in _DENSE:
             rows = rows_by_kind.get(name)
             if rows is not None:
-                sub = _dense_rows(table, name, rows)
-                every = len(rows) == table.num_rows
-                getattr(self, "_dense_" + name)(sub, {k: v if every else v[rows] for k, v in columns.items()})
+                envelope = columns if len(rows) == table.num_rows else {k: v[rows] for k, v in columns.items()}
+                getattr(self, "_dense_" + name)(table, rows, envelope)
         sparse = [(name, rows) for name, rows in rows_by_kind.items() if name not in _DENSE]
         self._fold_sparse(table, sparse)
         self._apply_latest()
         return st
 
-    # -- dense kinds: (the kind's rows of the table, their envelope columns as numpy) --------
+    # -- dense kinds: (the table, the kind's rows in it, their envelope columns as numpy) -----
 
     def _by_slot(self, sub: pa.Table):
         yield from _groups(sub.column("slot"))
 
-    def _dense_scalar(self, sub, envelope):
+    def _dense_scalar(self, table, rows, envelope):
+        sub = _dense_rows(table, "scalar", rows)
         values, wall = _num(sub, "scalar", "value"), envelope["wall"]
         for name, m in _groups(pc.struct_field(sub.column("scalar"), "name")):
             series = self.state.scalars.setdefault(name, Series("step", "epoch", "value", "wall", "seq"))
             series.append(step=envelope["step"][m], epoch=envelope["epoch"][m], value=values[m],
                           wall=wall[m], seq=envelope["seq"][m])
 
-    def _dense_batch_metrics(self, sub, envelope):
-        self.state.batches.append(
-            step=envelope["step"], epoch=envelope["epoch"], wall=envelope["wall"], seq=envelope["seq"],
-            loss=_num(sub, "batch_metrics", "loss"), lr=_num(sub, "batch_metrics", "lr"),
-            samples_per_s=_num(sub, "batch_metrics", "samples_per_s"))
+    def _dense_batch_metrics(self, table, rows, envelope):
+        # Made when read (a run's batches are most of its log, and esper-tui shows only the
+        # last throughput): rows lo..hi of the payload, the envelope already at hand.
+        def columns(lo: int, hi: int) -> dict[str, np.ndarray]:
+            sub = _dense_rows(table, "batch_metrics", rows[lo:hi])
+            return {"step": envelope["step"][lo:hi], "epoch": envelope["epoch"][lo:hi],
+                    "wall": envelope["wall"][lo:hi], "seq": envelope["seq"][lo:hi],
+                    **{n: _num(sub, "batch_metrics", n) for n in ("loss", "lr", "samples_per_s")}}
 
-    def _dense_epoch_completed(self, sub, envelope):
+        self.state.batches.append_lazy(len(rows), columns)
+
+    def _dense_epoch_completed(self, table, rows, envelope):
+        sub = _dense_rows(table, "epoch_completed", rows)
         cols = {n: _num(sub, "epoch_completed", n) for n in
                 ("train_loss", "train_acc", "val_loss", "val_acc", "perplexity", "host_params",
                  "total_params", "seconds")}
@@ -184,7 +190,8 @@ class Fold:
         last = pc.struct_field(sub.column("epoch_completed"), "per_class_acc")[-1].as_py()
         self.state.per_class_acc = last or []
 
-    def _dense_gradient_stats(self, sub, envelope):
+    def _dense_gradient_stats(self, table, rows, envelope):
+        sub = _dense_rows(table, "gradient_stats", rows)
         cols = {n: _num(sub, "gradient_stats", n) for n in
                 ("seed_norm", "host_norm", "ratio", "health", "vanishing", "exploding")}
         for slot, m in self._by_slot(sub):
@@ -199,7 +206,8 @@ class Fold:
                              vanishing=bool(cols["vanishing"][m][-1]),
                              exploding=bool(cols["exploding"][m][-1]))
 
-    def _dense_alpha(self, sub, envelope):
+    def _dense_alpha(self, table, rows, envelope):
+        sub = _dense_rows(table, "alpha", rows)
         value, target = _num(sub, "alpha", "value"), _num(sub, "alpha", "target")
         modes = pc.struct_field(sub.column("alpha"), "mode")
         for slot, m in self._by_slot(sub):
@@ -209,7 +217,8 @@ class Fold:
             self._set_latest(slot, int(envelope["seq"][m][-1]), alpha=float(value[m][-1]),
                              alpha_target=float(target[m][-1]), alpha_mode=str(mode))
 
-    def _dense_counterfactual(self, sub, envelope):
+    def _dense_counterfactual(self, table, rows, envelope):
+        sub = _dense_rows(table, "counterfactual", rows)
         cols = {n: _num(sub, "counterfactual", n) for n in ("real_acc", "off_acc", "contribution")}
         for slot, m in self._by_slot(sub):
             series = self.state.counterfactuals.setdefault(slot, Series(
@@ -217,16 +226,18 @@ class Fold:
             series.append(**{k: v[m] for k, v in cols.items()}, **{k: v[m] for k, v in envelope.items()})
             self._set_latest(slot, int(envelope["seq"][m][-1]), contribution=float(cols["contribution"][m][-1]))
 
-    def _dense_heartbeat(self, sub, envelope):
+    def _dense_heartbeat(self, table, rows, envelope):
         pass  # counted and timed by update(); nothing else to fold
 
-    def _dense_reward(self, sub, envelope):
+    def _dense_reward(self, table, rows, envelope):
+        sub = _dense_rows(table, "reward", rows)
         self.state.rewards.append(env=envelope["env"], epoch=envelope["epoch"], step=envelope["step"],
                                   wall=envelope["wall"], seq=envelope["seq"], total=_num(sub, "reward", "total"))
         comps = pc.struct_field(sub.column("reward"), "components").to_pylist()
         self._fold_maps(self.state.reward_components, comps, envelope["seq"])
 
-    def _dense_ppo_update(self, sub, envelope):
+    def _dense_ppo_update(self, table, rows, envelope):
+        sub = _dense_rows(table, "ppo_update", rows)
         cols = {n: _num(sub, "ppo_update", n) for n in
                 ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
                  "explained_variance", "lr", "early_stopped")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -26,12 +27,35 @@ STAGES = ("DORMANT", "GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZE
 LIVE_STAGES = ("GERMINATED", "TRAINING", "BLENDING", "HOLDING")
 
 
+class _Lazy:
+    """Rows of a Series made only when read: ``make(lo, hi)`` gives rows lo..hi of every column."""
+
+    def __init__(self, length: int, make: Callable[[int, int], dict[str, np.ndarray]]) -> None:
+        self.length = length
+        self._make = make
+        self._whole: dict[str, np.ndarray] | None = None
+
+    def whole(self, name: str) -> np.ndarray:
+        if self._whole is None:  # two threads may both make it: the same values either way
+            self._whole = self._make(0, self.length)
+            self._make = None  # what it held (a table, its rows) can go
+        return self._whole[name]
+
+    def last(self, name: str):
+        if self._whole is not None:
+            return self._whole[name][-1]
+        return self._make(self.length - 1, self.length)[name][-1]
+
+
 class Series:
-    """A growing table of numpy columns (appended in chunks, concatenated on demand)."""
+    """A growing table of numpy columns (appended in chunks, concatenated on demand).
+
+    A chunk may be lazy (``append_lazy``): made when a column is read, and for ``last`` only
+    its last row is made."""
 
     def __init__(self, *names: str) -> None:
         self.names = names
-        self._chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        self._chunks: dict[str, list[np.ndarray | _Lazy]] = {n: [] for n in names}
         self._cache: dict[str, np.ndarray] = {}
         self.length = 0
 
@@ -47,6 +71,17 @@ class Series:
         self.length += n
         self._cache.clear()
 
+    def append_lazy(self, length: int, make: Callable[[int, int], dict[str, np.ndarray]]) -> None:
+        """Append ``length`` rows that ``make(lo, hi)`` gives (rows lo..hi of every column
+        named, as numpy) when they are first read."""
+        if length == 0:
+            return
+        chunk = _Lazy(length, make)
+        for name in self.names:
+            self._chunks[name].append(chunk)
+        self.length += length
+        self._cache.clear()
+
     def __deepcopy__(self, memo) -> "Series":
         """A copy sharing the (read-only) arrays: a replay checkpoint costs no array copies."""
         new = Series.__new__(Series)
@@ -59,20 +94,24 @@ class Series:
     def __getitem__(self, name: str) -> np.ndarray:
         arr = self._cache.get(name)
         if arr is None:
-            chunks = self._chunks[name]
+            chunks = [c.whole(name) if isinstance(c, _Lazy) else c for c in self._chunks[name]]
             if len(chunks) > 1:
                 whole = np.concatenate(chunks)
-                whole.setflags(write=False)
-                chunks[:] = [whole]
-            arr = chunks[0] if chunks else np.empty(0)
-            self._cache[name] = arr
+            else:
+                whole = np.asarray(chunks[0]).view() if chunks else np.empty(0)
+            whole.setflags(write=False)
+            self._chunks[name][:] = [whole] if chunks else []
+            arr = self._cache[name] = whole
         return arr
 
     def __len__(self) -> int:
         return self.length
 
     def last(self, name: str):
-        return self[name][-1] if self.length else None
+        if not self.length:
+            return None
+        chunk = self._chunks[name][-1]
+        return chunk.last(name) if isinstance(chunk, _Lazy) else chunk[-1]
 
 
 @dataclass

@@ -268,3 +268,40 @@ def test_a_kind_holding_most_rows_and_a_few_rows_fold_to_the_same_values():
             got = grads[slot]["ratio"].tolist()
             assert [None if np.isnan(g) else g for g in got] == [r for _, r in want]
             assert grads[slot]["exploding"].tolist() == [float(i == 41) for i, _ in want]
+
+
+def test_lazy_rows_are_made_when_read_and_last_makes_one_row():
+    import copy
+
+    from telemetry_schema.state import Series
+
+    asked = []
+
+    def make(lo, hi):
+        asked.append((lo, hi))
+        return {"x": np.arange(lo, hi) * 2.0, "y": np.arange(lo, hi) + 100.0}
+
+    s = Series("x", "y")
+    s.append(x=np.array([-2.0]), y=np.array([99.0]))
+    s.append_lazy(5, make)
+    assert len(s) == 6 and asked == []
+    assert s.last("x") == 8.0 and asked == [(4, 5)]  # only the last row was made
+    checkpoint = copy.deepcopy(s)
+    assert s["x"].tolist() == [-2.0, 0.0, 2.0, 4.0, 6.0, 8.0] and asked == [(4, 5), (0, 5)]
+    assert s["y"].tolist() == [99.0, 100.0, 101.0, 102.0, 103.0, 104.0] and len(asked) == 2  # made once
+    assert checkpoint["y"][-1] == 104.0 and len(asked) == 2  # the copy shares what was made
+    s.append(x=np.array([10.0]), y=np.array([105.0]))
+    assert s.last("x") == 10.0 and s["x"][-2:].tolist() == [8.0, 10.0] and len(checkpoint) == 6
+    with pytest.raises(ValueError):
+        s["x"][0] = 1.0  # shared with checkpoints: read-only
+
+
+def test_the_fold_makes_the_batch_columns_only_when_read(table):
+    from telemetry_schema.state import _Lazy
+
+    state = fold_table(table)
+    assert all(isinstance(c, _Lazy) for c in state.batches._chunks["loss"])
+    rows = [r for r in table.to_pylist() if r["kind"] == "batch_metrics"]
+    assert state.batches.last("samples_per_s") == rows[-1]["batch_metrics"]["samples_per_s"]
+    assert state.batches["loss"].tolist() == [r["batch_metrics"]["loss"] for r in rows]
+    assert state.batches["step"].tolist() == [r["step"] for r in rows]
