@@ -1,6 +1,6 @@
 """The first read of a log, started as early as possible (before Textual has even loaded).
 
-Reading and folding a million events takes about 0.4 s alone on 2 cores; a ``Prefetch`` runs it
+Reading and folding a million events takes about 0.3 s alone on 2 cores; a ``Prefetch`` runs it
 in a plain thread from the moment the target is known, so it overlaps Textual's import, and
 ``esper-tui`` (``tui.cli.make_app``) then lets it finish alone for up to ``HEAD_START_S`` before
 the app starts, because the two slowed each other down.
