@@ -225,14 +225,35 @@ class LogFollower:
         """Decode the batches of ``stream`` (one per entry of ``kind_columns``, their kind
         columns, already decoded) for just the other envelope columns and ``kinds``; the
         other columns are slices of one null array per field, kept in ``nulls`` for every
-        batch of this poll."""
+        batch of this poll.
+
+        The stream is read in one call and each missing column made once for all of its
+        batches (a step per batch and column waited on the interpreter's lock beside
+        Textual's import); one that does not read whole is read batch by batch, up to the
+        first batch that does not decode.
+        """
         schema = self.schema
         kind_index = schema.get_field_index("kind")
         wanted = sorted({i for i, f in enumerate(schema) if not pa.types.is_struct(f.type) and i != kind_index}
                         | {schema.get_field_index(k) for k in kinds})
-        batches: list[pa.RecordBatch] = []
+        options = pa.ipc.IpcReadOptions(use_threads=use_threads, included_fields=wanted)
+        lengths = [len(c) for c in kind_columns]
         try:
-            options = pa.ipc.IpcReadOptions(use_threads=use_threads, included_fields=wanted)
+            part = pa.ipc.open_stream(stream, options=options).read_all()
+        except _READ_ERRORS:
+            part = None
+        if part is not None and all(lengths) and part.num_rows == sum(lengths):
+            names = set(part.schema.names)
+            columns = [pa.chunked_array(kind_columns, f.type) if i == kind_index
+                       else part.column(f.name) if f.name in names
+                       else pa.chunked_array([self._nulls(nulls, i, part.num_rows)], f.type)
+                       for i, f in enumerate(schema)]
+            # the batches come back at the boundaries of the kind columns (one a batch)
+            batches = pa.Table.from_arrays(columns, schema=schema).to_batches()
+            if [b.num_rows for b in batches] == lengths:
+                return batches
+        batches = []
+        try:
             reader = pa.ipc.open_stream(stream, options=options)
             for kind_column in kind_columns:
                 part = reader.read_next_batch()
