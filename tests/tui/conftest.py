@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,14 @@ import pytest
 from telemetry_schema.fold import RunState, fold_table
 from telemetry_schema.rundir import RunFollower
 from telemetry_schema.synth import SynthConfig, generate
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_gc():
+    """``esper-tui``'s start-up freezes the objects it made (``tui.cli.paused_gc``); in the
+    test process, that would keep every earlier test's cyclic garbage for good."""
+    yield
+    gc.unfreeze()
 
 FIXED_NOW = 1_700_000_000.0 + 86_400.0
 """The clock every app under test sees (the synthetic runs of seed 0 start at 1.7e9)."""

@@ -82,3 +82,45 @@ def test_summaries_of_runs(runs_dir):
     assert rows["alpha-run"].status == "completed" and rows["alpha-run"].epochs > 0
     assert rows["beta-run"].error == "" and rows["beta-run"].events > 0
     assert "not an Arrow IPC stream" in rows["broken-run"].error
+
+
+def test_paused_gc_pauses_collection_then_freezes_what_start_up_made(monkeypatch):
+    import gc
+
+    from tui.cli import paused_gc
+
+    assert gc.isenabled()
+    collections = []
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
+    try:
+        with paused_gc():
+            assert not gc.isenabled()
+            made = [[i] for i in range(50_000)]  # would trigger dozens of collections
+            assert collections == []
+        assert gc.isenabled() and gc.get_freeze_count() >= len(made)
+    finally:
+        gc.callbacks.pop()
+        gc.unfreeze()
+
+
+def test_main_starts_the_app_with_collection_paused_and_runs_it_with_collection_on(monkeypatch, run_dir):
+    import gc
+
+    from tui.app import EsperApp
+
+    seen = {}
+
+    def fake_run(self, *args, **kwargs):
+        seen["enabled"], seen["frozen"] = gc.isenabled(), gc.get_freeze_count()
+
+    made = EsperApp.__init__
+
+    def init(self, *args, **kwargs):
+        seen["enabled_at_init"] = gc.isenabled()
+        made(self, *args, **kwargs)
+
+    monkeypatch.setattr(EsperApp, "run", fake_run)
+    monkeypatch.setattr(EsperApp, "__init__", init)
+    assert main([str(run_dir)]) == 0
+    assert seen["enabled_at_init"] is False
+    assert seen["enabled"] is True and seen["frozen"] > 10_000
