@@ -36,15 +36,19 @@ class _Lazy:
         self._whole: dict[str, np.ndarray] | None = None
 
     def whole(self, name: str) -> np.ndarray:
-        if self._whole is None:  # two threads may both make it: the same values either way
-            self._whole = self._make(0, self.length)
+        # Two threads may both make it (the same values either way). ``_whole`` is set before
+        # ``_make`` is dropped, so a reader that finds no ``_make`` finds ``_whole``.
+        make = self._make
+        if make is not None:
+            self._whole = make(0, self.length)
             self._make = None  # what it held (a table, its rows) can go
         return self._whole[name]
 
     def last(self, name: str):
-        if self._whole is not None:
+        make = self._make
+        if make is None:
             return self._whole[name][-1]
-        return self._make(self.length - 1, self.length)[name][-1]
+        return make(self.length - 1, self.length)[name][-1]
 
 
 class Series:
