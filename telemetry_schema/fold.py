@@ -11,6 +11,7 @@ per-event Python loop.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +57,32 @@ def _dense_rows(table: pa.Table, kind: str, rows: np.ndarray) -> pa.Table:
     mask = np.zeros(table.num_rows, bool)
     mask[rows] = True
     return sub.filter(from_numpy(mask))
+
+
+class _Envelope(Mapping):
+    """The envelope columns of a kind's rows: numpy columns of the whole table, each gathered
+    at the rows on first use (all of them: the columns themselves)."""
+
+    def __init__(self, columns: dict[str, np.ndarray], rows: np.ndarray, every: bool) -> None:
+        self._columns, self._rows, self._every = columns, rows, every
+        self._gathered: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        got = self._gathered.get(key)
+        if got is None:
+            column = self._columns[key]
+            got = self._gathered[key] = column if self._every else column[self._rows]
+        return got
+
+    def __iter__(self):
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def part(self, lo: int, hi: int) -> dict[str, np.ndarray]:
+        """Every column at rows lo..hi of the kind's rows only."""
+        return {k: c[lo:hi] if self._every else c[self._rows[lo:hi]] for k, c in self._columns.items()}
 
 
 def _groups(col):
@@ -149,8 +176,7 @@ class Fold:
         for name in _DENSE:
             rows = rows_by_kind.get(name)
             if rows is not None:
-                envelope = columns if len(rows) == table.num_rows else {k: v[rows] for k, v in columns.items()}
-                getattr(self, "_dense_" + name)(table, rows, envelope)
+                getattr(self, "_dense_" + name)(table, rows, _Envelope(columns, rows, len(rows) == table.num_rows))
         sparse = [(name, rows) for name, rows in rows_by_kind.items() if name not in _DENSE]
         self._fold_sparse(table, sparse)
         self._apply_latest()
@@ -171,11 +197,10 @@ class Fold:
 
     def _dense_batch_metrics(self, table, rows, envelope):
         # Made when read (a run's batches are most of its log, and esper-tui shows only the
-        # last throughput): rows lo..hi of the payload, the envelope already at hand.
+        # last throughput): rows lo..hi of the payload and of the envelope.
         def columns(lo: int, hi: int) -> dict[str, np.ndarray]:
             sub = _dense_rows(table, "batch_metrics", rows[lo:hi])
-            return {"step": envelope["step"][lo:hi], "epoch": envelope["epoch"][lo:hi],
-                    "wall": envelope["wall"][lo:hi], "seq": envelope["seq"][lo:hi],
+            return {**envelope.part(lo, hi),
                     **{n: _num(sub, "batch_metrics", n) for n in ("loss", "lr", "samples_per_s")}}
 
         self.state.batches.append_lazy(len(rows), columns)
