@@ -42,15 +42,16 @@ def ensure_log(cache: Path, events: int) -> Path:
 @asynccontextmanager
 async def open_run(run: Path, t0: float):
     """What ``esper-tui RUN`` does (``tui.cli.main``), timed from ``t0``, the process's
-    start: with the garbage collector paused, the read starts in a thread, Textual is
-    imported, and the app starts once the read is done (or ``HEAD_START_S`` later). Gives
-    (app, pilot, figures) once the first full screen is drawn, every plot on it included."""
-    from tui.cli import make_app, paused_gc
+    start: with the garbage collector paused until the first paint, the read starts in a
+    thread, Textual is imported, and the app starts once the read is done (or
+    ``HEAD_START_S`` later). Gives (app, pilot, figures) once the first full screen is drawn,
+    every plot on it included."""
+    from tui.cli import StartupGC, make_app
 
-    with paused_gc():
-        from tui.source import resolve
+    startup = StartupGC()
+    from tui.source import resolve
 
-        app = make_app(resolve(str(run)))
+    app = make_app(resolve(str(run)), on_first_screen=startup.resume)
     from tui.widgets.plot import AsyncPlot
 
     out = {"app_made_s": time.perf_counter() - t0}

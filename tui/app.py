@@ -78,9 +78,13 @@ class EsperApp(App):
     ]
 
     def __init__(self, target: Target, *, replay: bool = False, clock: Callable[[], float] = time.time,
-                 poll_interval: float = 0.2, prefetch: Prefetch | None = None) -> None:
+                 poll_interval: float = 0.2, prefetch: Prefetch | None = None,
+                 on_first_screen: Callable[[], None] | None = None) -> None:
+        """``on_first_screen`` is called once, after the first paint of the run's state (or
+        of the run picker, or of an error)."""
         super().__init__()
         self.target, self.start_replay, self.clock = target, replay, clock
+        self._on_first_screen = on_first_screen
         if prefetch is None and target.kind != "runs":
             prefetch = Prefetch(target)
         self.prefetch = prefetch
@@ -126,8 +130,14 @@ class EsperApp(App):
         self._show_banner(f"loading {self.target.path} …")
         if self.target.kind == "runs":
             self.push_screen(RunPicker(self.target.path), self._picked)
+            self.call_after_refresh(self._first_screen_shown)
         else:
             self.follow()
+
+    def _first_screen_shown(self) -> None:
+        callback, self._on_first_screen = self._on_first_screen, None
+        if callback is not None:
+            callback()
 
     def on_unmount(self) -> None:
         self._stop.set()
@@ -172,6 +182,7 @@ class EsperApp(App):
         if self.start_replay:
             self.session.start_replay(0)
         self.refresh_panels(force=True)
+        self.call_after_refresh(self._first_screen_shown)
 
     def on_events_arrived(self, msg: EventsArrived) -> None:
         self.session.ingest(msg.table, msg.torn_bytes, msg.ended, self.clock())
@@ -180,6 +191,7 @@ class EsperApp(App):
     def on_source_failed(self, msg: SourceFailed) -> None:
         self.error = msg.text
         self.refresh_panels(force=True)
+        self.call_after_refresh(self._first_screen_shown)
 
     # -- drawing -----------------------------------------------------------------------------
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-if TYPE_CHECKING:  # the modules that load pyarrow and Textual are imported under paused_gc()
+if TYPE_CHECKING:  # the modules that load pyarrow and Textual are imported with the collector paused
     from tui.app import EsperApp
     from tui.source import Target
 
@@ -23,27 +21,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while ``esper-tui`` starts.
+class StartupGC:
+    """Python's cyclic garbage collector, paused from construction until ``resume()``.
 
-    The imports (pyarrow, Textual), the first read and the app's construction make about 100k
-    objects that live as long as the process; the collector ran some 260 times until the
-    first screen, 0.1 s of a 0.6 s start on 2 cores (a 2k-event log). On the way out the
-    objects made so far are frozen (the collector skips them from then on: ``gc.freeze``)
-    and collection resumes.
+    ``esper-tui``'s imports (pyarrow, Textual), first read, app construction and first paint
+    make about 100k objects that live as long as the process; the collector ran some 260
+    times over them until the first screen, 0.1 s of a 0.6 s start on 2 cores (a 2k-event
+    log). ``resume`` freezes the objects made so far (the collector skips them from then on:
+    ``gc.freeze``) and turns collection back on; ``esper-tui`` calls it once the first screen
+    is painted. Calls after the first do nothing.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+
+    def __init__(self) -> None:
+        self._enabled = gc.isenabled()
+        self._paused = True
+        gc.disable()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            gc.freeze()
+            if self._enabled:
+                gc.enable()
 
 
-def make_app(target: Target, *, replay: bool = False, poll: float = 0.2) -> EsperApp:
+def make_app(target: Target, *, replay: bool = False, poll: float = 0.2,
+             on_first_screen: Callable[[], None] | None = None) -> EsperApp:
     """The app for ``target``, with the run's first read started before Textual is loaded.
 
     Textual's start-up and the read compete for the interpreter's lock: once Textual is loaded,
@@ -60,11 +63,12 @@ def make_app(target: Target, *, replay: bool = False, poll: float = 0.2) -> Espe
 
     if prefetch is not None:
         prefetch.result(timeout=HEAD_START_S)
-    return EsperApp(target, replay=replay, poll_interval=poll, prefetch=prefetch)
+    return EsperApp(target, replay=replay, poll_interval=poll, prefetch=prefetch, on_first_screen=on_first_screen)
 
 
 def main(argv: list[str] | None = None) -> int:
-    with paused_gc():
+    startup = StartupGC()
+    try:
         args = parse_args(argv)
         from tui.source import TargetError, resolve
 
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         except TargetError as exc:
             sys.stderr.write(f"esper-tui: {exc}\n")
             return 2
-        app = make_app(target, replay=args.replay, poll=args.poll)
-    app.run()
+        app = make_app(target, replay=args.replay, poll=args.poll, on_first_screen=startup.resume)
+        app.run()
+    finally:
+        startup.resume()
     if app.error:
         sys.stderr.write(f"esper-tui: {app.error}\n")
         return 1

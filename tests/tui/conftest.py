@@ -15,7 +15,7 @@ from telemetry_schema.synth import SynthConfig, generate
 
 @pytest.fixture(autouse=True)
 def _unfreeze_gc():
-    """``esper-tui``'s start-up freezes the objects it made (``tui.cli.paused_gc``); in the
+    """``esper-tui``'s start-up freezes the objects it made (``tui.cli.StartupGC``); in the
     test process, that would keep every earlier test's cyclic garbage for good."""
     yield
     gc.unfreeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -84,43 +85,57 @@ def test_summaries_of_runs(runs_dir):
     assert "not an Arrow IPC stream" in rows["broken-run"].error
 
 
-def test_paused_gc_pauses_collection_then_freezes_what_start_up_made(monkeypatch):
+def test_startup_gc_pauses_collection_until_resumed_then_freezes_what_start_up_made():
     import gc
 
-    from tui.cli import paused_gc
+    from tui.cli import StartupGC
 
     assert gc.isenabled()
     collections = []
     gc.callbacks.append(lambda phase, info: collections.append(phase))
     try:
-        with paused_gc():
-            assert not gc.isenabled()
-            made = [[i] for i in range(50_000)]  # would trigger dozens of collections
-            assert collections == []
+        startup = StartupGC()
+        assert not gc.isenabled()
+        made = [[i] for i in range(50_000)]  # would trigger dozens of collections
+        assert collections == []
+        startup.resume()
         assert gc.isenabled() and gc.get_freeze_count() >= len(made)
+        gc.unfreeze()
+        startup.resume()  # a second call does nothing
+        assert gc.isenabled() and gc.get_freeze_count() == 0
     finally:
         gc.callbacks.pop()
         gc.unfreeze()
 
 
-def test_main_starts_the_app_with_collection_paused_and_runs_it_with_collection_on(monkeypatch, run_dir):
+def test_main_keeps_collection_paused_until_the_first_screen_is_painted(monkeypatch, run_dir):
     import gc
 
     from tui.app import EsperApp
+    from tui.cli import StartupGC
 
-    seen = {}
+    seen = {"resumes": []}
+    resume = StartupGC.resume
 
-    def fake_run(self, *args, **kwargs):
-        seen["enabled"], seen["frozen"] = gc.isenabled(), gc.get_freeze_count()
+    def watched(self):
+        app = seen.get("app")
+        seen["resumes"].append((gc.isenabled(), app is not None and app.is_running and app.session.loaded))
+        resume(self)
 
-    made = EsperApp.__init__
+    def run(self, *args, **kwargs):
+        seen["app"] = self
 
-    def init(self, *args, **kwargs):
-        seen["enabled_at_init"] = gc.isenabled()
-        made(self, *args, **kwargs)
+        async def go():
+            async with self.run_test(size=(100, 30)) as pilot:
+                while self._on_first_screen is not None:  # until the first paint after the load
+                    await pilot.pause(0.01)
+                seen["frozen"] = gc.get_freeze_count()
+        asyncio.run(go())
 
-    monkeypatch.setattr(EsperApp, "run", fake_run)
-    monkeypatch.setattr(EsperApp, "__init__", init)
+    monkeypatch.setattr(StartupGC, "resume", watched)
+    monkeypatch.setattr(EsperApp, "run", run)
     assert main([str(run_dir)]) == 0
-    assert seen["enabled_at_init"] is False
-    assert seen["enabled"] is True and seen["frozen"] > 10_000
+    # resumed first by the app, once its run was loaded and painted (paused until then),
+    # then by main on the way out (which does nothing more)
+    assert seen["resumes"][0] == (False, True) and len(seen["resumes"]) == 2
+    assert seen["frozen"] > 10_000 and gc.isenabled()
