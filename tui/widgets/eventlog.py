@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry_schema.arrays import codes, from_numpy, rows_equal, to_numpy
+from telemetry_schema.arrays import codes, rows_equal, take_rows, to_numpy
 from telemetry_schema.schema import ENVELOPE_NAMES
 
 KIND_STYLES = {"governor_panic": "bold red", "governor_rollback": "bold yellow", "gate_evaluated": "cyan",
@@ -57,17 +57,6 @@ def _value_rows(column) -> dict[str | None, np.ndarray]:
     return {v: np.flatnonzero(idx == i) for i, v in enumerate(enc.dictionary.to_pylist())}
 
 
-def _take(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
-    """``column.take(rows)`` chunk by chunk (a take across chunks would concatenate them all)."""
-    parts, start = [], 0
-    for chunk in column.chunks:
-        lo, hi = np.searchsorted(rows, [start, start + len(chunk)])
-        if hi > lo:
-            parts.append(chunk.take(from_numpy(rows[lo:hi] - start)))
-        start += len(chunk)
-    return pa.concat_arrays(parts)
-
-
 def text_hits(table: pa.Table, text: str) -> np.ndarray:
     """Rows where ``text`` occurs (case-insensitive) in the envelope's kind, slot or seed, or in
     any string (or list of strings) field of the event's payload. Envelope columns are matched
@@ -87,7 +76,7 @@ def text_hits(table: pa.Table, text: str) -> np.ndarray:
                 or (pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type))]
         if not subs:
             continue
-        col = _take(table.column(kind), rows)
+        col = take_rows(table.select([kind]), rows).column(kind).combine_chunks()
         for sub in subs:
             values = pc.struct_field(col, sub.name)
             if pa.types.is_string(sub.type):
