@@ -25,9 +25,13 @@ def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Base of every event kind. ``KIND`` is the string stored in the ``kind`` column."""
+    """Base of every event kind. ``KIND`` names the kind's stream in a log; ``SLOTTED`` kinds
+    concern one slot and carry the envelope's slot and seed columns; ``RUN_WIDE`` kinds
+    concern the whole process and carry no environment, epoch or step."""
 
     KIND: ClassVar[str] = ""
+    SLOTTED: ClassVar[bool] = False
+    RUN_WIDE: ClassVar[bool] = False
 
 
 # --- run ---------------------------------------------------------------------------------
@@ -37,6 +41,7 @@ class RunStarted(Event):
     """The run began. Always the first event of a stream."""
 
     KIND: ClassVar[str] = "run_started"
+    RUN_WIDE: ClassVar[bool] = True
     run_id: str = doc("Run identifier; also the run directory's name.")
     task: str = doc("Task name, e.g. 'synthetic-images', 'cifar10', 'pydoc-text'.")
     topology: str = doc("Host topology: 'cnn' or 'transformer'.")
@@ -56,6 +61,7 @@ class RunFinished(Event):
     """The run ended. A clean end is always this event, never inferred from end-of-file."""
 
     KIND: ClassVar[str] = "run_finished"
+    RUN_WIDE: ClassVar[bool] = True
     status: str = doc("'completed', 'failed' or 'interrupted'.")
     reason: str = doc("Human-readable reason, e.g. the exception text of a failed run.", "")
 
@@ -65,6 +71,7 @@ class Heartbeat(Event):
     """The process is alive. Emitted every ``RunStarted.heartbeat_s`` seconds."""
 
     KIND: ClassVar[str] = "heartbeat"
+    RUN_WIDE: ClassVar[bool] = True
     events_emitted: int = doc("Events emitted by this writer so far.")
     backpressure_waits: int = doc("Times an emit had to wait because the buffer bound was hit.", 0)
 
@@ -122,6 +129,7 @@ class SeedGerminated(Event):
     """A seed was created in a slot (envelope slot and seed are set)."""
 
     KIND: ClassVar[str] = "seed_germinated"
+    SLOTTED: ClassVar[bool] = True
     blueprint: str = doc("Blueprint name, e.g. 'conv_light', 'lora'.")
     params: int = doc("Trainable parameters of the seed.")
     blend: str = doc("Blend operator: 'add', 'multiply' or 'gate'.", "add")
@@ -134,6 +142,7 @@ class StageChanged(Event):
     """A seed moved between lifecycle stages."""
 
     KIND: ClassVar[str] = "stage_changed"
+    SLOTTED: ClassVar[bool] = True
     from_stage: str = doc("Stage left, e.g. 'TRAINING'.")
     to_stage: str = doc("Stage entered, e.g. 'BLENDING'.")
     reason: str = doc("Why: the gate passed, the controller's op, a governor rollback, ...", "")
@@ -144,6 +153,7 @@ class GateEvaluated(Event):
     """A quality gate was evaluated for a seed."""
 
     KIND: ClassVar[str] = "gate_evaluated"
+    SLOTTED: ClassVar[bool] = True
     gate: str = doc("'G0' to 'G5'.")
     target_stage: str = doc("The stage the gate guards entry to.")
     passed: bool = doc("Whether every check passed.")
@@ -156,6 +166,7 @@ class AlphaChanged(Event):
     """The blending alpha of a slot ticked or was retargeted."""
 
     KIND: ClassVar[str] = "alpha"
+    SLOTTED: ClassVar[bool] = True
     value: float = doc("Alpha now, in [0, 1].")
     target: float = doc("Alpha the controller is moving toward.")
     mode: str = doc("'hold', 'up' or 'down'.")
@@ -167,6 +178,7 @@ class GradientStats(Event):
     """Gradient statistics of a live seed, collected on the gradient stride."""
 
     KIND: ClassVar[str] = "gradient_stats"
+    SLOTTED: ClassVar[bool] = True
     seed_norm: float = doc("L2 norm of the seed's gradients (before clipping).")
     host_norm: float = doc("L2 norm of the host's gradients (before clipping).")
     ratio: float | None = doc("Bias-corrected EMA of the parameter-normalised ratio; null when unmeasurable.", None)
@@ -180,6 +192,7 @@ class Counterfactual(Event):
     """Counterfactual attribution: accuracy with the slot on vs forced off."""
 
     KIND: ClassVar[str] = "counterfactual"
+    SLOTTED: ClassVar[bool] = True
     real_acc: float = doc("Validation accuracy with the seed as it is, percent.")
     off_acc: float = doc("Validation accuracy with the slot's alpha forced to 0, percent.")
     contribution: float = doc("real_acc - off_acc, percentage points.")
@@ -190,6 +203,7 @@ class SeedFossilized(Event):
     """A seed became a permanent part of the host."""
 
     KIND: ClassVar[str] = "seed_fossilized"
+    SLOTTED: ClassVar[bool] = True
     reason: str = doc("Why it was fossilized, e.g. 'G5 passed, contribution 2.1pp'.")
     initiator: str = doc("'policy', 'heuristic' or 'governor'.")
     params: int = doc("Parameters the host gained.", 0)
@@ -200,6 +214,7 @@ class SeedPruned(Event):
     """A seed was removed."""
 
     KIND: ClassVar[str] = "seed_pruned"
+    SLOTTED: ClassVar[bool] = True
     reason: str = doc("Why it was pruned.")
     initiator: str = doc("'policy', 'heuristic' or 'governor'.")
 
@@ -245,6 +260,7 @@ class ControllerDecision(Event):
     """The controller chose an action (envelope slot set when the action targets one)."""
 
     KIND: ClassVar[str] = "controller_decision"
+    SLOTTED: ClassVar[bool] = True
     controller: str = doc("'heuristic', 'policy' or 'none'.")
     op: str = doc("'WAIT', 'GERMINATE', 'SET_ALPHA_TARGET', 'PRUNE', 'FOSSILIZE' or 'ADVANCE'.")
     blueprint: str | None = doc("Blueprint for GERMINATE, else null.", None)

@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry_schema.arrays import take_rows, to_numpy
+from telemetry_schema.arrays import to_numpy
 
 
-def _wall_seconds(col) -> np.ndarray:
+def wall_seconds(col) -> np.ndarray:
+    """A timestamp column as float seconds since the epoch."""
     return to_numpy(pc.cast(col, pa.int64())) / 1e6
-
 
 
 STAGES = ("DORMANT", "GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED",
@@ -311,19 +311,21 @@ class RankCheck:
         self.last_wall: dict[int, float] = {}
         self.divergence: str | None = None
 
-    def update(self, table: pa.Table, ranks: np.ndarray, wall: np.ndarray, stage_rows: np.ndarray | None) -> None:
-        """Take in ``table``, given its rank and wall-time (seconds) columns as numpy and the
-        indices of its ``stage_changed`` rows (the fold has them at hand)."""
-        lo, hi = int(ranks.min()), int(ranks.max())
-        for rank in [lo] if lo == hi else np.unique(ranks).tolist():  # one rank: no sort, no mask
-            latest = float(wall.max() if lo == hi else wall[ranks == rank].max())
-            self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), latest)
-            self.moves.setdefault(rank, [])
-        if stage_rows is None or not len(stage_rows):
+    def update(self, tables: dict[str, pa.Table]) -> None:
+        """Take in new events, by kind (every rank's)."""
+        for table in tables.values():
+            ranks = to_numpy(table.column("rank"))
+            wall = wall_seconds(table.column("wall_time"))
+            lo, hi = int(ranks.min()), int(ranks.max())
+            for rank in [lo] if lo == hi else np.unique(ranks).tolist():  # one rank: no mask
+                latest = float(wall.max() if lo == hi else wall[ranks == rank].max())
+                self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), latest)
+                self.moves.setdefault(rank, [])
+        stages = tables.get("stage_changed")
+        if stages is None:
             return
-        sub = take_rows(table.select(["rank", "epoch", "slot", "stage_changed"]), stage_rows).to_pylist()
-        for r in sub:
-            self.moves[r["rank"]].append((r["epoch"], r["slot"], r["stage_changed"]["to_stage"]))
+        for r in stages.select(["rank", "epoch", "slot", "to_stage"]).to_pylist():
+            self.moves[r["rank"]].append((r["epoch"], r["slot"], r["to_stage"]))
         self._compare()
 
     def _compare(self) -> None:
