@@ -5,16 +5,26 @@ they grow) and the order of every event over all kinds: position ``p`` is the ``
 of the run. Events of one poll are ordered by sequence number (one rank: a bitmap over the
 range, no sort) or by (wall time, rank, sequence number) when several ranks are in it; a
 later poll's events come after an earlier poll's, so live and replayed logs agree.
+
+A viewer extends the log on one thread while a worker folds or searches it on another: the
+methods that touch its index hold a lock, and a reader sees the log as of some poll.
 """
 
 from __future__ import annotations
 
+import threading
+from datetime import datetime, timedelta, timezone
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from telemetry_schema.arrays import to_numpy
 from telemetry_schema.events import KINDS
 from telemetry_schema.tables import KindTables
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class EventLog:
@@ -27,6 +37,7 @@ class EventLog:
         self._order_kind: list[np.ndarray] = []
         self._order_row: list[np.ndarray] = []
         self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.RLock()
         self.length = 0
         if tables is not None:
             self.extend(tables)
@@ -36,6 +47,10 @@ class EventLog:
 
     def extend(self, new: KindTables) -> None:
         """Append a poll's events after every event already held."""
+        with self._lock:
+            self._extend(new)
+
+    def _extend(self, new: KindTables) -> None:
         present = [k for k in new.kinds if k in KINDS]
         old = {k: self.tables.table(k).num_rows if k in self.tables.tables else 0 for k in present}
         self.tables = self.tables.extended(new)
@@ -60,32 +75,36 @@ class EventLog:
     def positions(self, kind: str) -> np.ndarray:
         """The positions of ``kind``'s rows, in row order (ascending)."""
         key = "p:" + kind
-        got = self._cache.get(key)
-        if got is None:
-            parts = self._positions.get(kind, [])
-            got = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.int64))
-            self._positions[kind] = [got] if parts else []
-            self._cache[key] = got
-        return got
+        with self._lock:
+            got = self._cache.get(key)
+            if got is None:
+                parts = self._positions.get(kind, [])
+                got = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.int64))
+                self._positions[kind] = [got] if parts else []
+                self._cache[key] = got
+            return got
 
     def order(self) -> tuple[np.ndarray, np.ndarray]:
         """For every position: the kind's code (index into ``kinds``) and the row in its table."""
-        got = self._cache.get("order")
-        if got is None:
-            kind = np.concatenate(self._order_kind) if self._order_kind else np.zeros(0, np.int16)
-            row = np.concatenate(self._order_row) if self._order_row else np.zeros(0, np.int64)
-            self._order_kind, self._order_row = ([kind], [row]) if len(kind) else ([], [])
-            got = self._cache["order"] = (kind, row)
-        return got
+        with self._lock:
+            got = self._cache.get("order")
+            if got is None:
+                kind = np.concatenate(self._order_kind) if self._order_kind else np.zeros(0, np.int16)
+                row = np.concatenate(self._order_row) if self._order_row else np.zeros(0, np.int64)
+                self._order_kind, self._order_row = ([kind], [row]) if len(kind) else ([], [])
+                got = self._cache["order"] = (kind, row)
+            return got
 
     def slice(self, start: int, stop: int) -> KindTables:
         """The events at positions [start, stop), by kind (each kind's rows in order)."""
         out = {}
-        for kind in self.kinds:
+        with self._lock:
+            kinds, tables = list(self.kinds), self.tables.tables
+        for kind in kinds:
             pos = self.positions(kind)
             a, b = np.searchsorted(pos, [start, stop])
             if b > a:
-                out[kind] = self.tables.tables[kind].slice(int(a), int(b - a))
+                out[kind] = tables[kind].slice(int(a), int(b - a))
         return KindTables(out)
 
     def rows_before(self, kind: str, cursor: int) -> int:
@@ -93,10 +112,18 @@ class EventLog:
         return int(np.searchsorted(self.positions(kind), cursor))
 
     def event(self, position: int) -> tuple[str, dict]:
-        """The kind and the fields (envelope and payload) of the event at ``position``."""
+        """The kind and the fields (envelope and payload) of the event at ``position``; the
+        wall time as a UTC datetime (made here: pyarrow's zoned datetimes import pandas)."""
         kind_of, row_of = self.order()
-        kind = self.kinds[int(kind_of[position])]
-        return kind, self.tables.tables[kind].slice(int(row_of[position]), 1).to_pylist()[0]
+        with self._lock:
+            kind = self.kinds[int(kind_of[position])]
+            table = self.tables.tables[kind]
+        one = table.slice(int(row_of[position]), 1)
+        one = one.set_column(1, "wall_time", pc.cast(one.column(1), pa.int64()))
+        row = one.to_pylist()[0]
+        if row["wall_time"] is not None:
+            row["wall_time"] = _EPOCH + timedelta(microseconds=row["wall_time"])
+        return kind, row
 
 
 def _order(tables: list[pa.Table]) -> tuple[np.ndarray, list[np.ndarray]]:

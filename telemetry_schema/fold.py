@@ -115,6 +115,8 @@ class Fold:
             st.last_seq = max(st.last_seq, pc.max(table.column("seq")).as_py())
             wall = pc.max(table.column("wall_time")).value / 1e6
             st.last_wall = wall if st.last_wall is None else max(st.last_wall, wall)
+            first = pc.min(table.column("wall_time")).value / 1e6
+            st.first_wall = first if st.first_wall is None else min(st.first_wall, first)
             if kind not in _NOT_PROGRESS:
                 progress.append(wall)
             if "epoch" in table.column_names:

@@ -103,7 +103,7 @@ class StreamFollower:
         kind = (schema.metadata or {}).get(KIND_KEY, b"").decode("utf-8", errors="replace")
         named = STREAM_RE.match(self.path.name)
         if named and named["kind"] != kind:
-            raise Corrupt(f"stream of kind {kind[:40]!r} in a file named for {named['kind']!r}")
+            raise LogError(f"{self.path}: a stream of kind {kind[:40]!r} in a file named for {named['kind']!r}")
         self.schema, self.kind = schema, kind
 
     def _read_new_bytes(self) -> pa.Buffer:
@@ -266,3 +266,27 @@ def read_memory(sink) -> KindTables:
         if batches and kind in KINDS:
             out[kind] = _merge_ranks(batches, kind)
     return KindTables(out)
+
+
+def probe(path: Path) -> None:
+    """Refuse a file that is not an Esper log, reading only its first message: raises LogError
+    (one line). An empty file, or one whose schema is not all written yet, passes: a writer
+    may be starting. Format 1 logs pass (they are read by ``v1.py``)."""
+    from telemetry_schema.v1 import is_v1
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not head or is_v1(Path(path)):
+        return
+    try:
+        msg = read_message(pa.py_buffer(head), 0, None)
+    except Torn:
+        return
+    except Corrupt as exc:
+        raise LogError(f"{path}: not an Esper event log ({exc.args[0]})") from None
+    if msg is None:
+        raise LogError(f"{path}: not an Esper event log (ends before its schema)")
+    StreamFollower(Path(path))._adopt_schema(msg.schema)

@@ -25,6 +25,8 @@ def wall_seconds(col) -> np.ndarray:
 STAGES = ("DORMANT", "GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED",
           "PRUNED", "EMBARGOED", "RESETTING")
 LIVE_STAGES = ("GERMINATED", "TRAINING", "BLENDING", "HOLDING")
+ENDED = ("completed", "failed", "interrupted")
+"""How a run can end (the status of its run_finished event)."""
 
 
 class _Lazy:
@@ -228,6 +230,7 @@ class RunState:
     last_seq: int = -1
     epoch: int = 0
     step: int = 0
+    first_wall: float | None = None
     last_wall: float | None = None
     last_progress_wall: float | None = None
     kind_counts: Counter = field(default_factory=Counter)
@@ -260,14 +263,16 @@ class RunState:
     # -- derived ---------------------------------------------------------------------------
 
     def status(self, now: float, stall_after: float | None = None, crash_after: float | None = None) -> str:
-        """'finished', 'running', 'stalled' or 'crashed' as seen at wall time ``now``.
+        """The run's status as seen at wall time ``now``: how it ended ('completed', 'failed',
+        'interrupted', from its run_finished event), else 'waiting' (no event yet),
+        'running', 'stalled' or 'crashed'.
 
         Crashed: no run_finished and no event at all (heartbeats included) for
         ``crash_after`` seconds. Stalled: heartbeats arrive (or the silence is short) but no
         progress event for ``stall_after`` seconds.
         """
         if self.end_status is not None:
-            return "finished"
+            return self.end_status if self.end_status in ENDED else "failed"
         if self.last_wall is None:
             return "waiting"
         hb = max(self.heartbeat_s, 0.5)

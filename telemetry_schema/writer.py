@@ -29,6 +29,7 @@ from typing import Callable
 
 from telemetry_schema.builder import SCALAR_WIDTH, BatchBuilder, Flush
 from telemetry_schema.codec import BatchEncoder
+from telemetry_schema.endings import ending
 from telemetry_schema.events import Event, Heartbeat, LogMessage, RunFinished
 from telemetry_schema.schema import kind_schema
 from telemetry_schema.sinks import DirectorySink, MemorySink, TelemetryError
@@ -304,8 +305,4 @@ def flush_due(config: WriterConfig, since_build: float, queued: int) -> bool:
 
 def exit_status(exc_type, exc) -> tuple[str, str]:
     """(status, reason) of a run leaving a ``with`` block: completed, interrupted or failed."""
-    if exc_type is None:
-        return "completed", ""
-    if issubclass(exc_type, KeyboardInterrupt):
-        return "interrupted", "KeyboardInterrupt"
-    return "failed", f"{exc_type.__name__}: {exc}"
+    return ending(exc_type, exc)

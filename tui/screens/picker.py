@@ -12,17 +12,16 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from tui import fmt
-from tui.source import RunSummary, list_runs, summarize
+from telemetry_schema.runs import RunSummary, list_runs, summarize
 from tui.widgets.footer import KeyFooter
 
 COLUMNS = ("run", "status", "task", "epochs", "fossil", "pruned", "panics", "events")
 
 
 def summary_row(s: RunSummary) -> tuple:
-    if s.error:
+    if s.status == "error":
         return (s.run_id, Text("error", style="bold red"), Text(s.error, style="red"), "", "", "", "", "")
-    status = Text(("● live " if s.live else "") + s.status,
-                  style="bold green" if s.live else {"completed": "blue", "failed": "red"}.get(s.status, ""))
+    status = Text(s.status, style=fmt.STATUS_STYLES.get(s.status, ""))
     return (s.run_id, status, s.task, str(s.epochs), str(s.fossilized), str(s.pruned),
             Text(str(s.panics), style="red" if s.panics else ""), fmt.si(s.events))
 
@@ -62,7 +61,7 @@ class RunPicker(Screen):
             try:
                 row = summary_row(summarize(path, self.now))
             except Exception as exc:  # one broken run must not stop the picker
-                row = summary_row(RunSummary(path, path.name, error=f"{type(exc).__name__}: {exc}"))
+                row = summary_row(RunSummary(path, path.name, status="error", error=f"{type(exc).__name__}: {exc}"))
             self.app.call_from_thread(self._fill, path, row)
 
     def _fill(self, path: Path, row: tuple) -> None:

@@ -1,0 +1,93 @@
+"""The runs of a log directory, and one summary row per run: what both run lists show.
+
+``list_runs`` finds run directories (newest first); ``summarize`` reads and folds one run into a
+``RunSummary`` whose status comes from ``status.run_status`` (its events and heartbeats,
+never run.json alone), so the TUI's picker and the dashboard's runs page agree.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from telemetry_schema.fold import fold_tables
+from telemetry_schema.reader import LogError, stream_files
+from telemetry_schema.rundir import is_run_dir, read_manifest, read_run
+from telemetry_schema.status import run_status
+from telemetry_schema.v1 import v1_streams
+
+
+@dataclass
+class RunSummary:
+    """One row of a run list."""
+
+    path: Path
+    run_id: str
+    status: str = "waiting"
+    task: str = ""
+    started: float | None = None
+    epochs: int = 0
+    best_val_acc: float | None = None
+    fossilized: int = 0
+    pruned: int = 0
+    panics: int = 0
+    events: int = 0
+    error: str = ""
+    """Why the run's log could not be read (one line), or why part of it is corrupt."""
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The log files of a run directory, either format."""
+    return stream_files(run_dir) or v1_streams(run_dir)
+
+
+def started_at(run_dir: Path) -> float:
+    """When a run started: run.json's start time when it is a number, else its files' times."""
+    started = _number(read_manifest(run_dir).get("started_at"))
+    if started is not None:
+        return started
+    try:
+        return max((p.stat().st_mtime for p in run_files(run_dir)), default=Path(run_dir).stat().st_mtime)
+    except OSError:
+        return 0.0
+
+
+def list_runs(runs_dir: Path) -> list[Path]:
+    """Run directories directly under ``runs_dir``, newest first (by start time)."""
+    try:
+        runs = [p for p in Path(runs_dir).iterdir() if is_run_dir(p)]
+    except OSError:
+        return []
+    return sorted(runs, key=started_at, reverse=True)
+
+
+def summarize(run_dir: Path, now: float | None = None) -> RunSummary:
+    """A run's row: read and folded whole; a log that cannot be read gives a row with its error."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    run_id = manifest.get("run_id") if isinstance(manifest.get("run_id"), str) else run_dir.name
+    row = RunSummary(run_dir, run_id, task=str(manifest.get("task", "") or ""),
+                     started=_number(manifest.get("started_at")))
+    try:
+        tables = read_run(run_dir)
+    except LogError as exc:
+        row.status, row.error = "error", str(exc)
+        return row
+    state = fold_tables(tables)
+    row.status = run_status(state, time.time() if now is None else now)
+    row.task = state.task or row.task
+    row.started = state.started_wall or row.started or state.first_wall
+    row.epochs = len(state.epochs)
+    row.best_val_acc = state.best_val_acc()
+    row.fossilized, row.pruned, row.panics = state.seeds_fossilized(), state.seeds_pruned(), state.panics()
+    row.events = state.events
+    row.error = "; ".join(tables.corrupt)
+    return row
