@@ -271,6 +271,7 @@ class Fold:
         s.ratio = s.health = s.contribution = None
         s.last_gate = None
         s.reset_seq = r["seq"]
+        self.state.resets.setdefault(s.slot_id, []).append(r["seq"])
 
     def _on_stage_changed(self, r):
         s = self._slot(r["slot"])
@@ -289,6 +290,7 @@ class Fold:
             s.ratio = s.health = s.contribution = s.params = None
             s.last_gate = None
             s.reset_seq = r["seq"]
+            self.state.resets.setdefault(s.slot_id, []).append(r["seq"])
         else:
             self.state.spans.append(StageSpan(s.slot_id, s.seed_id, to, epoch, r["seq"]))
 

@@ -236,6 +236,8 @@ class RunState:
     kind_counts: Counter = field(default_factory=Counter)
     slots: dict[str, SlotState] = field(default_factory=dict)
     spans: list[StageSpan] = field(default_factory=list)
+    resets: dict[str, list[int]] = field(default_factory=dict)
+    """Per slot, the seq of each germination and return to DORMANT: a plot breaks its lines there."""
     marks: list[Mark] = field(default_factory=list)
     gates: list[GateRecord] = field(default_factory=list)
     governor: list[GovernorRecord] = field(default_factory=list)
