@@ -19,6 +19,7 @@ from esper import distributed as D
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.config import HeuristicConfig, TrainConfig
 from esper.nissa import MultiSink, Sink, new_run_id, start_run
+from esper.nissa.system import SystemSampler
 from esper.runtime.tasks import TaskOptions, build_task
 from esper.tamiyo import HeuristicController, NoController
 from esper.tolaria.trainer import FaultSpec, RunSummary, Trainer
@@ -136,7 +137,9 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
                                topology=task.topology, host_params=model.host_param_count(),
                                slot_ids=list(model.order), config=config, device=spec.train.device,
                                torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size,
-                               on_error="drop" if spec.telemetry_errors == "continue" else "raise")
+                               on_error="drop" if spec.telemetry_errors == "continue" else "raise",
+                               planned_epochs=spec.train.epochs)
+    sampler = SystemSampler(rw.writer.emit, rw.writer.config.heartbeat_s, spec.train.device).start()
     if on_start is not None:
         on_start(rw.run_dir)
     sink = MultiSink(event_sink, extra_sink) if extra_sink else event_sink
@@ -159,6 +162,7 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
         rw.close("failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        sampler.stop()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
     if spec.save_model:

@@ -222,6 +222,7 @@ class RunState:
     world_size: int = 1
     num_envs: int = 1
     heartbeat_s: float = 5.0
+    planned_epochs: int = 0
     versions: dict = field(default_factory=dict)
     started_wall: float | None = None
     end_status: str | None = None  # 'completed' | 'failed' | 'interrupted' once finished

@@ -105,3 +105,29 @@ def test_wall_and_log_axes_and_panic_markers():
     assert "statistical" in found[0].text and "rollback to epoch 0" in found[1].text
     with pytest.raises(SeriesError, match="x axis"):
         curves(state, "val_loss", SeriesOptions(x="nope"))
+
+
+def test_system_metrics_are_plotted_as_scalars_and_progress_has_an_eta():
+    from telemetry_schema.status import progress
+
+    clock = iter([100.0 + i for i in range(1000)])
+
+    def emit(w):
+        w.emit(ev.RunStarted(run_id="r", task="t", topology="cnn", host_params=1, planned_epochs=10))
+        for epoch in (1, 2):
+            w.emit(ev.SystemMetrics(cpu_percent=150.0, rss_bytes=2**30), epoch=epoch)
+            w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=1), epoch=epoch)
+    sink = MemorySink()
+    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0), background=False,
+                    clock=lambda: next(clock), wall_clock=lambda: 1000.0)
+    emit(w)
+    w._finished = True
+    w.close()
+    state = fold_tables(read_memory(sink))
+    assert {"system/cpu_percent", "system/rss_bytes"} <= set(metrics(state))
+    (cpu,) = curves(state, "system/cpu_percent")
+    assert cpu.y.tolist() == [150.0, 150.0] and cpu.x.tolist() == [1.0, 2.0]
+    p = progress(state, now=state.last_wall + 1)
+    assert p.label() == "epoch 2/10" and p.elapsed_s > 0
+    per_epoch = (state.epochs["wall"][-1] - state.started_wall) / 2
+    assert p.left_s == pytest.approx(8 * per_epoch - 1)
