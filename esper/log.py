@@ -34,7 +34,7 @@ from telemetry_schema import events as ev
 from telemetry_schema.rundir import RunWriter, create_run, new_run_id, validate_run_id
 from telemetry_schema.writer import exit_status
 
-__all__ = ["Run", "SummaryWriter", "as_number"]
+__all__ = ["Run", "SummaryWriter", "as_number", "claim_run_dir"]
 
 
 def as_number(value: Any, what: str) -> float:
@@ -76,6 +76,22 @@ def _jsonable(value: Any) -> Any:
         return as_number(value, "config")
     except (TypeError, ValueError):
         return str(value)
+
+
+def claim_run_dir(runs_dir: str | Path, name: str | None = None) -> Path:
+    """Make and return ``runs_dir/<name>-<timestamp>`` (``-2``, ``-3``, ... appended while that is
+    taken): made here, so two runs started in the same second never share a directory."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    base = new_run_id(name)
+    for k in range(1, 10_000):
+        run_dir = runs_dir / (base if k == 1 else f"{base}-{k}")
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        return run_dir
+    raise FileExistsError(f"no free run id for {base!r} under {runs_dir}")
 
 
 def _check_tag(tag: Any, what: str) -> str:
@@ -128,24 +144,15 @@ class Run:
         return self
 
     def _claim_dir(self) -> tuple[Path, str]:
-        """(runs_dir, run_id) of a directory this run now owns (made here, so two runs started in
-        the same second never share one)."""
-        if self._fixed_dir is not None:
-            d = self._fixed_dir
+        """(runs_dir, run_id) of a directory this run now owns."""
+        d = self._fixed_dir
+        if d is None:
+            d = claim_run_dir(self._runs_dir, self._name)
+        else:
             d.mkdir(parents=True, exist_ok=True)
             if any(d.glob("events*.arrows")):
                 raise FileExistsError(f"{d} already holds a run; choose another directory")
-            return d.parent, d.name
-        self._runs_dir.mkdir(parents=True, exist_ok=True)
-        base = new_run_id(self._name)
-        for k in range(1, 10_000):
-            run_id = base if k == 1 else f"{base}-{k}"
-            try:
-                (self._runs_dir / run_id).mkdir()
-            except FileExistsError:
-                continue
-            return self._runs_dir, run_id
-        raise FileExistsError(f"no free run id for {base!r} under {self._runs_dir}")
+        return d.parent, d.name
 
     def close(self, status: str = "completed", reason: str = "") -> None:
         """Write ``run_finished`` with ``status`` and close the log (once; a run never started
