@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from telemetry_schema.endings import ending, exit_signals
+
 from esper.kasmina.layouts import LAYOUTS, layout
 from esper.kasmina.model import MorphogeneticModel
 from esper.kasmina.protocol import InjectionSpec
@@ -157,7 +159,7 @@ class GrowResult:
     run_dir: Path
     # the run directory (esper-tui RUN_DIR)
     status: str
-    # 'completed' (KeyboardInterrupt and errors are re-raised after the log is closed)
+    # 'completed' (errors, Ctrl-C, SIGTERM and SIGHUP are re-raised after the log is closed)
     summary: RunSummary
     # epochs, final and best validation score, seeds germinated / fossilized / pruned, rollbacks
 
@@ -386,15 +388,13 @@ def _train(model: GrownModel, train_loader, val_loader, cfg: TrainConfig, object
     trainer = Trainer(model, train_loader, val_loader, num_classes=num_classes, language=language, cfg=cfg,
                       controller=controller, sink=MultiSink(event_sink, extra) if extra else event_sink,
                       objective=objective)
-    try:
-        trainer.fit()
-        if save_model:
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, rw.run_dir / "model.pt")
-    except KeyboardInterrupt:
-        rw.close("interrupted", "KeyboardInterrupt")
-        raise
-    except BaseException as exc:
-        rw.close("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    rw.close("completed")
+    with exit_signals():  # SIGTERM and SIGHUP raise RunInterrupted (a KeyboardInterrupt) here
+        try:
+            trainer.fit()
+            if save_model:
+                torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, rw.run_dir / "model.pt")
+        except BaseException as exc:
+            rw.close(*ending(type(exc), exc))
+            raise
+        rw.close("completed")
     return GrowResult(model, rw.run_dir, "completed", trainer.summary)

@@ -10,8 +10,11 @@
 
 A run is a directory ``runs_dir/<run_id>/`` made by ``telemetry_schema.rundir.create_run``:
 run.json, ``run_started`` (with the config), heartbeats, and ``run_finished`` on every exit —
-the end of a ``with`` block, ``close()``, an exception (status ``failed``), KeyboardInterrupt
-(``interrupted``), or, as a last resort, interpreter exit without either (``atexit``).
+the end of a ``with`` block, ``close()``, an exception (status ``failed``), Ctrl-C, SIGTERM or
+SIGHUP (``interrupted``: while a run is open, ``telemetry_schema.endings.exit_signals`` turns
+those signals into ``RunInterrupted``, a KeyboardInterrupt, in the main thread), or, as a last
+resort, interpreter exit without either (``atexit``). Runs opened without ``with`` should be
+closed in the reverse order of their start, so each restores the signal handlers it found.
 ``esper-tui`` and ``esper-dashboard`` show it live and afterwards.
 
 The run starts on first use (a scalar, a message, ``start()``, ``dir``), so a ``config()``
@@ -31,8 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from telemetry_schema import events as ev
+from telemetry_schema.endings import ending, exit_signals
 from telemetry_schema.rundir import RunWriter, create_run, new_run_id, validate_run_id
-from telemetry_schema.writer import exit_status
 
 __all__ = ["Run", "SummaryWriter", "as_number", "claim_run_dir"]
 
@@ -141,6 +144,8 @@ class Run:
         runs_dir, run_id = self._claim_dir()
         self._rw = create_run(runs_dir, ev.RunStarted(run_id=run_id, **started))
         atexit.register(self._at_exit)
+        self._signals = exit_signals()
+        self._signals.__enter__()  # left in close(): stop signals close the run as 'interrupted'
         return self
 
     def _claim_dir(self) -> tuple[Path, str]:
@@ -162,18 +167,21 @@ class Run:
         rw = self.start()._rw
         self._closed = True
         atexit.unregister(self._at_exit)
-        rw.close(status, reason)
+        try:
+            rw.close(status, reason)
+        finally:
+            self._signals.__exit__(None, None, None)
 
     def _at_exit(self) -> None:
         """Interpreter exit with the run still open: failed if an exception went unhandled."""
         exc = getattr(sys, "last_value", None)
-        self.close(*exit_status(type(exc), exc) if exc is not None else ("completed", "closed at exit"))
+        self.close(*ending(type(exc), exc) if exc is not None else ("completed", "closed at exit"))
 
     def __enter__(self) -> "Run":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(*exit_status(exc_type, exc))
+        self.close(*ending(exc_type, exc))
 
     @property
     def dir(self) -> Path:
@@ -311,7 +319,7 @@ class SummaryWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.run.close(*exit_status(exc_type, exc))
+        self.run.close(*ending(exc_type, exc))
 
     def __getattr__(self, name: str):
         if name.startswith("add_"):

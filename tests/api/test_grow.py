@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -421,3 +422,43 @@ def test_sequence_outputs_report_perplexity(tmp_path):
     assert result.model.topology == "transformer"
     (first, second) = read_run(result.run_dir).rows("epoch_completed")
     assert second["perplexity"] == pytest.approx(math.exp(second["val_loss"]), rel=1e-6)
+
+
+GROW_UNTIL_SIGNALLED = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+import torch
+from torch import nn
+import esper
+
+calls = []
+def loss(out, y):
+    calls.append(torch.is_grad_enabled())
+    if sum(calls) == 5:  # the fifth training step waits for the signal
+        print("ready", flush=True)
+        for _ in range(1200):
+            time.sleep(0.05)
+    return nn.functional.cross_entropy(out, y)
+
+x, y = torch.randn(64, 4), torch.arange(64) % 3
+data = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+model = nn.Sequential(nn.Linear(4, 8), esper.Slot(8), nn.Linear(8, 3))
+esper.grow(model, data, data, epochs=3, loss_fn=loss, runs_dir="runs")
+"""
+
+
+def test_sigterm_closes_a_grown_run_as_interrupted(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", GROW_UNTIL_SIGNALLED], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "RunInterrupted: SIGTERM" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (finished,) = read_run(run_dir).rows("run_finished")
+    assert (finished["status"], finished["reason"]) == ("interrupted", "SIGTERM")
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert len(read_run(run_dir).rows("epoch_completed")) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -111,6 +113,62 @@ def test_a_run_left_open_is_closed_at_interpreter_exit(tmp_path, tail, status, r
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert finished(run_dir) == (status, reason), out.stderr
     assert manifest(run_dir)["status"] == status
+
+
+# A loop that logs one scalar per line read on stdin ("ok <n>" back), the run opened with
+# `with Run` or with a SummaryWriter left open (no `with`, no close); argv: the form.
+SIGNALLED = textwrap.dedent("""
+    import signal, sys
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a foreground process's handlers
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    import esper.log
+
+    def loop(log):
+        print("ready", flush=True)
+        for n, line in enumerate(sys.stdin):
+            log(float(n))
+            print(f"ok {n}", flush=True)
+
+    if sys.argv[1] == "with":
+        with esper.log.Run("sig", runs_dir="runs") as run:
+            loop(lambda v: run.scalar("loss", v))
+    else:
+        writer = esper.log.SummaryWriter("runs/sig-tb")
+        loop(lambda v: writer.add_scalar("loss", v))
+""")
+
+
+@pytest.mark.parametrize("form", ["with", "open"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_stop_signals_close_the_run_as_interrupted(tmp_path, form, signum):
+    proc = subprocess.Popen([sys.executable, "-c", SIGNALLED, form], cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        for i in range(3):
+            proc.stdin.write("x\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == f"ok {i}"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "RunInterrupted" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    name = signal.Signals(signum).name
+    assert finished(run_dir) == ("interrupted", name)
+    assert manifest(run_dir)["status"] == "interrupted"
+    assert [r["value"] for r in read_run(run_dir).rows("scalar")] == [0.0, 1.0, 2.0]
+
+
+def test_signal_handlers_are_restored_when_runs_close(tmp_path):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    with Run("outer", runs_dir=tmp_path) as outer:
+        outer.scalar("x", 1.0)
+        assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
+        with SummaryWriter(tmp_path / "inner") as inner:
+            inner.add_scalar("y", 2.0)
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_heartbeats_are_written_at_the_configured_interval(tmp_path):
