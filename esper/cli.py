@@ -115,6 +115,9 @@ def make_parser() -> OneLineParser:
                         "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
                         "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history)")
     t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
+    t.add_argument("--npz-kind", choices=("auto", "image", "signal", "features"), default="auto",
+                   help="npz:PATH tasks: what x holds; auto: 4-D and square 3-D image, other 3-D signal, "
+                        "2-D features")
     t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
     t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
     t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
@@ -161,7 +164,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
                    heuristic=parse_heuristic(args.heuristic), dist_timeout_s=args.dist_timeout,
                    telemetry_errors=args.on_telemetry_error,
                    task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
-                                            synthetic=synthetic))
+                                            synthetic=synthetic, npz_kind=args.npz_kind))
     return spec, args.slots
 
 
