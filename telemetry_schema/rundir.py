@@ -107,7 +107,8 @@ def create_run(runs_dir: str | Path, started: RunStarted, *, rank: int = 0,
     run_dir = Path(runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     config = config or WriterConfig(heartbeat_s=started.heartbeat_s)
-    writer = EventWriter(run_dir / EVENTS_DIR, rank=rank, config=config, **writer_kwargs)
+    writer = EventWriter(run_dir / EVENTS_DIR, rank=rank, config=config,
+                         summary_dir=run_dir if rank == 0 else None, **writer_kwargs)
     manifest = {
         "run_id": run_id, "task": started.task, "topology": started.topology,
         "config": json.loads(started.config_json or "{}"), "schema_version": SCHEMA_VERSION,

@@ -274,18 +274,8 @@ class RunState:
         ``crash_after`` seconds. Stalled: heartbeats arrive (or the silence is short) but no
         progress event for ``stall_after`` seconds.
         """
-        if self.end_status is not None:
-            return self.end_status if self.end_status in ENDED else "failed"
-        if self.last_wall is None:
-            return "waiting"
-        hb = max(self.heartbeat_s, 0.5)
-        crash_after = crash_after if crash_after is not None else max(30.0, 6 * hb)
-        stall_after = stall_after if stall_after is not None else max(60.0, 12 * hb)
-        if now - self.last_wall > crash_after:
-            return "crashed"
-        if now - self.last_wall > 3 * hb or now - (self.last_progress_wall or self.last_wall) > stall_after:
-            return "stalled"
-        return "running"
+        return status_of(self.end_status, self.last_wall, self.last_progress_wall, self.heartbeat_s, now,
+                         stall_after, crash_after)
 
     def best_val_acc(self) -> float | None:
         acc = self.epochs["val_acc"]
@@ -304,6 +294,25 @@ class RunState:
     def panics(self) -> int:
         return self.count("governor_panic")
 
+
+
+def status_of(end_status: str | None, last_wall: float | None, last_progress_wall: float | None,
+              heartbeat_s: float, now: float, stall_after: float | None = None,
+              crash_after: float | None = None) -> str:
+    """The status rule (see ``RunState.status``), from the few facts it needs, so a run list can
+    judge a run from its summary file without reading its log."""
+    if end_status is not None:
+        return end_status if end_status in ENDED else "failed"
+    if last_wall is None:
+        return "waiting"
+    hb = max(heartbeat_s or 0.0, 0.5)
+    crash_after = crash_after if crash_after is not None else max(30.0, 6 * hb)
+    stall_after = stall_after if stall_after is not None else max(60.0, 12 * hb)
+    if now - last_wall > crash_after:
+        return "crashed"
+    if now - last_wall > 3 * hb or now - (last_progress_wall or last_wall) > stall_after:
+        return "stalled"
+    return "running"
 
 
 class RankCheck:

@@ -33,6 +33,7 @@ from telemetry_schema.endings import ending
 from telemetry_schema.events import Event, Heartbeat, LogMessage, RunFinished
 from telemetry_schema.schema import kind_schema
 from telemetry_schema.sinks import DirectorySink, MemorySink, TelemetryError
+from telemetry_schema.summary import Tally
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class WriterConfig:
     on_error: str = "raise"
     """After a failed write: 'raise' (the next emit raises TelemetryError) or 'drop' (later
     events are dropped and counted in ``dropped``)."""
+    summary_every: float = 5.0
+    """Seconds between updates of the run's summary file (when the writer keeps one)."""
 
 
 class EventWriter:
@@ -72,7 +75,9 @@ class EventWriter:
 
     def __init__(self, sink: str | Path | DirectorySink | MemorySink, *, rank: int = 0,
                  config: WriterConfig | None = None, clock: Clock = time.perf_counter,
-                 wall_clock: Clock = time.time, background: bool = True) -> None:
+                 wall_clock: Clock = time.time, background: bool = True,
+                 summary_dir: str | Path | None = None) -> None:
+        """``summary_dir``: keep that run directory's summary.json current (rank 0 of a run)."""
         self.config = config or WriterConfig()
         if self.config.on_error not in ("raise", "drop"):
             raise ValueError(f"on_error must be 'raise' or 'drop', not {self.config.on_error!r}")
@@ -98,6 +103,9 @@ class EventWriter:
         self.backpressure_waits = 0
         self.dropped = 0
         self.error: TelemetryError | None = None
+        self.tally = Tally() if summary_dir is not None else None
+        self._summary_dir = Path(summary_dir) if summary_dir is not None else None
+        self._summary_at = float("-inf")
         self._error_raised = False  # raised to an emitter already (close does not raise it again)
         self.flusher_cpu_s = 0.0
         """CPU seconds the background writer thread has used (for overhead accounting)."""
@@ -256,9 +264,22 @@ class EventWriter:
                         self._write_batch(kind, batch, flush)
                     self._ready.popleft()
                     self.events_written += flush.rows
+                    if self.tally is not None:
+                        self.tally.add(flush.batches)
+                self._write_summary()
             except TelemetryError as exc:
                 self._fail(exc)
                 raise
+
+    def _write_summary(self, force: bool = False) -> None:
+        """Update the run's summary file, at most every ``summary_every`` seconds (or now)."""
+        if self.tally is None or not (force or self._clock() - self._summary_at >= self.config.summary_every):
+            return
+        self._summary_at = self._clock()
+        try:
+            self.tally.write(self._summary_dir)
+        except OSError as exc:  # a list falls back to reading the log; the log itself is intact
+            log.warning("cannot update %s/summary.json: %s", self._summary_dir, exc)
 
     def _write_batch(self, kind: str, batch, flush: Flush) -> None:
         encoder = self._encoders.get(kind)
@@ -296,6 +317,7 @@ class EventWriter:
             pass  # kept in self.error
         finally:
             self.sink.close()
+            self._write_summary(force=True)
         if self.error is not None and self.config.on_error == "raise" and not self._error_raised:
             self._error_raised = True
             raise self.error
