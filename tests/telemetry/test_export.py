@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -152,6 +153,8 @@ def test_csv_writes_iso_times_json_lists_and_floats_readers_take_as_floats(singl
     assert df.schema["value"] == pl.Float64 and df.schema["wall_time"] == pl.Datetime("us", "UTC")
     epochs = pl.read_csv(tmp_path / "epoch_completed.csv")
     assert epochs.schema["val_acc"] == pl.Float64 and epochs.schema["total_params"] == pl.Int64
+    batches = pl.read_csv(tmp_path / "batch_metrics.csv")  # every value whole: 101.0, 102.0, ...
+    assert batches.schema["samples_per_s"] == pl.Float64 and batches["samples_per_s"][0] == 101.0
     assert json.loads(epochs["per_class_acc"][0]) == [10.0, None]  # JSON has no NaN
     decisions = pl.read_csv(tmp_path / "controller_decision.csv")
     assert [json.loads(v) for v in decisions["action_probs"]] == [
@@ -206,6 +209,21 @@ def test_a_corrupt_stream_is_exported_up_to_its_last_whole_batch_with_a_warning(
     assert_same(run, tmp_path / "out", "parquet", ["batch_metrics"])
 
 
+def interleave_v1(run: Path) -> None:
+    """Move rank 1 of the format 1 fixture back in time so that its events fall between rank
+    0's (in the fixture, rank 1 starts after rank 0 has finished)."""
+    path = run / "events.rank1.arrows"
+    with pa.ipc.open_stream(path) as reader:
+        table = reader.read_all()
+    with pa.ipc.open_stream(run / "events.rank0.arrows") as reader:
+        first0 = reader.read_all().filter(pc.equal(pc.field("seq"), 1)).column("wall_time")[0].value
+    first1 = table.filter(pc.equal(pc.field("seq"), 1)).column("wall_time")[0].value
+    walls = pc.cast(pc.subtract(pc.cast(table.column("wall_time"), pa.int64()), first1 - first0 - 1), pa.int64())
+    table = table.set_column(1, "wall_time", walls.cast(table.schema.field("wall_time").type))
+    with pa.ipc.new_stream(path, table.schema) as writer:
+        writer.write_table(table)
+
+
 @pytest.mark.parametrize("name", ["v1-synth", "v1-ranks"])
 def test_format_1_runs_export_like_format_2(tmp_path, name):
     run = tmp_path / name
@@ -213,11 +231,17 @@ def test_format_1_runs_export_like_format_2(tmp_path, name):
     done = export_run(run, "csv")
     assert done.out == run / "export" / "csv" and done.rows and done.warnings == []
     assert_same(run, done.out, "csv", read_run(run).kinds)
-    if name == "v1-ranks":  # read_run gives format 1 ranks one after the other; the export merges them
-        rows = from_csv(done.out / "run_started.csv", "run_started")
-        assert sorted(r["rank"] for r in rows) == [0, 1]
-        times = [r["wall_time"] for r in from_csv(done.out / "scalar.csv", "scalar")]
-        assert times == sorted(times)
+
+
+def test_format_1_ranks_are_merged_by_time(tmp_path):
+    run = tmp_path / "v1-ranks"
+    shutil.copytree(V1 / "v1-ranks", run)
+    interleave_v1(run)
+    assert [r["rank"] for r in read_run(run).rows("scalar")] == [0, 0, 0, 1, 1, 1]  # format 1: rank after rank
+    done = export_run(run, "csv")
+    rows = from_csv(done.out / "scalar.csv", "scalar")
+    assert [(r["rank"], r["seq"]) for r in rows] == [(0, 1), (1, 1), (0, 3), (0, 5), (1, 3), (1, 5)]
+    assert [r["wall_time"] for r in rows] == sorted(r["wall_time"] for r in rows)
 
 
 # -- choosing kinds, where files go, and bad input --------------------------------------------
