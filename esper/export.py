@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from esper.cli import CliError, OneLineParser
+from esper.cli import COMMANDS, CliError, OneLineParser
 from telemetry_schema.export import FORMATS, ExportError, export_run, parse_kinds
-
-HELP = "write a run's events as CSV, Parquet or JSON Lines tables, or as TensorBoard event files"
 
 
 def make_parser() -> OneLineParser:
-    p = OneLineParser(prog="esper export", description=HELP.capitalize() + ".")
+    text = COMMANDS["export"]
+    p = OneLineParser(prog="esper export", description=text[0].upper() + text[1:] + ".")
     p.add_argument("run", metavar="RUN", help="the run directory (format 1 or 2; every rank of a distributed run)")
     p.add_argument("dir", metavar="DIR", nargs="?", default=None,
                    help="with --tensorboard: the directory to write the event files to")

@@ -178,7 +178,9 @@ class EnvelopeIndex:
     def envelope(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
         """(steps as int64, wall times as float seconds) of each point of ``series``."""
         if "step" in series.names and "wall" in series.names:
-            return np.asarray(series["step"], np.float64).astype(np.int64), np.asarray(series["wall"], np.float64)
+            steps = np.asarray(series["step"], np.float64)
+            if np.isfinite(steps).all():
+                return steps.astype(np.int64), np.asarray(series["wall"], np.float64)
         if self._seq is None:
             self._build()
         at = np.searchsorted(self._seq, np.asarray(series["seq"], np.int64))
