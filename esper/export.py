@@ -69,8 +69,9 @@ def _tensorboard(args) -> int:
     done = export_tensorboard(args.run, args.dir, args.force)
     _warn(done.warnings)
     tags = sum(len(points) for points in done.scalars.values())
-    sys.stdout.write(f"wrote {tags} scalar series ({done.points:,} points) in {len(done.scalars)} "
-                     f"TensorBoard runs to {done.out}; view: tensorboard --logdir {done.out}\n")
+    dirs = len(done.scalars)
+    sys.stdout.write(f"wrote {tags} scalar series ({done.points:,} points) in {dirs} "
+                     f"director{'y' if dirs == 1 else 'ies'} under {done.out}; view: tensorboard --logdir {done.out}\n")
     return 0
 
 
