@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -18,10 +19,14 @@ from telemetry_schema.sinks import TelemetryError
 
 from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
 from esper.nissa.sink import Sink
-from esper.runtime.synthetic import SyntheticConfig
-from esper.runtime.tasks import TASK_NAMES, TaskOptions
-from esper.session import RunSpec, run_training
-from esper.tolaria.trainer import FaultSpec
+
+if TYPE_CHECKING:
+    from esper.session import RunSpec
+
+# torch is imported by the commands that need it (``esper --help`` and ``esper export`` do not)
+COMMANDS = {"train": "train a morphogenetic model",
+            "ppo": "learn the controller with PPO over vectorised environments",
+            "export": "write a run's events as CSV, Parquet or JSON Lines tables, or TensorBoard event files"}
 
 STAGE_STYLE = {"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta", "FOSSILIZED": "green",
                "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"}
@@ -96,10 +101,20 @@ class ProgressSink(Sink):
         self.console.log(f"[red]governor rollback[/] to epoch {to_epoch} ({reason})")
 
 
-def make_parser() -> OneLineParser:
+def command_parser() -> OneLineParser:
+    """The command list alone, for ``esper --help`` (no torch)."""
     p = OneLineParser(prog="esper", description="Train neural networks that grow, and watch them grow.")
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
-    t = sub.add_parser("train", help="train a morphogenetic model")
+    for name, text in COMMANDS.items():
+        sub.add_parser(name, help=text)
+    return p
+
+
+def make_parser() -> OneLineParser:
+    from esper.runtime.tasks import TASK_NAMES, TaskOptions
+    p = OneLineParser(prog="esper", description="Train neural networks that grow, and watch them grow.")
+    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
+    t = sub.add_parser("train", help=COMMANDS["train"])
     t.add_argument("--task", default="synthetic-images", help=f"one of {', '.join(TASK_NAMES)}")
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     t.add_argument("--controller", default="heuristic", metavar="heuristic|none|policy:PATH",
@@ -131,11 +146,15 @@ def make_parser() -> OneLineParser:
     t.add_argument("--dist-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="distributed runs: how long a collective waits for a dead or stuck rank")
     from esper.simic.cli import add_ppo_arguments
-    add_ppo_arguments(sub.add_parser("ppo", help="learn the controller with PPO over vectorised environments"))
+    add_ppo_arguments(sub.add_parser("ppo", help=COMMANDS["ppo"]))
     return p
 
 
 def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
+    from esper.runtime.synthetic import SyntheticConfig
+    from esper.runtime.tasks import TaskOptions
+    from esper.session import RunSpec
+    from esper.tolaria.trainer import FaultSpec
     if args.epochs < 1:
         raise CliError("--epochs must be >= 1")
     if args.controller not in ("heuristic", "none") and not args.controller.startswith("policy:"):
@@ -211,7 +230,7 @@ def relaunch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def train(args: argparse.Namespace, console: Console, argv: list[str] | None = None) -> int:
     from esper.distributed import RankFailure, launched_by_torchrun
-    from esper.session import build_model
+    from esper.session import build_model, run_training
     spec, slots_text = spec_from_args(args)
     if args.nproc is not None:
         if args.nproc < 1:
@@ -262,7 +281,14 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
+        if words[:1] == ["export"]:
+            from esper.export import run_export
+            return run_export(words[1:])
+        if words[:1] not in (["train"], ["ppo"]):
+            command_parser().parse_args(words)  # --help, or a one-line error for an unknown command
+            raise CliError("usage: esper train|ppo|export [...] (try: esper --help)")
         args = make_parser().parse_args(argv)
         if args.command == "ppo":
             from esper.simic.cli import run_ppo
@@ -271,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise CliError(str(exc)) from None
         if args.command != "train":
-            raise CliError("usage: esper train|ppo [...] (try: esper train --help)")
+            raise CliError("usage: esper train|ppo|export [...] (try: esper --help)")
         return train(args, console, argv)
     except CliError as exc:
         sys.stderr.write(f"esper: error: {exc}\n")

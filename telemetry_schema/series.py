@@ -102,6 +102,13 @@ def curves(state: RunState, name: str, options: SeriesOptions = SeriesOptions())
     return out
 
 
+def sources(state: RunState, name: str) -> list[tuple[str, Series, str]]:
+    """The data behind metric ``name``'s curves, unshaped (no smoothing, thinning or breaks):
+    (label, series, y column) for each curve ``curves`` would draw. For exporters that want
+    every point with its own envelope (seq, step, wall)."""
+    return [(label, series, column) for label, series, column, _ in _raw(state, name)]
+
+
 def _seq(series: Series) -> np.ndarray | None:
     return np.asarray(series["seq"]) if "seq" in series.names else None
 
