@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry_schema.fold import Decision, Fold, GovernorRecord, RunState, Series, StageSpan
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.rundir import read_run
 
 from dashboard import figures, lifecycle_figures
 from dashboard.app import PLOTLY_BUNDLE
@@ -17,7 +17,7 @@ from dashboard.downsample import downsample, ema, ema_reference, minmax_indices
 
 @pytest.fixture(scope="module")
 def state(logdir) -> RunState:
-    return Fold().update(RunFollower(logdir / "alpha-run").poll())
+    return Fold().update(read_run(logdir / "alpha-run"))
 
 
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300), st.floats(0, 0.99))
