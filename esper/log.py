@@ -36,6 +36,7 @@ from typing import Any, Mapping
 from telemetry_schema import events as ev
 from telemetry_schema.endings import ending, exit_signals
 from telemetry_schema.rundir import RunWriter, create_run, new_run_id, validate_run_id
+from telemetry_schema.reader import stream_files
 
 __all__ = ["Run", "SummaryWriter", "as_number", "claim_run_dir"]
 
@@ -155,7 +156,7 @@ class Run:
             d = claim_run_dir(self._runs_dir, self._name)
         else:
             d.mkdir(parents=True, exist_ok=True)
-            if any(d.glob("events*.arrows")):
+            if stream_files(d) or any(d.glob("events*.arrows")):
                 raise FileExistsError(f"{d} already holds a run; choose another directory")
         return d.parent, d.name
 

@@ -145,6 +145,11 @@ class EventWriter:
         """Emit a free-form log message."""
         self.emit(LogMessage(level=level, text=text))
 
+    @property
+    def events_emitted(self) -> int:
+        """Events emitted so far (written or not yet)."""
+        return self._builder.seq + self._queued()
+
     # -- flushing ----------------------------------------------------------------------------
 
     def _queued(self) -> int:
@@ -201,7 +206,7 @@ class EventWriter:
             return
         now = self._clock()
         if self.config.heartbeat_s > 0 and now >= self._next_beat:
-            self.emit(Heartbeat(events_emitted=self._builder.seq + self._queued(),
+            self.emit(Heartbeat(events_emitted=self.events_emitted,
                                 backpressure_waits=self.backpressure_waits))
             self._next_beat = now + self.config.heartbeat_s
         if flush_due(self.config, now - self._last_build, self._queued()):

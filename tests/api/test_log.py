@@ -175,7 +175,7 @@ def test_heartbeats_are_written_at_the_configured_interval(tmp_path):
     with Run("beat", runs_dir=tmp_path, heartbeat_s=0.01) as run:
         run.scalar("x", 1.0)
         deadline = time.monotonic() + 60  # a liveness wait, not a speed threshold
-        while run._rw.writer._seq < 3 and time.monotonic() < deadline:
+        while run._rw.writer.events_emitted < 3 and time.monotonic() < deadline:
             run.flush()
             time.sleep(0.05)
     log = read_run(run.dir)
@@ -301,7 +301,7 @@ def test_the_dashboard_lists_a_logged_run_live_and_finished(tmp_path):
         (live,) = RunStore(tmp_path).summaries()
         assert (live.run_id, live.status, live.task) == (run.run_id, "running", "viewed")
     (row,) = RunStore(tmp_path).summaries()
-    assert (row.run_id, row.status, row.error) == (run.run_id, "finished", None)
+    assert (row.run_id, row.status, row.error) == (run.run_id, "completed", "")
 
 
 async def test_the_tui_opens_a_logged_run(tmp_path):
