@@ -2,7 +2,9 @@
 
 ``list_runs`` finds run directories (newest first); ``summarize`` reads and folds one run into a
 ``RunSummary`` whose status comes from ``status.run_status`` (its events and heartbeats,
-never run.json alone), so the TUI's picker and the dashboard's runs page agree.
+never run.json alone), so the TUI's picker and the dashboard's runs page agree. A viewer that
+already follows a run (the dashboard keeps each run's fold) makes the same row from that fold
+with ``summary_of``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from telemetry_schema.fold import fold_tables
+from telemetry_schema.fold import RunState, fold_tables
 from telemetry_schema.reader import LogError, stream_files
 from telemetry_schema.rundir import is_run_dir, read_manifest, read_run
 from telemetry_schema.status import run_status
@@ -72,16 +74,24 @@ def list_runs(runs_dir: Path) -> list[Path]:
 def summarize(run_dir: Path, now: float | None = None) -> RunSummary:
     """A run's row: read and folded whole; a log that cannot be read gives a row with its error."""
     run_dir = Path(run_dir)
+    try:
+        tables = read_run(run_dir)
+    except LogError as exc:
+        row = summary_of(run_dir, RunState())
+        row.status, row.error = "error", str(exc)
+        return row
+    return summary_of(run_dir, fold_tables(tables), now, tables.corrupt)
+
+
+def summary_of(run_dir: Path, state: RunState, now: float | None = None,
+               corrupt: list[str] | tuple[str, ...] = ()) -> RunSummary:
+    """A run's row from its fold (rank 0, every environment) and its corrupt streams: what
+    ``summarize`` makes of a run it has just read, for a viewer that already follows the run."""
+    run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     run_id = manifest.get("run_id") if isinstance(manifest.get("run_id"), str) else run_dir.name
     row = RunSummary(run_dir, run_id, task=str(manifest.get("task", "") or ""),
                      started=_number(manifest.get("started_at")))
-    try:
-        tables = read_run(run_dir)
-    except LogError as exc:
-        row.status, row.error = "error", str(exc)
-        return row
-    state = fold_tables(tables)
     row.status = run_status(state, time.time() if now is None else now)
     row.task = state.task or row.task
     row.started = state.started_wall or row.started or state.first_wall
@@ -89,5 +99,5 @@ def summarize(run_dir: Path, now: float | None = None) -> RunSummary:
     row.best_val_acc = state.best_val_acc()
     row.fossilized, row.pruned, row.panics = state.seeds_fossilized(), state.seeds_pruned(), state.panics()
     row.events = state.events
-    row.error = "; ".join(tables.corrupt)
+    row.error = "; ".join(corrupt)
     return row

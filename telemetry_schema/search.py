@@ -47,8 +47,13 @@ def parse(query: str) -> list[Term]:
         if len(word) >= 2 and word.startswith("/") and word.endswith("/"):
             try:
                 re.compile(word[1:-1])
+                # Arrow's engine (RE2) runs the search and refuses some of Python's syntax
+                pc.match_substring_regex(pa.array([""]), word[1:-1], ignore_case=True)
             except re.error as exc:
                 raise QueryError(f"bad regular expression {word!r}: {exc}") from None
+            except pa.ArrowInvalid as exc:
+                reason = (str(exc).splitlines() or ["not supported"])[0]
+                raise QueryError(f"bad regular expression {word!r}: {reason}") from None
             terms.append(Term(None, "re", word[1:-1]))
             continue
         m = _TERM.match(word)
