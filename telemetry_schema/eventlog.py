@@ -25,6 +25,8 @@ from telemetry_schema.tables import KindTables
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+SETTLE_CHUNKS = 64
+"""Chunks a kind's table may gain from polls before they are merged into one."""
 
 
 class EventLog:
@@ -38,6 +40,7 @@ class EventLog:
         self._order_row: list[np.ndarray] = []
         self._cache: dict[str, np.ndarray] = {}
         self._lock = threading.RLock()
+        self._settled: dict[str, tuple[int, int]] = {}  # per kind: rows and chunks merged so far
         self.length = 0
         if tables is not None:
             self.extend(tables)
@@ -54,6 +57,8 @@ class EventLog:
         present = [k for k in new.kinds if k in KINDS]
         old = {k: self.tables.table(k).num_rows if k in self.tables.tables else 0 for k in present}
         self.tables = self.tables.extended(new)
+        for k in present:
+            self._settle(k)
         if not present:
             return
         order = _order([new.tables[k] for k in present])
@@ -71,6 +76,18 @@ class EventLog:
         self._order_row.append(row_of)
         self.length += n
         self._cache.clear()
+
+    def _settle(self, kind: str) -> None:
+        """Merge the small chunks that each poll of a live run adds to a kind's table into one,
+        once there are ``SETTLE_CHUNKS`` of them: rows merged before are never copied again."""
+        table = self.tables.tables[kind]
+        done = self._settled.get(kind, (0, 0))
+        if table.column(0).num_chunks - done[1] <= SETTLE_CHUNKS:
+            return
+        recent = table.slice(done[0]).combine_chunks()
+        table = pa.concat_tables([table.slice(0, done[0]), recent]) if done[0] else recent
+        self.tables.tables[kind] = table
+        self._settled[kind] = (table.num_rows, table.column(0).num_chunks)
 
     def positions(self, kind: str) -> np.ndarray:
         """The positions of ``kind``'s rows, in row order (ascending)."""

@@ -17,7 +17,9 @@ from pathlib import Path
 from telemetry_schema.fold import RunState, fold_tables
 from telemetry_schema.reader import LogError, stream_files
 from telemetry_schema.rundir import is_run_dir, read_manifest, read_run
+from telemetry_schema.state import status_of
 from telemetry_schema.status import run_status
+from telemetry_schema.summary import Tally, read_summary
 from telemetry_schema.v1 import v1_streams
 
 
@@ -71,16 +73,37 @@ def list_runs(runs_dir: Path) -> list[Path]:
     return sorted(runs, key=started_at, reverse=True)
 
 
-def summarize(run_dir: Path, now: float | None = None) -> RunSummary:
-    """A run's row: read and folded whole; a log that cannot be read gives a row with its error."""
+def summarize(run_dir: Path, now: float | None = None, *, read_log: bool = False) -> RunSummary:
+    """A run's row: from the summary file its writer keeps (a few hundred bytes) when it has one,
+    else (or with ``read_log``) from its whole log, read and folded. A log that cannot be read
+    gives a row with its error; so does one whose every stream is corrupt."""
     run_dir = Path(run_dir)
+    now = time.time() if now is None else now
+    tally = None if read_log else read_summary(run_dir)
+    if tally is not None and tally.run_id:
+        return summary_from_tally(run_dir, tally, now)
     try:
         tables = read_run(run_dir)
     except LogError as exc:
         row = summary_of(run_dir, RunState())
         row.status, row.error = "error", str(exc)
         return row
-    return summary_of(run_dir, fold_tables(tables), now, tables.corrupt)
+    row = summary_of(run_dir, fold_tables(tables), now, tables.corrupt)
+    if tables.corrupt and not tables.num_rows:
+        row.status = "error"
+    return row
+
+
+def summary_from_tally(run_dir: Path, tally: Tally, now: float) -> RunSummary:
+    """A run's row from its summary file, its status judged by the rule a fold uses."""
+    manifest = read_manifest(run_dir)
+    return RunSummary(
+        Path(run_dir), tally.run_id, status=status_of(tally.end_status, tally.last_wall, tally.last_progress_wall,
+                                                       tally.heartbeat_s, now),
+        task=tally.task or str(manifest.get("task", "") or ""),
+        started=tally.started if tally.started is not None else _number(manifest.get("started_at")),
+        epochs=tally.epochs, best_val_acc=tally.best_val_acc, fossilized=tally.fossilized, pruned=tally.pruned,
+        panics=tally.panics, events=tally.events)
 
 
 def summary_of(run_dir: Path, state: RunState, now: float | None = None,

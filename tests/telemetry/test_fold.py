@@ -293,3 +293,15 @@ def test_format_1_logs_read_and_fold_like_format_2(tmp_path):
     assert snapshot(fold_tables(new)) == snapshot(fold_tables(old))
     ranks = fold_tables(read_run(data / "v1-ranks"), rank=None)
     assert ranks.ranks.count == 2 and ranks.ranks.divergence is None
+
+
+def test_a_long_followed_run_keeps_its_tables_in_few_chunks(log):
+    from telemetry_schema.eventlog import SETTLE_CHUNKS
+
+    grown = EventLog()
+    for start in range(0, 6_000, 20):  # 300 polls of 20 events
+        grown.extend(log.slice(start, start + 20))
+    chunks = grown.tables.table("batch_metrics").column(0).num_chunks
+    assert chunks <= 2 * SETTLE_CHUNKS + 1
+    assert snapshot(fold_tables(grown.tables)) == snapshot(fold_tables(log.slice(0, 6_000)))
+    assert [grown.event(i)[1]["seq"] for i in (0, 2_999, 5_999)] == [log.event(i)[1]["seq"] for i in (0, 2_999, 5_999)]

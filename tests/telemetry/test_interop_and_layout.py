@@ -105,13 +105,13 @@ def test_run_directory_manifest_and_streams(tmp_path):
 
 
 def test_rank_streams_are_merged_in_time_order(tmp_path):
-    clock_a = iter([0.0] + [1.0 + i for i in range(100)]).__next__
-    clock_b = iter([0.0] + [1.5 + i for i in range(100)]).__next__
-    for rank, clock in ((0, clock_a), (1, clock_b)):
+    for rank, offset in ((0, 1.0), (1, 1.5)):  # rank 1's events fall half a second after rank 0's
+        now = {"t": 0.0}
         started = ev.RunStarted(run_id="ddp", task="t", topology="cnn", host_params=1, world_size=2)
         rw = create_run(tmp_path, started, rank=rank, config=WriterConfig(heartbeat_s=0),
-                        clock=clock, wall_clock=lambda: 1000.0, background=False)
+                        clock=lambda: now["t"], wall_clock=lambda: 1000.0, background=False)
         for i in range(3):
+            now["t"] = offset + i
             rw.writer.scalar("loss", float(rank * 10 + i))
         rw.close()
     merged = read_run(tmp_path / "ddp").rows("scalar")

@@ -63,3 +63,15 @@ def test_other_ranks_keep_no_summary(tmp_path):
                         rank=rank):
             pass
     assert json.loads((tmp_path / "d" / SUMMARY).read_text())["events"] == 2  # rank 0's own
+
+
+def test_a_run_list_row_from_the_summary_equals_the_row_from_the_log(tmp_path):
+    from telemetry_schema.runs import summarize
+
+    for seed, finish in ((1, True), (2, False)):
+        run = generate(tmp_path, SynthConfig(events=3000, seed=seed, run_id=f"r{seed}", finish=finish))
+        for now in (1.7e9 + 60, 1.7e9 + 1e6):  # while its heartbeats are fresh, and long after
+            fast, slow = summarize(run, now), summarize(run, now, read_log=True)
+            assert fast == slow, (seed, now)
+    (tmp_path / "r1" / SUMMARY).unlink()  # a run without one is read whole
+    assert summarize(tmp_path / "r1").epochs > 0
