@@ -127,7 +127,7 @@ class EsperApp(App):
         self.set_interval(0.1, self._tick)
         self._show_banner(f"loading {self.target.path} …")
         if self.target.kind == "runs":
-            self.push_screen(RunPicker(self.target.path), self._picked)
+            self.push_screen(RunPicker(self.target.path, self.clock), self._picked)
             self.call_after_refresh(self._first_screen_shown)
         else:
             self.follow()
