@@ -14,6 +14,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
+from telemetry_schema import runmodel
 from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay, refold
 from tui.loader import Prefetch, one_line
 from tui.messages import EventsArrived, Loaded, Refolded, ReplayReady, SourceFailed
@@ -277,7 +278,7 @@ class EsperApp(App):
     def _go(self, cursor: int) -> None:
         """Move the replay cursor (starting a replay if needed); far folds go to a worker."""
         s = self.session
-        if s.replay is None and (cursor <= 50_000):
+        if s.replay is None and cursor <= runmodel.SYNC_EVENTS:
             s.start_replay(cursor)
         elif s.replay is not None and s.is_cheap(cursor):
             s.seek(cursor)
