@@ -28,8 +28,8 @@ def to_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if isinstance(values, pa.ChunkedArray):
         if values.num_chunks == 1:
             return to_numpy(values.chunk(0))
-        if values.num_chunks == 0:
-            return to_numpy(values.combine_chunks())
+        if values.num_chunks == 0:  # (combine_chunks of no chunk imports pandas)
+            return to_numpy(pa.nulls(0, values.type))
         return np.concatenate([to_numpy(c) for c in values.chunks])
     t = values.type
     if pa.types.is_timestamp(t) and values.null_count == 0:
