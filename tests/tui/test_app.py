@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import shutil
+from pathlib import Path
 
 import numpy as np
+import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
@@ -294,3 +296,26 @@ async def test_log_vanishing_while_followed_is_reported(runs_dir, tmp_path):
         await wait_for(pilot, lambda: app.error != "")
         assert "no such log file" in text_of(app.query_one("#banner", Static))
         assert app.session.state.run_id == "beta-run"  # what was read stays on screen
+
+
+V1_DATA = Path(__file__).parent.parent / "telemetry" / "data" / "v1"
+
+
+@pytest.mark.parametrize("path", ["v1-synth", "v1-synth/events.arrows", "v1-ranks"])
+async def test_a_format_1_log_opens_read_whole(path):
+    """Format 1 logs (one wide stream per rank) are read whole, once, and shown like any run."""
+    target = V1_DATA / path
+    want = read_run(target)
+    app = make_app(target)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_loaded(pilot)
+        s = app.session
+        assert s.ended and s.length == want.num_rows > 0
+        text = header(app)
+        assert " completed " in text and "log intact" in text
+        state = fold_tables(want)
+        assert s.state.run_id == target.parent.name if target.is_file() else target.name
+        assert s.state.epoch == state.epoch and len(s.state.gates) == len(state.gates)
+        assert s.multi_rank == (path == "v1-ranks")
+        await pilot.press("6")  # the events of the rank shown (rank 0)
+        assert app.query_one(EventList).count == sum(e["rank"] == 0 for e in run_events(want)) > 0
