@@ -319,3 +319,14 @@ async def test_a_format_1_log_opens_read_whole(path):
         assert s.multi_rank == (path == "v1-ranks")
         await pilot.press("6")  # the events of the rank shown (rank 0)
         assert app.query_one(EventList).count == sum(e["rank"] == 0 for e in run_events(want)) > 0
+
+
+async def test_slot_filter_before_any_event_about_a_slot_shows_no_rows_and_no_error(tmp_path):
+    app = make_app(write_flushed_run(tmp_path))  # slot r0c0 announced, no event about it yet
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("6", "o")
+        panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
+        assert panel.flt.slot == "r0c0" and events.count == 0 and panel.problem == ""
+        line = text_of(app.query_one("#event-filter-line", Static))
+        assert f"0 of {app.session.length:,} events" in line and "no event has a field" not in line
