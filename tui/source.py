@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from telemetry_schema.reader import LogError, StreamFollower, probe, stream_files
-from telemetry_schema.reader import RunFollower
+from telemetry_schema.events import KINDS
+from telemetry_schema.reader import LogError, RunFollower, StreamFollower, probe, stream_files
 from telemetry_schema.rundir import is_run_dir, read_manifest, read_run
 from telemetry_schema.runs import list_runs, run_files
+from telemetry_schema.schema import conform
 from telemetry_schema.tables import KindTables
 from telemetry_schema.v1 import is_v1, v1_streams
 
@@ -76,6 +77,8 @@ class Source:
         self._stream = StreamFollower(path) if target.kind == "log" and not self._legacy else None
 
     def poll(self) -> KindTables:
+        """The events that arrived since the last poll. Raises LogError for a log that cannot
+        be read, or a lone stream of a kind this viewer does not know."""
         if self._legacy:  # format 1: read whole, once
             if self.ended:
                 return KindTables()
@@ -90,10 +93,10 @@ class Source:
         self.torn_bytes, self.ended = self._stream.torn_bytes, self._stream.ended
         self.corrupt = [self._stream.corrupt] if self._stream.corrupt else []
         kind = self._stream.kind
-        if not batches or not kind:
+        if kind and kind not in KINDS:  # (in a run directory, such streams are skipped)
+            raise LogError(f"{self.target.path}: events of kind {kind[:40]!r}, which this viewer does not know")
+        if not batches:
             return KindTables()
-        from telemetry_schema.schema import conform
-
         return KindTables({kind: conform(pa.Table.from_batches([b.batch for b in batches]), kind)})
 
     def manifest(self) -> dict:

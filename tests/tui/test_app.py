@@ -7,14 +7,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from telemetry_schema import events as ev
+from telemetry_schema.codec import BatchEncoder
 from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import fold_tables
 from telemetry_schema.rundir import create_run, read_run
+from telemetry_schema.schema import KIND_KEY, VERSION_KEY, kind_schema
 from telemetry_schema.writer import WriterConfig
 from tui.app import EsperApp
 from tui.screens.detail import EventDetail, SeedDetail
@@ -330,3 +333,23 @@ async def test_slot_filter_before_any_event_about_a_slot_shows_no_rows_and_no_er
         assert panel.flt.slot == "r0c0" and events.count == 0 and panel.problem == ""
         line = text_of(app.query_one("#event-filter-line", Static))
         assert f"0 of {app.session.length:,} events" in line and "no event has a field" not in line
+
+
+async def test_a_lone_stream_of_an_unknown_kind_is_a_one_line_error(tmp_path):
+    """A newer writer's kind: in a run directory it is skipped; opened alone, the app says so."""
+    schema = kind_schema("heartbeat").with_metadata({VERSION_KEY: b"2.9", KIND_KEY: b"quantum_flux"})
+    enc = BatchEncoder(schema)
+    log = tmp_path / "quantum_flux.rank0.arrows"
+    batch = pa.RecordBatch.from_pylist([{"seq": 0, "wall_time": 0, "rank": 0}], schema=schema)
+    log.write_bytes(enc.schema_message + enc.encode(batch, 0, 0))
+    app = make_app(log)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: app.error != "")
+        assert app.error == f"{log}: events of kind 'quantum_flux', which this viewer does not know"
+        assert app.error in text_of(app.query_one("#banner", Static))
+    run = write_flushed_run(tmp_path)
+    (run / "events" / log.name).write_bytes(log.read_bytes())
+    app = make_app(run)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_loaded(pilot)
+        assert app.error == "" and app.session.length == len(read_run(run)) == 8  # 6 epochs, start, end
