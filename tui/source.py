@@ -50,8 +50,7 @@ def resolve(path: str | Path | None) -> Target:
             probe(p)
             return Target("log", p)
         if is_run_dir(p):
-            for stream in run_files(p):
-                probe(stream)
+            _probe_run(p)
             return Target("run", p)
     except LogError as exc:
         raise TargetError(str(exc)) from None
@@ -60,6 +59,20 @@ def resolve(path: str | Path | None) -> Target:
             raise TargetError(f"{p}: empty directory (no run.json, no events/, no runs)")
         return Target("runs", p)
     raise TargetError(f"{p}: not a run directory, log file or directory of runs")
+
+
+def _probe_run(run_dir: Path) -> None:
+    """Refuse a run directory none of whose streams is an Esper log (LogError, the first
+    stream's reason); one with some readable streams opens, its corrupt ones reported."""
+    problems = []
+    streams = run_files(run_dir)
+    for stream in streams:
+        try:
+            probe(stream)
+        except LogError as exc:
+            problems.append(exc)
+    if streams and len(problems) == len(streams):
+        raise problems[0]
 
 
 class Source:

@@ -353,3 +353,18 @@ async def test_a_lone_stream_of_an_unknown_kind_is_a_one_line_error(tmp_path):
     async with app.run_test(size=(100, 24)) as pilot:
         await wait_loaded(pilot)
         assert app.error == "" and app.session.length == len(read_run(run)) == 8  # 6 epochs, start, end
+
+
+async def test_a_run_with_one_corrupt_stream_opens_and_says_so(runs_dir, tmp_path):
+    run = tmp_path / "alpha-run"
+    shutil.copytree(runs_dir / "alpha-run", run)
+    (run / "events" / "seed_pruned.rank0.arrows").write_bytes(b"garbage, not a stream")
+    want = read_run(run)
+    assert want.corrupt and want.num_rows > 1_000
+    app = make_app(run)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await wait_loaded(pilot)
+        s = app.session
+        assert app.error == "" and s.length == want.num_rows and s.state.run_id == "alpha-run"
+        assert s.state.epoch == fold_tables(want).epoch > 0
+        assert "CORRUPT: " in header(app) and "seed_pruned.rank0.arrows: corrupt at byte 0" in header(app)
