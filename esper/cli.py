@@ -14,6 +14,8 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from telemetry_schema.sinks import TelemetryError
+
 from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
 from esper.nissa.sink import Sink
 from esper.runtime.synthetic import SyntheticConfig
@@ -113,6 +115,9 @@ def make_parser() -> OneLineParser:
                         "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
                         "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history)")
     t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
+    t.add_argument("--npz-kind", choices=("auto", "image", "signal", "features"), default="auto",
+                   help="npz:PATH tasks: what x holds; auto: 4-D and square 3-D image, other 3-D signal, "
+                        "2-D features")
     t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
     t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
     t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
@@ -120,6 +125,9 @@ def make_parser() -> OneLineParser:
                    help="override heuristic controller thresholds, e.g. min_epoch=1,plateau_window=1")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="data-parallel training on N local processes (re-launches under torch.distributed.run)")
+    t.add_argument("--on-telemetry-error", choices=("stop", "continue"), default="stop",
+                   help="when the log cannot be written (a full disk): stop training with an error, or "
+                        "continue training without a log (default: stop)")
     t.add_argument("--dist-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="distributed runs: how long a collective waits for a dead or stuck rank")
     from esper.simic.cli import add_ppo_arguments
@@ -154,8 +162,9 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
     spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
                    run_name=args.run_name, fault=fault, train=train,
                    heuristic=parse_heuristic(args.heuristic), dist_timeout_s=args.dist_timeout,
+                   telemetry_errors=args.on_telemetry_error,
                    task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
-                                            synthetic=synthetic))
+                                            synthetic=synthetic, npz_kind=args.npz_kind))
     return spec, args.slots
 
 
@@ -231,6 +240,10 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
             outcome = run_training(spec)
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(f"run failed: {exc}") from None
+    except TelemetryError as exc:
+        raise CliError(f"the log could not be written, training stopped: {exc} "
+                       f"(it ends at its last complete batch; --on-telemetry-error continue trains on "
+                       f"without a log)") from None
     except RankFailure as exc:
         sys.stderr.write(f"esper: rank {rank}: distributed run failed: {exc}\n")
         return 3
@@ -242,9 +255,7 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
     console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
                   f"governor rollbacks {s.rollbacks}")
-    from telemetry_schema.rundir import stream_paths
-    logs = ", ".join(str(p) for p in stream_paths(outcome.run_dir)) or str(outcome.run_dir)
-    console.print(f"log: {logs}")
+    console.print(f"log: {outcome.run_dir / 'events'}")
     return 130 if outcome.status == "interrupted" else 0
 
 

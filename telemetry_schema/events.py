@@ -54,6 +54,7 @@ class RunStarted(Event):
     world_size: int = doc("Number of distributed ranks (1 for a single process).", 1)
     num_envs: int = doc("Number of vectorised environments (1 for plain training).", 1)
     heartbeat_s: float = doc("Seconds between heartbeats; viewers judge staleness by it.", 5.0)
+    planned_epochs: int = doc("Epochs the run is set to train (0 when not known): progress and time left.", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,21 @@ class LogMessage(Event):
     KIND: ClassVar[str] = "log"
     level: str = doc("'debug', 'info', 'warning' or 'error'.")
     text: str = doc("The message.")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMetrics(Event):
+    """The machine and the training process, sampled at the heartbeat's cadence."""
+
+    KIND: ClassVar[str] = "system"
+    cpu_percent: float = doc("CPU use of the training process since the last sample, percent of one core.")
+    cpu_total_percent: float = doc("CPU use of the whole machine since the last sample, percent of all cores.", 0.0)
+    rss_bytes: int = doc("Resident memory of the training process, bytes.", 0)
+    mem_used_bytes: int = doc("Memory in use on the machine, bytes.", 0)
+    mem_total_bytes: int = doc("Memory of the machine, bytes.", 0)
+    gpu_util_percent: float | None = doc("GPU utilisation over the last sample period, percent (null: no GPU or no NVML).", None)
+    gpu_mem_used_bytes: int | None = doc("GPU memory in use, bytes (null: no GPU).", None)
+    gpu_mem_total_bytes: int | None = doc("GPU memory in all, bytes (null: no GPU).", None)
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -295,7 +311,7 @@ class Reward(Event):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
-    RunStarted, RunFinished, Heartbeat, LogMessage,
+    RunStarted, RunFinished, Heartbeat, LogMessage, SystemMetrics,
     Scalar, BatchMetrics, EpochCompleted,
     SeedGerminated, StageChanged, GateEvaluated, AlphaChanged, GradientStats, Counterfactual,
     SeedFossilized, SeedPruned,

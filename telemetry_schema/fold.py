@@ -35,8 +35,8 @@ from telemetry_schema.state import (  # noqa: F401  (re-exported for the viewers
 from telemetry_schema.tables import KindTables
 
 DENSE = ("scalar", "batch_metrics", "gradient_stats", "alpha", "heartbeat", "counterfactual",
-         "reward", "ppo_update", "epoch_completed")
-_NOT_PROGRESS = ("heartbeat", "log")
+         "reward", "ppo_update", "epoch_completed", "system")
+_NOT_PROGRESS = ("heartbeat", "log", "system")
 
 
 def _groups(col):
@@ -198,6 +198,12 @@ class Fold:
     def _dense_heartbeat(self, t, env):
         pass  # counted and timed by update(); nothing else to fold
 
+    def _dense_system(self, t, env):
+        # plotted like any scalar, as system/<field>
+        for name in t.column_names[len(env) + 1:]:
+            series = self.state.scalars.setdefault(f"system/{name}", Series("step", "epoch", "value", "wall", "seq"))
+            series.append(step=env["step"], epoch=env["epoch"], value=_num(t, name), wall=env["wall"], seq=env["seq"])
+
     def _dense_reward(self, t, env):
         self.state.rewards.append(**env, total=_num(t, "total"))
         self._fold_maps(self.state.reward_components, t.column("components").to_pylist(), env["seq"])
@@ -246,6 +252,7 @@ class Fold:
         st.run_id, st.task, st.topology = r["run_id"] or "", r["task"] or "", r["topology"] or ""
         st.host_params, st.device = r["host_params"] or 0, r["device"] or ""
         st.world_size, st.num_envs = r["world_size"] or 1, r["num_envs"] or 1
+        st.planned_epochs = r["planned_epochs"] or 0
         st.heartbeat_s = r["heartbeat_s"] if r["heartbeat_s"] is not None else st.heartbeat_s
         st.versions = {"python": r["python_version"] or "", "torch": r["torch_version"] or ""}
         st.started_wall = r["wall_time"] / 1e6
@@ -271,6 +278,7 @@ class Fold:
         s.ratio = s.health = s.contribution = None
         s.last_gate = None
         s.reset_seq = r["seq"]
+        self.state.resets.setdefault(s.slot_id, []).append(r["seq"])
 
     def _on_stage_changed(self, r):
         s = self._slot(r["slot"])
@@ -289,6 +297,7 @@ class Fold:
             s.ratio = s.health = s.contribution = s.params = None
             s.last_gate = None
             s.reset_seq = r["seq"]
+            self.state.resets.setdefault(s.slot_id, []).append(r["seq"])
         else:
             self.state.spans.append(StageSpan(s.slot_id, s.seed_id, to, epoch, r["seq"]))
 

@@ -78,8 +78,8 @@ class RunWriter:
             self.writer.close(status, reason)
         except OSError as exc:
             error = exc
-        if self.writer.error is not None and status == "completed":
-            status, reason = "failed", str(self.writer.error)
+        if self.writer.error is not None:  # the run may have gone on without its log
+            reason = reason or f"the log stops early: {self.writer.error}"
         self.manifest.update(status=status, reason=reason, ended_at=time.time(),
                              events=self.writer.events_written)
         if self.writer.rank == 0:

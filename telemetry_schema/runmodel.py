@@ -35,7 +35,7 @@ SPEEDS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536)
 """Replay speeds, in events per play tick."""
 RATE_WINDOW_S = 5.0
 RUN_WIDE = ("run_id", "task", "topology", "config", "host_params", "device", "world_size", "num_envs",
-            "heartbeat_s", "versions", "started_wall", "end_status", "end_reason", "last_wall",
+            "heartbeat_s", "planned_epochs", "versions", "started_wall", "end_status", "end_reason", "last_wall",
             "last_progress_wall", "ppo", "head_entropy", "ranks")
 """RunState fields an environment's view takes from its rank's whole fold."""
 

@@ -17,6 +17,10 @@ from telemetry_schema.codec import EOS
 class TelemetryError(OSError):
     """The event log could not be written; the message is one line naming the file."""
 
+    def __init__(self, errno_: int | None, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
 
 def stream_file_name(kind: str, rank: int) -> str:
     """The file of one kind's stream of one rank: ``<kind>.rank<R>.arrows``."""
@@ -25,6 +29,9 @@ def stream_file_name(kind: str, rank: int) -> str:
 
 class DirectorySink:
     """Streams as files ``<directory>/<kind>.rank<R>.arrows``; refuses to overwrite one."""
+
+    write = staticmethod(os.write)
+    """How bytes reach a file (a test replaces it to fill the disk)."""
 
     def __init__(self, directory: str | Path, rank: int) -> None:
         self.directory = Path(directory)
@@ -54,7 +61,7 @@ class DirectorySink:
     def append(self, kind: str, data: bytes) -> None:
         fd, size = self._fds[kind], self._sizes[kind]
         try:
-            written = os.write(fd, data)
+            written = self.write(fd, data)
             if written != len(data):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError as exc:

@@ -222,6 +222,7 @@ class RunState:
     world_size: int = 1
     num_envs: int = 1
     heartbeat_s: float = 5.0
+    planned_epochs: int = 0
     versions: dict = field(default_factory=dict)
     started_wall: float | None = None
     end_status: str | None = None  # 'completed' | 'failed' | 'interrupted' once finished
@@ -236,6 +237,8 @@ class RunState:
     kind_counts: Counter = field(default_factory=Counter)
     slots: dict[str, SlotState] = field(default_factory=dict)
     spans: list[StageSpan] = field(default_factory=list)
+    resets: dict[str, list[int]] = field(default_factory=dict)
+    """Per slot, the seq of each germination and return to DORMANT: a plot breaks its lines there."""
     marks: list[Mark] = field(default_factory=list)
     gates: list[GateRecord] = field(default_factory=list)
     governor: list[GovernorRecord] = field(default_factory=list)

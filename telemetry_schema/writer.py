@@ -98,6 +98,7 @@ class EventWriter:
         self.backpressure_waits = 0
         self.dropped = 0
         self.error: TelemetryError | None = None
+        self._error_raised = False  # raised to an emitter already (close does not raise it again)
         self.flusher_cpu_s = 0.0
         """CPU seconds the background writer thread has used (for overhead accounting)."""
         self._finished = False
@@ -124,6 +125,7 @@ class EventWriter:
         """Append one typed event; ``slot`` and ``seed`` fill the envelope of kinds about a slot."""
         if self.error is not None:
             if self.config.on_error == "raise":
+                self._error_raised = True
                 raise self.error
             self.dropped += 1
             return
@@ -142,6 +144,11 @@ class EventWriter:
     def log(self, level: str, text: str) -> None:
         """Emit a free-form log message."""
         self.emit(LogMessage(level=level, text=text))
+
+    @property
+    def events_emitted(self) -> int:
+        """Events emitted so far (written or not yet)."""
+        return self._builder.seq + self._queued()
 
     # -- flushing ----------------------------------------------------------------------------
 
@@ -199,7 +206,7 @@ class EventWriter:
             return
         now = self._clock()
         if self.config.heartbeat_s > 0 and now >= self._next_beat:
-            self.emit(Heartbeat(events_emitted=self._builder.seq + self._queued(),
+            self.emit(Heartbeat(events_emitted=self.events_emitted,
                                 backpressure_waits=self.backpressure_waits))
             self._next_beat = now + self.config.heartbeat_s
         if flush_due(self.config, now - self._last_build, self._queued()):
@@ -209,9 +216,14 @@ class EventWriter:
 
     def flush(self) -> None:
         """Write every event emitted so far (raises TelemetryError if the log cannot be written)."""
-        with self._build_lock:
-            self._build_locked()
-        self._write_ready()
+        try:
+            with self._build_lock:
+                self._build_locked()
+            self._write_ready()
+        except TelemetryError:
+            if threading.current_thread() is not self._thread:
+                self._error_raised = True  # the caller has it: close need not raise it again
+            raise
 
     def _build_locked(self) -> None:
         self._last_build = self._clock()
@@ -266,13 +278,12 @@ class EventWriter:
     def close(self, status: str = "completed", reason: str = "") -> None:
         """Write ``run_finished`` (unless already emitted), flush everything, end the streams.
 
-        Raises TelemetryError when this last flush fails (the log still ends at its last
-        complete batch); an error already raised to an emitter is not raised again.
+        Raises TelemetryError when the log could not be written and no emit has raised it yet
+        (the log still ends at its last complete batch).
         """
         if self._closed:
             return
-        failed_before = self.error is not None
-        if not self._finished and not failed_before:
+        if not self._finished and self.error is None:
             self.emit(RunFinished(status=status, reason=reason))
         self._closed = True
         self._wake.set()
@@ -282,10 +293,12 @@ class EventWriter:
             if self.error is None:
                 self.flush()
         except TelemetryError:
-            if self.config.on_error == "raise":
-                raise
+            pass  # kept in self.error
         finally:
             self.sink.close()
+        if self.error is not None and self.config.on_error == "raise" and not self._error_raised:
+            self._error_raised = True
+            raise self.error
 
     def __enter__(self) -> "EventWriter":
         return self

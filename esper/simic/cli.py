@@ -93,7 +93,7 @@ def _log_round(writer, i: int, r: RoundResult) -> None:
 
 
 def run_ppo(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Train a policy; writes ``<runs_dir>/<run_id>/events.arrows`` and ``policy.pt``. Returns the
+    """Train a policy; writes ``<runs_dir>/<run_id>/events/`` and ``policy.pt``. Returns the
     exit status (0, or 130 when interrupted); raises ValueError for bad flags."""
     console = console or Console()
     env_cfg, reward_cfg, ppo_cfg = configs_from_args(args)

@@ -4,8 +4,9 @@ import argparse
 import io
 import math
 
-import pyarrow as pa
 import pytest
+
+from telemetry_schema import read_run
 import torch
 from rich.console import Console
 
@@ -46,18 +47,16 @@ def trained(tmp_path_factory):
 def test_run_writes_log_and_checkpoint(trained):
     rc, run_dir = trained
     assert rc == 0 and (run_dir / "policy.pt").is_file()
-    with pa.OSFile(str(run_dir / "events.arrows"), "rb") as f:
-        t = pa.ipc.open_stream(f).read_all().to_pydict()
-    kinds = t["kind"]
-    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
-    assert kinds.count("ppo_update") == 2 and kinds.count("reward") == 2 * 2 * 3
-    ups = [u for u in t["ppo_update"] if u is not None]
-    for u in ups:
+    log = read_run(run_dir)
+    first, last = log.rows("run_started")[0]["seq"], log.rows("run_finished")[0]["seq"]
+    assert first == 0 and last == max(r["seq"] for k in log.kinds for r in log.rows(k))
+    assert len(log.rows("ppo_update")) == 2 and len(log.rows("reward")) == 2 * 2 * 3
+    for u in log.rows("ppo_update"):
         assert math.isfinite(u["policy_loss"]) and math.isfinite(u["value_loss"]) and u["approx_kl"] >= 0
         assert set(dict(u["head_entropy"])) >= {"op", "slot", "blueprint"}
-    scalars = {s["name"] for s in t["scalar"] if s is not None}
+    scalars = {s["name"] for s in log.rows("scalar")}
     assert {"ppo/reward_per_step", "reward/shaping", "reward/rent"} <= scalars
-    assert {e for k, e in zip(kinds, t["env"]) if k == "controller_decision"} == {0, 1}
+    assert {d["env"] for d in log.rows("controller_decision")} == {0, 1}
 
 
 def test_trained_policy_drives_the_trainer(trained):

@@ -3,8 +3,8 @@ determinism, telemetry."""
 
 import dataclasses
 
-import pyarrow as pa
 import torch
+from telemetry_schema import read_run
 
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Op
@@ -136,19 +136,16 @@ def test_learner_round_logs_events_with_env_index(tmp_path):
     result = learner.round(3)
     rw.writer.emit(ppo_update_event(result.stats))
     rw.close("completed")
-    with pa.OSFile(str(next(tmp_path.glob("ppo-test/*.arrows"))), "rb") as f:
-        table = pa.ipc.open_stream(f).read_all().to_pydict()
-    kinds = table["kind"]
-    envs = {e for k, e in zip(kinds, table["env"]) if k == "reward"}
-    assert envs == {0, 1}
-    assert kinds.count("reward") == 6 and kinds.count("controller_decision") == 6
-    assert kinds.count("ppo_update") == 1
-    assert {e for k, e in zip(kinds, table["env"]) if k == "epoch_completed"} == {0, 1}
-    decisions = [d for d in table["controller_decision"] if d is not None]
+    log = read_run(tmp_path / "ppo-test")
+    assert {r["env"] for r in log.rows("reward")} == {0, 1}
+    assert len(log.rows("reward")) == 6 and len(log.rows("controller_decision")) == 6
+    assert len(log.rows("ppo_update")) == 1
+    assert {r["env"] for r in log.rows("epoch_completed")} == {0, 1}
+    decisions = log.rows("controller_decision")
     probs = dict(decisions[0]["action_probs"])
     assert decisions[0]["controller"] == "policy" and set(probs) == {op.name for op in OPS}
     assert abs(sum(probs.values()) - 1.0) < 1e-4 and decisions[0]["value"] is not None
-    rewards = [r for r in table["reward"] if r is not None]
+    rewards = log.rows("reward")
     comp = dict(rewards[0]["components"])
     assert "shaping" in comp and abs(sum(comp.values()) - rewards[0]["total"]) < 1e-6
 
@@ -174,8 +171,6 @@ def test_controller_decision_event_carries_alpha_target_and_speed(tmp_path):
     sink.annotate({op.name: 1 / 6 for op in OPS}, 0.25)
     sink.controller_decision("policy", space.decode(act).decision)
     rw.close("completed")
-    with pa.OSFile(str(next(tmp_path.glob("speed/*.arrows"))), "rb") as f:
-        table = pa.ipc.open_stream(f).read_all().to_pydict()
-    d = next(d for d in table["controller_decision"] if d is not None)
+    (d,) = read_run(tmp_path / "speed").rows("controller_decision")
     assert d["op"] == "SET_ALPHA_TARGET" and d["reason"] == "alpha_target=0.7 alpha_speed_epochs=5"
     assert set(dict(d["action_probs"])) == {op.name for op in OPS}  # the op probabilities stay as they were

@@ -21,7 +21,7 @@ from telemetry_schema.fold import fold_tables
 from telemetry_schema.reader import LogError, RunFollower, StreamFollower, read_memory
 from telemetry_schema.rundir import read_run
 from telemetry_schema.schema import KIND_KEY, VERSION_KEY, kind_schema
-from telemetry_schema.sinks import MemorySink, TelemetryError
+from telemetry_schema.sinks import DirectorySink, MemorySink, TelemetryError
 from telemetry_schema.writer import EventWriter, WriterConfig
 
 
@@ -336,17 +336,15 @@ def test_a_failed_write_to_a_file_is_undone_so_the_stream_ends_at_a_whole_batch(
     w = writer(tmp_path / "events")
     w.emit(ev.LogMessage(level="info", text="kept"))
     w.flush()
-    real_write = os.write
-
     def short_write(fd, data):  # half the message reaches the disk, then the disk is full
-        real_write(fd, data[: len(data) // 2])
+        os.write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", short_write)
+    monkeypatch.setattr(DirectorySink, "write", staticmethod(short_write))
     w.emit(ev.LogMessage(level="info", text="lost"))
     with pytest.raises(TelemetryError, match="log.rank0.arrows: write failed"):
         w.flush()
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.undo()
     w.close()
     f = StreamFollower(tmp_path / "events" / "log.rank0.arrows")
     assert [r["text"] for b in f.poll() for r in b.batch.to_pylist()] == ["kept"]

@@ -110,7 +110,7 @@ def test_rank_streams_are_merged_in_time_order(tmp_path):
     for rank, clock in ((0, clock_a), (1, clock_b)):
         started = ev.RunStarted(run_id="ddp", task="t", topology="cnn", host_params=1, world_size=2)
         rw = create_run(tmp_path, started, rank=rank, config=WriterConfig(heartbeat_s=0),
-                        clock=clock, wall_clock=lambda: 1000.0)
+                        clock=clock, wall_clock=lambda: 1000.0, background=False)
         for i in range(3):
             rw.writer.scalar("loss", float(rank * 10 + i))
         rw.close()

@@ -299,3 +299,24 @@ def test_small_batches_are_stored_plain_and_big_ones_compressed():
     small, big = enc.encode(batch(3), 0, 2), enc.encode(batch(5000), 0, 4999)
     assert pa.ipc.read_message(pa.BufferReader(small)).metadata.to_pybytes().find(b"ZSTD") < 0
     assert len(big) < 5000 * 20  # a plain batch costs about 60 bytes an event
+
+
+def test_the_batch_builder_is_pure_and_numbers_a_flush_in_clock_order():
+    from telemetry_schema.builder import BatchBuilder
+
+    b = BatchBuilder(rank=3, t0=10.0, wall0=1_000.0, seq=7)
+    scalars = [10.5, "loss", 0.25, 4, 1, 0, 10.2, "acc", 0.5, 5, 1, 2]  # two records, flat
+    events = [(10.1, ev.LogMessage(level="info", text="first"), None, None, 3, 1, 0),
+              (10.5, ev.StageChanged(from_stage="A", to_stage="B"), "s0", "x", 6, 1, 0)]
+    flush = b.build(scalars, events)
+    assert (flush.lo, flush.hi, flush.rows, b.seq) == (7, 10, 4, 11)
+    assert sorted(flush.batches) == ["log", "scalar", "stage_changed"]
+    order = {r["seq"]: (k, r.get("name") or r.get("text") or r.get("to_stage"))
+             for k, batch in flush.batches.items() for r in batch.to_pylist()}
+    # by clock reading: the log (10.1), acc (10.2), then at 10.5 the scalar before the event
+    assert [order[s] for s in range(7, 11)] == [("log", "first"), ("scalar", "acc"), ("scalar", "loss"),
+                                                 ("stage_changed", "B")]
+    (stage,) = flush.batches["stage_changed"].to_pylist()
+    assert (stage["rank"], stage["slot"], stage["seed"], stage["step"]) == (3, "s0", "x", 6)
+    assert stage["wall_time"].timestamp() == pytest.approx(1_000.5)
+    assert b.build([], []) is None and b.seq == 11

@@ -148,16 +148,16 @@ class EventList(ScrollView, can_focus=True):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.event_log: EventLog | None = None
+        self.events: EventLog | None = None
         self.rows: np.ndarray | None = None
         self.count = 0
         self._cache: dict[int, tuple[str, str]] = {}
 
     def set_rows(self, log: EventLog, rows: np.ndarray | None, count: int, follow: bool) -> None:
-        same = log is self.event_log and count == self.count and rows is self.rows
+        same = log is self.events and count == self.count and rows is self.rows
         if same:
             return
-        self.event_log, self.rows, self.count = log, rows, count
+        self.events, self.rows, self.count = log, rows, count
         self._cache.clear()
         self.virtual_size = Size(self.size.width, count)
         if follow:
@@ -172,12 +172,12 @@ class EventList(ScrollView, can_focus=True):
 
     def _lines(self, start: int, stop: int) -> None:
         missing = [i for i in range(start, stop) if i not in self._cache]
-        if not missing or self.event_log is None:
+        if not missing or self.events is None:
             return
         if len(self._cache) > 2000:
             self._cache.clear()
         for i in missing:
-            kind, row = self.event_log.event(self.table_row(i))
+            kind, row = self.events.event(self.table_row(i))
             self._cache[i] = (event_line(kind, row), kind)
 
     def render_line(self, y: int) -> Strip:
