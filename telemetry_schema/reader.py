@@ -167,12 +167,16 @@ class RunFollower:
         return self._release(final)
 
     def _release(self, final: bool) -> KindTables:
+        """The flushes that are whole on disk, or held long enough, or of a rank with a corrupt
+        or refused stream (whose rows will never come: waiting ``hold_s`` for them only delays)."""
         now = self._clock()
+        broken = {int(STREAM_RE.match(p.name)["rank"]) for p, f in self.streams.items() if f.corrupt}
+        broken |= {int(STREAM_RE.match(p.name)["rank"]) for p in self.refused}
         out: dict[str, list[pa.RecordBatch]] = {}
         for key in sorted(self._pending):
             entry = self._pending[key]
             rank, lo, hi = key
-            if entry.rows < hi - lo + 1 and not final and now - entry.since < self._hold_s:
+            if entry.rows < hi - lo + 1 and not final and now - entry.since < self._hold_s and rank not in broken:
                 continue
             del self._pending[key]
             for b in entry.batches:

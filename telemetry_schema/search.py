@@ -16,6 +16,7 @@ A term that names a field no kind has, or compares a field that is not a number,
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ import pyarrow.compute as pc
 
 from telemetry_schema.arrays import floats, rows_equal, to_numpy
 from telemetry_schema.eventlog import EventLog
+from telemetry_schema.events import KINDS
+from telemetry_schema.schema import kind_schema
 
 _TERM = re.compile(r"^(?P<field>[a-z_][a-z0-9_]*)(?P<op>:|=|>=|<=|>|<)(?P<value>.*)$")
 
@@ -148,13 +151,20 @@ def _kind_matches(kind: str, term: Term) -> bool:
     return term.value.lower() in kind.lower()
 
 
+@functools.cache
+def catalogue_fields() -> frozenset[str]:
+    """Every field some kind of event has (envelope and payload), and ``kind``: a query may
+    name a field of a kind the log holds no event of yet (it then matches nothing)."""
+    return frozenset({"kind"}.union(*(kind_schema(k).names for k in KINDS)))
+
+
 def search(log: EventLog, query: str, *, rank: int | None = None, env: int | None = None,
            start: int = 0, stop: int | None = None) -> np.ndarray:
     """Positions (ascending) in [start, stop) of the events that match ``query`` and, when
     given, come from ``rank`` and ``env`` (kinds about the whole run match any env)."""
     terms = parse(query)
     stop = len(log) if stop is None else stop
-    known = {f for k in log.kinds for f in log.tables.table(k).column_names} | {"kind"}
+    known = catalogue_fields() | {f for k in log.kinds for f in log.tables.table(k).column_names}
     for term in terms:
         if term.field is not None and term.field not in known:
             raise QueryError(f"{term.field}{term.op}{term.value}: no event has a field {term.field!r}")

@@ -14,6 +14,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
+from telemetry_schema import runmodel
 from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay, refold
 from tui.loader import Prefetch, one_line
 from tui.messages import EventsArrived, Loaded, Refolded, ReplayReady, SourceFailed
@@ -127,7 +128,7 @@ class EsperApp(App):
         self.set_interval(0.1, self._tick)
         self._show_banner(f"loading {self.target.path} …")
         if self.target.kind == "runs":
-            self.push_screen(RunPicker(self.target.path), self._picked)
+            self.push_screen(RunPicker(self.target.path, self.clock), self._picked)
             self.call_after_refresh(self._first_screen_shown)
         else:
             self.follow()
@@ -277,7 +278,7 @@ class EsperApp(App):
     def _go(self, cursor: int) -> None:
         """Move the replay cursor (starting a replay if needed); far folds go to a worker."""
         s = self.session
-        if s.replay is None and (cursor <= 50_000):
+        if s.replay is None and cursor <= runmodel.SYNC_EVENTS:
             s.start_replay(cursor)
         elif s.replay is not None and s.is_cheap(cursor):
             s.seek(cursor)

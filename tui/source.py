@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from telemetry_schema.reader import LogError, StreamFollower, probe, stream_files
-from telemetry_schema.reader import RunFollower
+from telemetry_schema.events import KINDS
+from telemetry_schema.reader import LogError, RunFollower, StreamFollower, probe, stream_files
 from telemetry_schema.rundir import is_run_dir, read_manifest, read_run
 from telemetry_schema.runs import list_runs, run_files
+from telemetry_schema.schema import conform
 from telemetry_schema.tables import KindTables
 from telemetry_schema.v1 import is_v1, v1_streams
 
@@ -49,8 +50,7 @@ def resolve(path: str | Path | None) -> Target:
             probe(p)
             return Target("log", p)
         if is_run_dir(p):
-            for stream in run_files(p):
-                probe(stream)
+            _probe_run(p)
             return Target("run", p)
     except LogError as exc:
         raise TargetError(str(exc)) from None
@@ -59,6 +59,20 @@ def resolve(path: str | Path | None) -> Target:
             raise TargetError(f"{p}: empty directory (no run.json, no events/, no runs)")
         return Target("runs", p)
     raise TargetError(f"{p}: not a run directory, log file or directory of runs")
+
+
+def _probe_run(run_dir: Path) -> None:
+    """Refuse a run directory none of whose streams is an Esper log (LogError, the first
+    stream's reason); one with some readable streams opens, its corrupt ones reported."""
+    problems = []
+    streams = run_files(run_dir)
+    for stream in streams:
+        try:
+            probe(stream)
+        except LogError as exc:
+            problems.append(exc)
+    if streams and len(problems) == len(streams):
+        raise problems[0]
 
 
 class Source:
@@ -76,6 +90,8 @@ class Source:
         self._stream = StreamFollower(path) if target.kind == "log" and not self._legacy else None
 
     def poll(self) -> KindTables:
+        """The events that arrived since the last poll. Raises LogError for a log that cannot
+        be read, or a lone stream of a kind this viewer does not know."""
         if self._legacy:  # format 1: read whole, once
             if self.ended:
                 return KindTables()
@@ -90,10 +106,10 @@ class Source:
         self.torn_bytes, self.ended = self._stream.torn_bytes, self._stream.ended
         self.corrupt = [self._stream.corrupt] if self._stream.corrupt else []
         kind = self._stream.kind
-        if not batches or not kind:
+        if kind and kind not in KINDS:  # (in a run directory, such streams are skipped)
+            raise LogError(f"{self.target.path}: events of kind {kind[:40]!r}, which this viewer does not know")
+        if not batches:
             return KindTables()
-        from telemetry_schema.schema import conform
-
         return KindTables({kind: conform(pa.Table.from_batches([b.batch for b in batches]), kind)})
 
     def manifest(self) -> dict:

@@ -86,6 +86,19 @@ def test_reading_and_folding_a_log_does_not_import_pandas(tmp_path):
     assert out[3] == "False"
 
 
+def test_a_chunked_array_of_no_chunks_converts_without_importing_pandas():
+    """A search over a list column whose lists are all empty flattens to no chunks at all."""
+    pytest.importorskip("pandas")
+    code = (
+        "import sys, pyarrow as pa\n"
+        "from telemetry_schema.arrays import to_numpy\n"
+        "got = [to_numpy(pa.chunked_array([], t)) for t in (pa.bool_(), pa.int64(), pa.float64())]\n"
+        "print([(str(a.dtype), len(a)) for a in got], 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[('bool', 0), ('int64', 0), ('float64', 0)] False"
+
+
 def test_choose_memory_pool_prefers_jemalloc_and_leaves_a_users_choice_alone():
     before = pa.default_memory_pool()
     try:
