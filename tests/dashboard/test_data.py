@@ -71,7 +71,7 @@ def test_runs_page_rows_are_what_summarize_makes(logdir):
     from the run's followed fold (``summary_of``), corrupt streams included."""
     rows = {s.run_id: s for s in RunStore(logdir, clock=lambda: NOW).summaries()}
     for run_id in ("alpha-run", "beta-run", "broken-run", "corrupt-run"):
-        assert rows[run_id] == summarize(logdir / run_id, NOW), run_id
+        assert rows[run_id] == summarize(logdir / run_id, NOW, read_log=True), run_id
     corrupt = rows["corrupt-run"]
     assert corrupt.status == "completed" and f"{CORRUPT_STREAM.split('/')[1]}: corrupt at byte" in corrupt.error
     shown = {r["run_id"]: r for r in tables.run_rows(list(rows.values()))}
