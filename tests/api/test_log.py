@@ -276,10 +276,10 @@ def test_summary_writer_default_directory_and_unsupported_methods(tmp_path, monk
             w.add_histogram("w", [1, 2])
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("run_lr0.1-")
-    with pytest.raises(TypeError, match="dictionaries"):
-        SummaryWriter(tmp_path / "h").add_hparams({"lr": 0.1}, [("acc", 1.0)])
-    with pytest.raises(TypeError, match="hparam 'opt'"):
-        SummaryWriter(tmp_path / "h2").add_hparams({"opt": object()}, {})
+    with pytest.raises(TypeError, match="dictionaries"), SummaryWriter(tmp_path / "h") as w:
+        w.add_hparams({"lr": 0.1}, [("acc", 1.0)])
+    with pytest.raises(TypeError, match="hparam 'opt'"), SummaryWriter(tmp_path / "h2") as w:
+        w.add_hparams({"opt": object()}, {})
 
 
 def test_signatures_match_tensorboard():

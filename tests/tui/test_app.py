@@ -217,6 +217,9 @@ async def test_run_picker_judges_status_at_the_apps_clock_and_marks_corrupt_runs
     shutil.copytree(runs_dir / "alpha-run", many / "alpha-run")
     shutil.copytree(runs_dir / "beta-run", many / "beta-run")
     (many / "alpha-run" / "events" / "seed_pruned.rank0.arrows").write_bytes(b"garbage, not a stream")
+    # a run list reads a run's summary file when it has one (damage done on disk since is found
+    # when the run is opened); without one, the picker reads the log, and marks what is corrupt
+    (many / "alpha-run" / "summary.json").unlink()
     app = EsperApp(resolve(many), clock=lambda: beta.last_wall + 1.0)  # just after beta-run's last event
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.screen.query_one("#picker-table", DataTable)
