@@ -20,6 +20,7 @@ from telemetry_schema.rundir import is_run_dir, read_manifest, read_run
 from telemetry_schema.state import status_of
 from telemetry_schema.status import run_status
 from telemetry_schema.summary import Tally, read_summary
+from telemetry_schema.tags import read_tags
 from telemetry_schema.v1 import v1_streams
 
 
@@ -40,6 +41,8 @@ class RunSummary:
     events: int = 0
     error: str = ""
     """Why the run's log could not be read (one line), or why part of it is corrupt."""
+    tags: tuple[str, ...] = ()
+    """The user's tags on the run (``tags.py``)."""
 
 
 def _number(value) -> float | None:
@@ -82,6 +85,15 @@ def summarize(run_dir: Path, now: float | None = None, *, read_log: bool = False
     tally = None if read_log else read_summary(run_dir)
     if tally is not None and tally.run_id:
         return summary_from_tally(run_dir, tally, now)
+    return _from_log(run_dir, now)
+
+
+def _tagged(row: RunSummary, run_dir: Path) -> RunSummary:
+    row.tags = tuple(read_tags(run_dir))
+    return row
+
+
+def _from_log(run_dir: Path, now: float) -> RunSummary:
     try:
         tables = read_run(run_dir)
     except LogError as exc:
@@ -97,13 +109,13 @@ def summarize(run_dir: Path, now: float | None = None, *, read_log: bool = False
 def summary_from_tally(run_dir: Path, tally: Tally, now: float) -> RunSummary:
     """A run's row from its summary file, its status judged by the rule a fold uses."""
     manifest = read_manifest(run_dir)
-    return RunSummary(
+    return _tagged(RunSummary(
         Path(run_dir), tally.run_id, status=status_of(tally.end_status, tally.last_wall, tally.last_progress_wall,
                                                        tally.heartbeat_s, now),
         task=tally.task or str(manifest.get("task", "") or ""),
         started=tally.started if tally.started is not None else _number(manifest.get("started_at")),
         epochs=tally.epochs, best_val_acc=tally.best_val_acc, fossilized=tally.fossilized, pruned=tally.pruned,
-        panics=tally.panics, events=tally.events)
+        panics=tally.panics, events=tally.events), run_dir)
 
 
 def summary_of(run_dir: Path, state: RunState, now: float | None = None,
@@ -123,4 +135,12 @@ def summary_of(run_dir: Path, state: RunState, now: float | None = None,
     row.fossilized, row.pruned, row.panics = state.seeds_fossilized(), state.seeds_pruned(), state.panics()
     row.events = state.events
     row.error = "; ".join(corrupt)
-    return row
+    return _tagged(row, run_dir)
+
+
+def matches(row: RunSummary, text: str = "", status: str = "", tag: str = "") -> bool:
+    """Whether a run list row passes the list's filters: ``text`` in its id or task
+    (case-insensitive), its ``status``, one of its ``tags`` (empty: any)."""
+    hay = f"{row.run_id} {row.task}".lower()
+    return ((not text or text.lower() in hay) and (not status or row.status == status)
+            and (not tag or tag in row.tags))

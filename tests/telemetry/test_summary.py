@@ -75,3 +75,23 @@ def test_a_run_list_row_from_the_summary_equals_the_row_from_the_log(tmp_path):
             assert fast == slow, (seed, now)
     (tmp_path / "r1" / SUMMARY).unlink()  # a run without one is read whole
     assert summarize(tmp_path / "r1").epochs > 0
+
+
+def test_tags_are_kept_beside_the_run_and_filter_the_run_list(tmp_path):
+    from telemetry_schema.runs import list_runs, matches, summarize
+    from telemetry_schema.tags import TagError, read_tags, write_tags
+
+    a = generate(tmp_path, SynthConfig(events=500, seed=1, run_id="alpha"))
+    b = generate(tmp_path, SynthConfig(events=500, seed=2, run_id="beta", finish=False))
+    assert write_tags(a, ["baseline", " wide:2x ", "baseline"]) == ["baseline", "wide:2x"]
+    assert read_tags(a) == ["baseline", "wide:2x"] and read_tags(b) == []
+    for bad in ("", "x" * 41, "a\nb", "[red]", None):
+        with pytest.raises(TagError):
+            write_tags(b, [bad])
+    (b / "tags.json").write_text('{"not": "a list"}')
+    assert read_tags(b) == []
+    rows = [summarize(p, now=1.7e9 + 1e6) for p in list_runs(tmp_path)]
+    assert [r.run_id for r in rows if matches(r, tag="baseline")] == ["alpha"]
+    assert [r.run_id for r in rows if matches(r, status="crashed")] == ["beta"]
+    assert [r.run_id for r in rows if matches(r, text="ALP")] == ["alpha"]
+    assert {r.run_id: r.tags for r in rows}["alpha"] == ("baseline", "wide:2x")
