@@ -89,7 +89,9 @@ class StreamFollower:
         except Torn:
             pass
         except Corrupt as exc:
-            self.corrupt = f"{self.path}: corrupt at byte {self.offset + pos} ({exc.args[0]})"
+            read = self.events_read + sum(b.batch.num_rows for b in out)
+            self.corrupt = (f"{self.path}: corrupt at byte {self.offset + pos} ({exc.args[0]}); "
+                            f"the {read} events before it are read")
         self.offset += pos
         self.torn_bytes = 0 if self.corrupt else data.size - pos
         self.events_read += sum(b.batch.num_rows for b in out)

@@ -204,8 +204,8 @@ def test_a_corrupt_stream_is_exported_up_to_its_last_whole_batch_with_a_warning(
     done = export_run(run, "parquet", tmp_path / "out")
     assert done.rows["batch_metrics"] == (EPOCHS - 1) * STEPS and done.rows["epoch_completed"] == EPOCHS
     (warning,) = done.warnings
-    assert re.fullmatch(r".*batch_metrics\.rank0\.arrows: corrupt at byte \d+ \(checksum mismatch\): "
-                        r"exported up to its last whole batch", warning)
+    assert re.fullmatch(r".*batch_metrics\.rank0\.arrows: corrupt at byte \d+ \(checksum mismatch\); "
+                        r"the \d+ events before it are read: exported up to its last whole batch", warning)
     assert_same(run, tmp_path / "out", "parquet", ["batch_metrics"])
 
 

@@ -362,3 +362,12 @@ def test_a_stream_linked_from_outside_the_run_is_refused(tmp_path):
     got = read_run(tmp_path / "run")
     assert got.num_rows == 0
     assert any("leads outside the run directory" in c for c in got.corrupt)
+
+
+def test_corruption_says_where_and_how_many_events_were_read_before_it():
+    data, ends, rows = gate_stream(batches=4)
+    buf = bytearray(data)
+    buf[ends[1] + 200] ^= 0xFF  # inside the third batch
+    f, got = follow_bytes(bytes(buf))
+    assert got == rows[:2]
+    assert f"corrupt at byte {ends[1]}" in f.corrupt and f"the {sum(map(len, rows[:2]))} events before it" in f.corrupt
