@@ -19,7 +19,9 @@ from esper.nissa.sink import Sink
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TASK_NAMES, TaskOptions
 from esper.session import RunSpec, run_training
+from esper.terminal import TerminalStream
 from esper.tolaria.trainer import FaultSpec
+from telemetry_schema.endings import RunInterrupted, interrupted_exit_code
 
 STAGE_STYLE = {"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta", "FOSSILIZED": "green",
                "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"}
@@ -202,7 +204,7 @@ def relaunch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def train(args: argparse.Namespace, console: Console, argv: list[str] | None = None) -> int:
     from esper.distributed import RankFailure, launched_by_torchrun
-    from esper.session import build_model
+    from esper.session import ModelSaveError, build_model
     spec, slots_text = spec_from_args(args)
     if args.nproc is not None:
         if args.nproc < 1:
@@ -231,11 +233,15 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
             outcome = run_training(spec)
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(f"run failed: {exc}") from None
+    except ModelSaveError as exc:  # the log is closed as failed; the weights are lost
+        sys.stderr.write(f"esper: error: {exc}\n")
+        return 1
     except RankFailure as exc:
         sys.stderr.write(f"esper: rank {rank}: distributed run failed: {exc}\n")
         return 3
+    code = interrupted_exit_code(outcome.reason) if outcome.status == "interrupted" else 0
     if rank != 0:
-        return 130 if outcome.status == "interrupted" else 0
+        return code
     console.line()
     s = outcome.summary
     final = f"{s.final.val_acc:.2f}%" if s.final else "n/a"
@@ -245,12 +251,12 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
     from telemetry_schema.rundir import stream_paths
     logs = ", ".join(str(p) for p in stream_paths(outcome.run_dir)) or str(outcome.run_dir)
     console.print(f"log: {logs}")
-    return 130 if outcome.status == "interrupted" else 0
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console(stderr=False)
+    console = Console(file=TerminalStream(sys.stdout))  # a closed terminal stops output, not the run
     try:
         args = make_parser().parse_args(argv)
         if args.command == "ppo":
@@ -265,6 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         sys.stderr.write(f"esper: error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as RunInterrupted, outside a run
         sys.stderr.write("esper: interrupted\n")
-        return 130
+        return exc.exit_code if isinstance(exc, RunInterrupted) else 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,10 +100,15 @@ class PolicyNetwork(nn.Module):
     # -- checkpoints -------------------------------------------------------------------------
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        """A plain dict of tensors and builtins, loadable with torch.load(weights_only=True)."""
+        """A plain dict of tensors and builtins, loadable with torch.load(weights_only=True).
+
+        Written beside ``path`` and renamed over it: a run stopped mid-save keeps the last whole
+        checkpoint instead of a torn one."""
+        tmp = Path(f"{path}.tmp")
         torch.save({"state_dict": self.state_dict(), "obs_dim": self.obs_dim,
                     "slot_ids": list(self.space.slot_ids), "blueprints": list(self.space.blueprints),
-                    "network": asdict(self.cfg), "extra": extra or {}}, path)
+                    "network": asdict(self.cfg), "extra": extra or {}}, tmp)
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[PolicyNetwork, dict]:
