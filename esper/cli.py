@@ -204,7 +204,7 @@ def relaunch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def train(args: argparse.Namespace, console: Console, argv: list[str] | None = None) -> int:
     from esper.distributed import RankFailure, launched_by_torchrun
-    from esper.session import ModelSaveError, build_model
+    from esper.session import ModelSaveError, build_model, make_controller, prepare_runs_dir
     spec, slots_text = spec_from_args(args)
     if args.nproc is not None:
         if args.nproc < 1:
@@ -213,7 +213,9 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
             return relaunch(args, list(sys.argv[1:] if argv is None else argv))
     rank = int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
     try:
-        _, probe = build_model(spec, slots_text)
+        prepare_runs_dir(spec.runs_dir)
+        task, probe = build_model(spec, slots_text)
+        make_controller(spec, task.topology)  # a bad policy.pt is refused before the run starts
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise CliError(str(exc).strip("'\"")) from None
     spec = dataclasses.replace(spec, slots=list(probe.order))

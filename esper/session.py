@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -70,16 +71,39 @@ class RunOutcome:
     # why the run ended as it did: '' when completed, 'SIGTERM' or 'KeyboardInterrupt' when interrupted
 
 
-def make_controller(spec: RunSpec):
-    """The controller a spec names: 'heuristic', 'none' or 'policy:PATH' (a checkpoint of `esper ppo`)."""
+def make_controller(spec: RunSpec, topology: str | None = None):
+    """The controller a spec names: 'heuristic', 'none' or 'policy:PATH' (a checkpoint of `esper ppo`).
+
+    A policy that is not a usable checkpoint, or (given the host's ``topology``) was trained on
+    another kind of host, raises a one-line ValueError before any training."""
     if spec.controller.startswith("policy:"):
         from esper.tamiyo.policy import load_policy_controller
 
         path = spec.controller.split(":", 1)[1]
         if not Path(path).is_file():
             raise FileNotFoundError(f"policy checkpoint {path} not found")
-        return load_policy_controller(path)
+        controller = load_policy_controller(path)
+        if topology and controller.topology and controller.topology != topology:
+            raise ValueError(f"{path}: the policy was trained on a {controller.topology} host; "
+                             f"this task has a {topology} host")
+        return controller
     return HeuristicController(spec.heuristic) if spec.controller == "heuristic" else NoController()
+
+
+def prepare_runs_dir(path: str | Path) -> Path:
+    """Create the parent of run directories, or say in one line (ValueError) why it cannot be:
+    a regular file on the way, a read-only or virtual file system (/sys, /proc), no permission."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--runs-dir {path}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".esper-write-test-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise ValueError(f"--runs-dir {path}: cannot create run directories there: {exc.strerror or exc}") from None
+    return path
 
 
 def resolve_slots(text: str | None, available: list[str]) -> list[str] | None:
@@ -132,7 +156,7 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
         torch.set_num_threads(spec.cpu_threads)
     ctx = D.init_from_env(spec.train.device, spec.dist_timeout_s)
     task, model = build_model(spec)
-    controller = make_controller(spec)
+    controller = make_controller(spec, task.topology)
     config = {"run": dataclasses.asdict(spec) | {"fault": str(spec.fault)}}
     run_id = new_run_id(spec.run_name or task.name) if ctx.is_main else None
     run_id = D.agree(ctx, run_id)

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from esper.kasmina.model import MorphogeneticModel
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions, build_task
+from esper.session import prepare_runs_dir
 from esper.simic.collect import Learner, RoundResult
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
@@ -100,6 +101,7 @@ def run_ppo(args: argparse.Namespace, console: Console | None = None) -> int:
     bad flags. Any other failure closes the log as 'failed' and is re-raised."""
     console = console or Console()
     env_cfg, reward_cfg, ppo_cfg = configs_from_args(args)
+    prepare_runs_dir(args.runs_dir)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     task, topology, host_params, slot_ids = _probe(env_cfg)
