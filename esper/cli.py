@@ -142,7 +142,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         fault = FaultSpec.parse(args.inject_fault) if args.inject_fault else None
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if args.dist_timeout <= 0:
+    if not args.dist_timeout > 0:  # NaN too
         raise CliError("--dist-timeout must be > 0")
     if args.batch_size < 1:
         raise CliError("--batch-size must be >= 1")

@@ -22,7 +22,7 @@ from tui.source import Source, Target
 class FirstRead:
     """What the first poll found: the events, their fold, or the error that stopped it."""
 
-    source: Source
+    source: Source | None
     table: pa.Table | None = None
     fold: ScopedFold | None = None
     error: str = ""
@@ -42,14 +42,17 @@ class Prefetch:
         threading.Thread(target=self._run, name="esper-tui-prefetch", daemon=True).start()
 
     def _run(self) -> None:
-        source = Source(self.target)
+        source = None
         try:
+            source = Source(self.target)
             table = source.poll()
             fold = ScopedFold()  # rank 0, every environment
             fold.update(table)
             self._result = FirstRead(source, table, fold)
         except LogError as exc:
             self._result = FirstRead(source, error=str(exc))
+        except Exception as exc:  # any other failure is shown too: never an endless "loading…"
+            self._result = FirstRead(source, error=f"cannot show {self.target.path}: {type(exc).__name__}: {exc}")
         finally:
             self._done.set()
 

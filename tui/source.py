@@ -7,6 +7,7 @@ follows a run directory or a log file with the telemetry_schema followers.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +92,21 @@ def list_runs(runs_dir: Path) -> list[Path]:
     return sorted(runs, key=_run_time, reverse=True)
 
 
+def manifest_of(run_dir: Path) -> dict:
+    """A run's run.json as a dict: {} when it is missing, unreadable or not a JSON object
+    (``null``, a list, a number: a hand-edited or foreign file must not stop the viewer)."""
+    manifest = read_manifest(run_dir)
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _text_field(manifest: dict, key: str, default: str) -> str:
+    value = manifest.get(key)
+    return value if isinstance(value, str) and value else default
+
+
 def _run_time(run_dir: Path) -> float:
-    started = read_manifest(run_dir).get("started_at")
-    if isinstance(started, (int, float)):
+    started = manifest_of(run_dir).get("started_at")
+    if isinstance(started, (int, float)) and not isinstance(started, bool) and math.isfinite(started):
         return float(started)
     return max((s.stat().st_mtime for s in stream_paths(run_dir)), default=run_dir.stat().st_mtime)
 
@@ -117,9 +130,9 @@ class RunSummary:
 
 def summarize(run_dir: Path, now: float | None = None) -> RunSummary:
     """A run's picker row, from its manifest and a vectorised count of its log's kinds."""
-    manifest = read_manifest(run_dir)
-    row = RunSummary(run_dir, manifest.get("run_id", run_dir.name), str(manifest.get("status", "?")),
-                     str(manifest.get("task", "")))
+    manifest = manifest_of(run_dir)
+    row = RunSummary(run_dir, _text_field(manifest, "run_id", run_dir.name), _text_field(manifest, "status", "?"),
+                     _text_field(manifest, "task", ""))
     try:
         streams = stream_paths(run_dir)
         if not streams:
@@ -163,4 +176,4 @@ class Source:
         return self.follower.ended
 
     def manifest(self) -> dict:
-        return read_manifest(self.target.path) if self.target.kind == "run" else {}
+        return manifest_of(self.target.path) if self.target.kind == "run" else {}

@@ -24,6 +24,7 @@ from textual.strip import Strip
 
 from telemetry_schema.arrays import codes, rows_equal, take_rows, to_numpy
 from telemetry_schema.schema import ENVELOPE_NAMES
+from tui.fmt import plain
 
 KIND_STYLES = {"governor_panic": "bold red", "governor_rollback": "bold yellow", "gate_evaluated": "cyan",
                "stage_changed": "magenta", "seed_fossilized": "bold green", "seed_pruned": "red",
@@ -68,6 +69,8 @@ def text_hits(table: pa.Table, text: str) -> np.ndarray:
             if value is not None and needle in value.lower():
                 mask[rows] = True
     for kind, rows in _value_rows(table.column("kind")).items():
+        if kind is None:
+            continue
         if needle in kind.lower():
             mask[rows] = True
         if kind not in table.column_names or not len(rows):
@@ -167,10 +170,13 @@ def _value(v) -> str:
 
 
 def event_line(row: dict) -> str:
+    """One event as a line of plain text (control characters made visible: it goes to the
+    terminal as a segment, without rich's clean-up)."""
     payload = row.get(row["kind"]) or {}
     summary = " ".join(f"{k}={_value(v)}" for k, v in payload.items() if v not in (None, "", [], {}))
     where = " ".join(v for v in (row["slot"], row["seed"]) if v)
-    return f"{row['seq']:>8} e{row['epoch']:<4} {row['kind']:<19} " + (f"[{where}] " if where else "") + summary
+    line = f"{row['seq']:>8} e{row['epoch']:<4} {row['kind']:<19} " + (f"[{where}] " if where else "") + summary
+    return plain(line)
 
 
 class EventList(ScrollView, can_focus=True):

@@ -24,6 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
+from tui.fmt import plain
 from tui.session import Session
 from tui.widgets.eventlog import EventFilter, EventList, FilteredRows, filter_rows
 
@@ -126,8 +127,8 @@ class EventLogPanel(Vertical):
             text.append(f"  rank {self.session.scope.rank}")
         if self.session is not None and self.session.scope.env is not None:
             text.append(f"  env {self.session.scope.env}")
-        text.append(f"  kind: {f.kind or 'all'} [t]  slot: {f.slot or 'all'} [o]  search: ")
-        text.append(f.text or "— [/]", style="italic")
+        text.append(f"  kind: {plain(f.kind) or 'all'} [t]  slot: {plain(f.slot) or 'all'} [o]  search: ")
+        text.append(plain(f.text) or "— [/]", style="italic")
         text.append("  follow: ")
         text.append("on" if self.follow else "off", style="green" if self.follow else "yellow")
         text.append(" [f]")

@@ -40,8 +40,8 @@ def header_text(session: Session, now: float, target: str) -> Text:
     elif st.events == 0 and session.length == 0:
         status = "waiting"
     top = Text()
-    top.append(st.run_id or session.manifest.get("run_id") or target, style="bold")
-    top.append(f"  {st.task or session.manifest.get('task', '')}  ")
+    top.append(fmt.plain(st.run_id or session.manifest.get("run_id") or target), style="bold")
+    top.append(f"  {fmt.plain(st.task or session.manifest.get('task', ''))}  ")
     label = status
     if status == "finished" and st.end_status:
         label = f"finished ({st.end_status})"
@@ -73,7 +73,7 @@ def header_text(session: Session, now: float, target: str) -> Text:
         if ranks.divergence:
             found = divergences(ranks)
             where = ": " + ", ".join(d.short() for d in found) if found else ""
-            bottom.append(f" DIVERGED{where}", style="bold red")
+            bottom.append(fmt.plain(f" DIVERGED{where}"), style="bold red")
     if session.torn_bytes:
         bottom.append(f" │ torn tail {session.torn_bytes} B", style="bold yellow")
     else:

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from tui.fmt import plain
 from tui.scope import divergences
 from tui.session import Session
 from tui.widgets.header import silent_ranks
@@ -46,7 +47,7 @@ def scope_text(session: Session, now: float) -> Text:
     if ranks.divergence:
         detail = "; ".join(d.describe() for d in found) or ranks.divergence
         line.append("\n")
-        line.append(f"⚠ ranks disagree: {detail}", style="bold red")
+        line.append(plain(f"⚠ ranks disagree: {detail}"), style="bold red")
     return line
 
 
