@@ -17,6 +17,7 @@ appended since.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -187,10 +188,12 @@ class RunEntry:
     def summary(self) -> RunSummary:
         with self.view() as st:
             manifest = read_manifest(self.run_dir)
+            manifest = manifest if isinstance(manifest, dict) else {}  # run.json may be null, a list, ...
+            task = manifest.get("task")
             return RunSummary(
                 run_id=self.run_id, status="error" if self.error else run_status(st, self.clock()),
-                task=st.task or manifest.get("task", ""),
-                started=st.started_wall or manifest.get("started_at") or _first_wall(st),
+                task=st.task or (task if isinstance(task, str) else ""),
+                started=st.started_wall or _time(manifest.get("started_at")) or _first_wall(st),
                 epochs=st.epochs.length, best_val_acc=st.best_val_acc(),
                 fossilized=st.seeds_fossilized(), pruned=st.seeds_pruned(), panics=st.panics(),
                 events=st.events, error=self.error)
@@ -198,6 +201,13 @@ class RunEntry:
 
 def _error_summary(run_id: str, message: str) -> RunSummary:
     return RunSummary(run_id, "error", "", None, 0, None, 0, 0, 0, 0, error=message)
+
+
+def _time(value) -> float | None:
+    """A Unix time from run.json: a finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _first_wall(state: RunState) -> float | None:

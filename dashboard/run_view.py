@@ -21,6 +21,7 @@ from telemetry_schema.fold import RunState
 from dashboard import figures, lifecycle_figures
 from dashboard.data import RunEntry, RunStore, run_status
 from dashboard.live import diff, prepare
+from dashboard.safe import css_name, text
 from dashboard.selection import ALL_ENVS, DEFAULT, Choices, RankAlerts, Selection
 from dashboard.tables import decision_rows, event_rows, fmt_time
 
@@ -114,13 +115,13 @@ def header(store: RunStore, run_id: str, cursor: int | None, sel: Selection = DE
             return html.Div([html.H3(f"Run {run_id}: cannot read its log"), html.P(entry.error)],
                             className="card error-card", id="run-error")
         status = run_status(entry.state, store.clock())
-        facts = [("status", status), ("task", run.task), ("topology", run.topology),
+        facts = [("status", status), ("task", text(run.task)), ("topology", text(run.topology)),
                  *_selection_facts(entry.choices(), sel), ("epoch", st.epoch),
                  ("step", st.step), ("events", f"{st.events:,}"), ("best val acc", _pct(st.best_val_acc())),
                  ("fossilized", st.seeds_fossilized()), ("pruned", st.seeds_pruned()), ("panics", st.panics()),
                  ("torn bytes", entry.follower.torn_bytes)]
-        slots = [html.Span(f"{s.slot_id}: {s.stage}" + (f" a={s.alpha:.2f}" if s.seed_id else ""),
-                           className=f"slot stage-{s.stage.lower()}") for s in st.slots.values() if s.slot_id != "?"]
+        slots = [html.Span(f"{text(s.slot_id)}: {text(s.stage)}" + (f" a={s.alpha:.2f}" if s.seed_id else ""),
+                           className=f"slot stage-{css_name(s.stage)}") for s in st.slots.values() if s.slot_id != "?"]
         alerts = entry.alerts()
     return html.Div([
         html.H2(run_id, id="run-title"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import numpy as np
@@ -12,6 +13,7 @@ import pyarrow.compute as pc
 from telemetry_schema.fold import RunState
 
 from dashboard.data import RunSummary
+from dashboard.safe import text
 
 RUN_COLUMNS = [("run", "run"), ("status", "status"), ("task", "task"), ("started", "started"),
                ("epochs", "epochs"), ("best_val_acc", "best val acc"), ("fossilized", "fossilized"),
@@ -20,14 +22,20 @@ EVENT_COLUMNS = ("seq", "time", "epoch", "step", "kind", "slot", "seed", "payloa
 DECISION_COLUMNS = ("seq", "epoch", "env", "controller", "op", "slot", "blueprint", "reason", "value", "top_actions")
 
 
-def fmt_time(wall: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall)) if wall else ""
+def fmt_time(wall) -> str:
+    """A Unix time as local date and time; '' for anything else (a run.json may hold anything)."""
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not math.isfinite(wall) or not wall:
+        return ""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
+    except (OverflowError, OSError, ValueError):  # beyond the platform's time range
+        return ""
 
 
 def run_rows(summaries: list[RunSummary]) -> list[dict]:
     """Runs-page rows; the run column is a markdown link to the run page."""
     return [{"run": f"[{s.run_id}](/run/{s.run_id})", "run_id": s.run_id, "status": s.status,
-             "task": s.task if not s.error else s.error, "started": fmt_time(s.started),
+             "task": text(s.task if not s.error else s.error), "started": fmt_time(s.started),
              "epochs": s.epochs, "best_val_acc": None if s.best_val_acc is None else round(s.best_val_acc, 2),
              "fossilized": s.fossilized, "pruned": s.pruned, "panics": s.panics, "events": s.events}
             for s in summaries]
@@ -51,7 +59,8 @@ def decision_rows(state: RunState, limit: int) -> list[dict]:
     """The newest ``limit`` controller decisions, newest first."""
     rows = []
     for d in reversed(state.decisions[-limit:]):
-        top = sorted(d.action_probs.items(), key=lambda kv: -kv[1])[:3]
+        probs = [(text(k), v) for k, v in (d.action_probs or {}).items() if isinstance(v, (int, float))]
+        top = sorted(probs, key=lambda kv: -kv[1])[:3]
         rows.append({"seq": d.seq, "epoch": d.epoch, "env": d.env, "controller": d.controller, "op": d.op,
                      "slot": d.slot, "blueprint": d.blueprint, "reason": d.reason,
                      "value": None if d.value is None else round(d.value, 4),

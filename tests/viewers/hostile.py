@@ -1,4 +1,4 @@
-"""A run whose every string is hostile: Rich/Textual markup, ANSI escapes, nulls.
+"""A run whose every string is hostile: Rich/Textual markup, HTML, ANSI escapes, nulls.
 
 Every event kind is emitted several times (epochs 1, 2, ...), each time with every string
 field, list-of-string entry and map key set to the next entry of ``HOSTILE`` (or null), and
@@ -23,6 +23,8 @@ HOSTILE = (
     "[/bold]",
     "\x1b[31mansi red\x1b[0m",
     "[b]x[/i]",
+    '<a href="https://evil.example/">html link</a>',
+    "<img src=x onerror=alert(1)>",
     None,
 )
 """The strings written into every string field (None: a null string)."""
@@ -67,6 +69,9 @@ def write_hostile_run(out: Path, run_id: str = "hostile-run", finish: bool = Tru
         for cls in kinds:
             clock.now += 1.0
             rw.writer.emit(hostile_event(cls, text, i), slot=text, seed=text, epoch=i + 1, step=i + 1)
+    clock.now += 1.0  # a named slot whose stage becomes null
+    rw.writer.emit(ev.StageChanged(from_stage="TRAINING", to_stage=None, reason=None), slot="r0c0", seed="r0c0-1",
+                   epoch=len(HOSTILE), step=len(HOSTILE))
     if finish:
         rw.close("failed", "[/] [@click=app.quit]quit[/]")
     else:
