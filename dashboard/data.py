@@ -218,13 +218,16 @@ def _first_wall(state: RunState) -> float | None:
 class RunStore:
     """The runs of one log directory; entries are created on first use and then cached."""
 
-    def __init__(self, logdir: str | Path, config: DashboardConfig | None = None, clock=time.time) -> None:
+    def __init__(self, logdir: str | Path, config: DashboardConfig | None = None, clock=time.time,
+                 monotonic=time.monotonic, sleep=time.sleep) -> None:
+        """``clock`` gives the wall time (run status); ``monotonic`` and ``sleep`` time the
+        prefetch's wait for an idle server (tests inject both)."""
         self.logdir = Path(logdir).resolve()
         self.config = config or DashboardConfig()
-        self.clock = clock
+        self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
         self._entries: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
-        self._asked = float("-inf")  # time.monotonic() of the last run a page asked for
+        self._asked = float("-inf")  # self.monotonic() of the last run a page asked for
 
     def run_ids(self) -> list[str]:
         """Run directories directly under the log directory (rescanned on every call)."""
@@ -248,7 +251,7 @@ class RunStore:
         run_id = self.resolve(run_id)
         with self._lock:
             if threading.current_thread().name != PREFETCH_THREAD:  # a page asks
-                self._asked = time.monotonic()
+                self._asked = self.monotonic()
             entry = self._entries.get(run_id)
             if entry is None:
                 entry = self._entries[run_id] = RunEntry(run_id, self.logdir / run_id, self.config, self.clock)
@@ -279,8 +282,8 @@ class RunStore:
                 log.warning("prefetch: cannot list %s", self.logdir, exc_info=True)
                 return
             for i, run_id in enumerate(run_ids):
-                while i and (quiet := time.monotonic() - self._asked) < self.config.prefetch_idle_s:
-                    time.sleep(self.config.prefetch_idle_s - quiet)
+                while i and (quiet := self.monotonic() - self._asked) < self.config.prefetch_idle_s:
+                    self.sleep(self.config.prefetch_idle_s - quiet)
                 try:
                     self.entry(run_id).refresh(force=True)  # a broken log sets the entry's error
                     if then is not None:

@@ -12,7 +12,7 @@ import pytest
 
 from dashboard.access import COOKIE, TOKEN_ENV, exposure_warning, is_loopback
 from dashboard.app import create_app
-from dashboard.run_view import CHARTS, RunRequest, build_charts
+from dashboard.run_view import CHARTS, build_charts
 from dashboard.figures import ChartOptions
 from tests.dashboard.callbacks import CallbackClient
 from tests.viewers.hostile import HOSTILE, write_hostile_run

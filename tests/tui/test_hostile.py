@@ -47,25 +47,33 @@ def assert_inert(app, view: str) -> str:
     return screen
 
 
-async def visit(pilot, key: str):
+def screen_text(app) -> str:
+    return "\n".join(screen_lines(app)[0])
+
+
+async def visit(pilot, key: str, shows: str):
+    """Press ``key``, then let the app run until the screen shows ``shows``."""
     await pilot.press(key)
-    await pilot.pause(0.3)
+    await wait_for(pilot, lambda: shows in screen_text(pilot.app))
 
 
 async def test_markup_in_every_log_string_is_shown_as_text(hostile_dir):
     app = EsperApp(resolve(hostile_dir), clock=lambda: FIXED_NOW)
     seen: dict[str, str] = {}
+    views = (("1", "slots", CLICK), ("2", "metrics", "alpha per slot"), ("3", "gates", CLICK),
+             ("4", "governor", CLICK), ("5", "decisions", CLICK), ("6", "events", CLICK), ("7", "policy", CLICK))
     async with app.run_test(size=(220, 60)) as pilot:
         await wait_loaded(pilot)
-        for key, tab in zip("1234567", ("slots", "metrics", "gates", "governor", "decisions", "events", "policy")):
-            await visit(pilot, key)
-            seen[tab] = assert_inert(app, tab)
-        await visit(pilot, "1")
-        await visit(pilot, "enter")  # the first slot's seed history
+        for key, view, shows in views:
+            await visit(pilot, key, shows)
+            seen[view] = assert_inert(app, view)
+        await visit(pilot, "1", CLICK)
+        await visit(pilot, "enter", "seed")  # the first slot's seed history
+        await wait_for(pilot, lambda: "gates" in screen_text(app) and "stages" in screen_text(app))
         seen["seed detail"] = assert_inert(app, "seed detail")
-        await visit(pilot, "escape")
-        await visit(pilot, "6")
-        await visit(pilot, "enter")  # the newest event: run_finished, its reason hostile
+        await visit(pilot, "escape", CLICK)
+        await visit(pilot, "6", CLICK)
+        await visit(pilot, "enter", "run_finished")  # the newest event: run_finished, its reason hostile
         seen["event detail"] = assert_inert(app, "event detail")
         assert app.error == ""
     for tab in ("slots", "gates", "governor", "decisions", "events", "policy"):
