@@ -48,6 +48,13 @@ def exposure_warning(host: str, has_token: bool) -> str | None:
     return f"esper-dashboard: warning: --host {host} is reachable from other machines; {guard}"
 
 
+def cookie_name(host: str) -> str:
+    """The token cookie's name for a request's ``Host``: one per port, since browsers share
+    cookies across the ports of a host (two dashboards must not overwrite each other's)."""
+    port = host.rpartition(":")[2] if ":" in host and not host.endswith("]") else ""
+    return f"{COOKIE}_{port}" if port.isdigit() else COOKIE
+
+
 def _same(given: str | None, token: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
@@ -69,10 +76,10 @@ def require_token(server, token: str) -> None:
                 return None
             rest = [(k, v) for k, v in request.args.items(multi=True) if k != QUERY]
             answer = redirect(request.path + ("?" + urlencode(rest) if rest else ""))
-            answer.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+            answer.set_cookie(cookie_name(request.host), token, httponly=True, samesite="Strict", path="/")
             return answer
         scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
-        presented = bearer if scheme.lower() == "bearer" else request.cookies.get(COOKIE)
+        presented = bearer if scheme.lower() == "bearer" else request.cookies.get(cookie_name(request.host))
         if presented is None:
             return refuse(401)
         return None if _same(presented, token) else refuse(403)

@@ -155,6 +155,18 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
     if spec.train.device == "cpu" and spec.cpu_threads > 0:
         torch.set_num_threads(spec.cpu_threads)
     ctx = D.init_from_env(spec.train.device, spec.dist_timeout_s)
+    try:
+        return _run(spec, ctx, extra_sink, on_start)
+    except D.RankFailure:
+        # a process group left with a dead peer aborts the interpreter at exit (SIGABRT from gloo's
+        # teardown, about one exit in four) instead of letting it exit with its status
+        D.shutdown()
+        raise
+
+
+def _run(spec: RunSpec, ctx: D.DistContext, extra_sink: Sink | None,
+         on_start: Callable[[Path], None] | None) -> RunOutcome:
+    """``run_training`` once the process group (if any) is joined."""
     task, model = build_model(spec)
     controller = make_controller(spec, task.topology)
     config = {"run": dataclasses.asdict(spec) | {"fault": str(spec.fault)}}

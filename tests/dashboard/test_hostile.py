@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dashboard.access import COOKIE, TOKEN_ENV, exposure_warning, is_loopback
+from dashboard.access import COOKIE, TOKEN_ENV, cookie_name, exposure_warning, is_loopback
 from dashboard.app import create_app
 from dashboard.run_view import CHARTS, build_charts
 from dashboard.figures import ChartOptions
@@ -158,6 +158,12 @@ def test_a_bearer_header_works_for_scripts(root):
     client = create_app(root, token="s3cret-token").server.test_client()
     assert client.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
     assert client.get("/", headers={"Authorization": "Bearer nope"}).status_code == 403
+
+
+def test_each_port_has_its_own_token_cookie():
+    assert cookie_name("127.0.0.1:8050") == f"{COOKIE}_8050" != cookie_name("127.0.0.1:8051")
+    assert cookie_name("[::1]:8050") == f"{COOKIE}_8050" and cookie_name("localhost") == COOKIE
+    assert cookie_name("[::1]") == COOKIE
 
 
 def test_loopback_hosts_and_the_warning():

@@ -12,7 +12,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import os, sys, json, time
     import torch
-    from esper.distributed import init_from_env, agree, all_equal, mean_scalar, RankFailure
+    from esper.distributed import init_from_env, agree, all_equal, mean_scalar, shutdown, RankFailure
     ctx = init_from_env("cpu", timeout_s=float(os.environ["T_TIMEOUT"]))
     mode = os.environ["T_MODE"]
     if mode == "agree":
@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent("""
                 agree(ctx, 2)
         except RankFailure as exc:
             sys.stdout.write(json.dumps({"failed_after": time.monotonic() - t0, "msg": str(exc)}) + "\\n")
+            shutdown()  # as run_training does: a group left with a dead peer aborts the exit
             sys.exit(3)
 """)
 

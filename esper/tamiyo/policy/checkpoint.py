@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-FIELDS: dict[str, type | tuple[type, ...]] = {
-    "state_dict": dict, "obs_dim": int, "slot_ids": (list, tuple), "blueprints": (list, tuple),
-    "network": dict, "extra": dict,
-}
-"""What ``PolicyNetwork.save`` writes: key -> the type its value must have."""
+FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("state_dict", dict), ("obs_dim", int), ("slot_ids", (list, tuple)), ("blueprints", (list, tuple)),
+    ("network", dict), ("extra", dict),
+)
+"""What ``PolicyNetwork.save`` writes: (key, the type its value must have)."""
 
 MAX_OBS_DIM = 1 << 20
 """A bound on the observation width a checkpoint may claim (the network is built from it)."""
@@ -63,10 +63,10 @@ def read_checkpoint(path: str | Path) -> dict:
     ckpt = load_file(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a policy checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
-    missing = [k for k in FIELDS if k not in ckpt]
+    missing = [k for k, _ in FIELDS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: not a policy checkpoint of esper ppo (no {', '.join(missing)})")
-    wrong = [k for k, t in FIELDS.items() if not isinstance(ckpt[k], t)]
+    wrong = [k for k, t in FIELDS if not isinstance(ckpt[k], t)]
     if wrong:
         raise CheckpointError(f"{path}: not a policy checkpoint (wrong type of {', '.join(wrong)})")
     if not 0 < ckpt["obs_dim"] <= MAX_OBS_DIM:
