@@ -122,15 +122,16 @@ def test_runs_after_the_newest_wait_until_no_page_asks(tmp_path):
     generate(tmp_path, SynthConfig(events=2_000, seed=8, run_id="new-run"))
     touch(tmp_path / "old-run", 1_000_000)
     clock = StoppedClock()
-    store = RunStore(tmp_path, DashboardConfig(prefetch_idle_s=10.0), monotonic=clock, sleep=clock.sleep)
+    # an idle time no real clock reaches during the test: only the injected clock can end the wait
+    store = RunStore(tmp_path, DashboardConfig(prefetch_idle_s=1e6), monotonic=clock, sleep=clock.sleep)
     store.entry("new-run").refresh()  # a page open on the newest run asks for it (at clock time 1000)
     thread = store.prefetch(limit=2)
     thread.join(0.5)  # however long it waits: the clock says a page asked just now
     assert thread.is_alive() and "old-run" not in store._entries  # not read while a page is asking
     assert store.entry("new-run").reads == 1  # read once (by the page that came first)
-    clock.now += 9.0
+    clock.now += 1e6 - 1
     thread.join(0.5)
-    assert thread.is_alive() and "old-run" not in store._entries  # 9 s of quiet is not yet idle
+    assert thread.is_alive() and "old-run" not in store._entries  # a second short of idle
     clock.now += 1.0
     thread.join(120)
     assert not thread.is_alive()
