@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dash import Dash, Input, Output, State, dcc, html
 
+from dashboard import inputs
+from dashboard.access import require_token
 from dashboard.data import RunStore
 from dashboard.pages import compare, run, runs
 from dashboard.run_view import FIRST_CHARTS, RunRequest, chart_outputs
@@ -44,10 +46,12 @@ def basic_bundle_matches() -> bool:
     return bundle_version() == get_plotlyjs_version()
 
 
-def create_app(logdir: str | Path, config: DashboardConfig | None = None, prefetch: bool = False) -> Dash:
+def create_app(logdir: str | Path, config: DashboardConfig | None = None, prefetch: bool = False,
+               token: str | None = None) -> Dash:
     """The dashboard of ``logdir``. With ``prefetch`` (``esper-dashboard`` sets it) the newest
     runs are read, folded and their first screen's charts built in a background thread at once
-    (``RunStore.prefetch``): a run page opened meanwhile waits for that work, not a second read."""
+    (``RunStore.prefetch``): a run page opened meanwhile waits for that work, not a second read.
+    With a ``token`` every request must carry it (``dashboard.access``)."""
     config = config or DashboardConfig()
     store = RunStore(logdir, config)
     prefetching = store.prefetch(then=lambda run_id: warm_charts(store, run_id)) if prefetch else None
@@ -58,6 +62,8 @@ def create_app(logdir: str | Path, config: DashboardConfig | None = None, prefet
     app = Dash(__name__, title="Esper dashboard", suppress_callback_exceptions=True,
                assets_folder=str(ASSETS), update_title=None,
                assets_ignore="" if basic_bundle_matches() else re.escape(PLOTLY_BUNDLE.name))
+    if token:
+        require_token(app.server, token)
     app.layout = frame(config)
     app.run_store = store  # for tests and the bench: the cache belongs to this app
     app.prefetch_thread = prefetching  # None without prefetch
@@ -66,7 +72,7 @@ def create_app(logdir: str | Path, config: DashboardConfig | None = None, prefet
 
     @app.callback(Output("page", "children"), Input("url", "pathname"), State("url", "search"))
     def route(pathname, search):
-        return render_page(store, pathname or "/", search or "")
+        return render_page(store, inputs.path(pathname) or "/", inputs.path(search, ""))
 
     return app
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlencode
 
+from dashboard.access import QUERY, TOKEN_ENV, exposure_warning
 from dashboard.settings import DashboardConfig
 
 
@@ -20,12 +23,20 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(prog="esper-dashboard", description="Serve the Esper web dashboard for a directory of runs.")
     p.add_argument("--logdir", default="./runs", help="directory holding one sub-directory per run (default ./runs)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only; "
+                                                       "any other prints a warning)")
     p.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050)")
     p.add_argument("--prefetch", type=int, default=DashboardConfig.prefetch_runs, metavar="N",
                    help="read the N newest runs in the background while starting "
                         f"(default {DashboardConfig.prefetch_runs}; 0: read a run when a page first asks)")
+    p.add_argument("--token", default=None,
+                   help=f"require this access token of every request (default: ${TOKEN_ENV}, which, unlike a "
+                        "flag, other users cannot see in ps); the printed URL carries it once, a cookie then")
     args = p.parse_args(argv)
+    if args.token is None:
+        args.token = os.environ.get(TOKEN_ENV) or None
+    elif not args.token.strip():
+        p.error("--token: empty")
     if args.prefetch < 0:
         p.error(f"--prefetch {args.prefetch}: not a number of runs")
     if not 0 < args.port < 65536:
@@ -81,12 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"esper-dashboard: error: cannot listen on {args.host}:{args.port}: {problem}\n")
         return 1
     choose_memory_pool()  # before the first read: see its docstring
+    warning = exposure_warning(args.host, bool(args.token))
+    if warning:
+        sys.stderr.write(warning + "\n")
     config = replace(DashboardConfig(), prefetch_runs=args.prefetch)
-    app = create_app(args.logdir, config, prefetch=True)  # the newest runs are read from now on, in the background
+    # the newest runs are read from now on, in the background
+    app = create_app(args.logdir, config, prefetch=True, token=args.token)
     warm_up()
     server = make_server(args.host, args.port, app.server, threaded=True, request_handler=_quiet_handler())
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"esper-dashboard: serving {Path(args.logdir).resolve()} at http://{host}:{server.port}/", flush=True)
+    query = f"?{urlencode({QUERY: args.token})}" if args.token else ""
+    print(f"esper-dashboard: serving {Path(args.logdir).resolve()} at http://{host}:{server.port}/{query}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

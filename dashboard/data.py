@@ -54,15 +54,17 @@ class PageActivity:
     prefetch reads a further run only once pages have been quiet for a while. A page waiting for
     a run's lock (held by the prefetch's read) counts as asking until it is served."""
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic=time.monotonic) -> None:
+        """``monotonic``: the clock that times the quiet (tests inject one)."""
+        self.monotonic = monotonic
         self._lock = threading.Lock()
         self._busy = 0
-        self._last = float("-inf")  # time.monotonic()
+        self._last = float("-inf")  # self.monotonic()
 
     def note(self) -> None:
         if threading.current_thread().name != PREFETCH_THREAD:
             with self._lock:
-                self._last = time.monotonic()
+                self._last = self.monotonic()
 
     @contextmanager
     def asking(self):
@@ -72,18 +74,18 @@ class PageActivity:
             return
         with self._lock:
             self._busy += 1
-            self._last = time.monotonic()
+            self._last = self.monotonic()
         try:
             yield
         finally:
             with self._lock:
                 self._busy -= 1
-                self._last = time.monotonic()
+                self._last = self.monotonic()
 
     def quiet_s(self) -> float:
         """Seconds since a page last asked (0 while one is being served)."""
         with self._lock:
-            return 0.0 if self._busy else time.monotonic() - self._last
+            return 0.0 if self._busy else self.monotonic() - self._last
 
 
 class RunEntry:
@@ -262,13 +264,16 @@ class RunEntry:
 class RunStore:
     """The runs of one log directory; entries are created on first use and then cached."""
 
-    def __init__(self, logdir: str | Path, config: DashboardConfig | None = None, clock=time.time) -> None:
+    def __init__(self, logdir: str | Path, config: DashboardConfig | None = None, clock=time.time,
+                 monotonic=time.monotonic, sleep=time.sleep) -> None:
+        """``clock`` gives the wall time (run status); ``monotonic`` and ``sleep`` time the
+        prefetch's wait for an idle server (tests inject both)."""
         self.logdir = Path(logdir).resolve()
         self.config = config or DashboardConfig()
-        self.clock = clock
+        self.clock, self.monotonic, self.sleep = clock, monotonic, sleep
         self._entries: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
-        self.activity = PageActivity()
+        self.activity = PageActivity(self.monotonic)
 
     def run_ids(self) -> list[str]:
         """Run directories directly under the log directory (rescanned on every call)."""
@@ -324,7 +329,7 @@ class RunStore:
                 return
             for i, run_id in enumerate(run_ids):
                 while i and (quiet := self.activity.quiet_s()) < self.config.prefetch_idle_s:
-                    time.sleep(self.config.prefetch_idle_s - quiet)
+                    self.sleep(self.config.prefetch_idle_s - quiet)
                 try:
                     self.entry(run_id).refresh(force=True)  # a broken log sets the entry's error
                     if then is not None:

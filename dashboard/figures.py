@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from telemetry_schema.fold import RunState, Series
 from telemetry_schema.series import ema, thin
 
+from dashboard.safe import label, text
 
 X_AXES = {"epoch": "epoch", "step": "step", "wall": "wall time (s since start)"}
 # A small template: plotly's named templates cost tens of ms to validate on every figure.
@@ -115,12 +116,14 @@ def governor_traces(state: RunState, xmap: XMap) -> list[dict]:
 
 
 def governor_hover(g) -> str:
+    """Hover text (plotly's HTML subset: every log string escaped)."""
     if g.kind == "panic":
-        return (f"<b>governor panic</b> @ epoch {g.epoch}<br>{g.reason}<br>loss {_f(g.loss)} "
+        return (f"<b>governor panic</b> @ epoch {g.epoch}<br>{label(g.reason)}<br>loss {_f(g.loss)} "
                 f"> threshold {_f(g.threshold)}<br>mean {_f(g.mean)} std {_f(g.std)} "
                 f"consecutive {g.consecutive}")
-    pruned = ", ".join(g.seeds_pruned) or "none"
-    return f"<b>governor rollback</b> @ epoch {g.epoch} -> epoch {g.to_epoch}<br>{g.reason}<br>pruned: {pruned}"
+    pruned = ", ".join(label(s) for s in g.seeds_pruned or ()) or "none"
+    return (f"<b>governor rollback</b> @ epoch {g.epoch} -> epoch {g.to_epoch}<br>{label(g.reason)}"
+            f"<br>pruned: {pruned}")
 
 
 def _f(v) -> str:
@@ -167,12 +170,14 @@ def _slot_traces(state: RunState, per_slot: dict[str, Series], column: str, xm: 
     for i, slot in enumerate(_slots(state)):
         s = per_slot.get(slot)
         x, y = (xm.series(s), s[column]) if s is not None else (np.empty(0), np.empty(0))
-        traces.append(line(slot, x, y, opts, PALETTE[i % len(PALETTE)], smooth=False, legendgroup=slot))
+        traces.append(line(label(slot), x, y, opts, PALETTE[i % len(PALETTE)], smooth=False,
+                           legendgroup=label(slot)))
     return traces
 
 
 def _slots(state: RunState) -> list[str]:
-    return [s for s in state.slot_ids if s != "?"] or sorted(state.alpha) or sorted(state.grads)
+    return ([s for s in state.slot_ids if s != "?"] or sorted(state.alpha, key=text)
+            or sorted(state.grads, key=text))
 
 
 def alpha_figure(state: RunState, opts: ChartOptions) -> go.Figure:
@@ -210,9 +215,9 @@ def ppo_figure(state: RunState, opts: ChartOptions) -> go.Figure:
     p = state.ppo
     n = np.arange(1, len(p) + 1)
     traces = [line(c, n, p[c], opts, PALETTE[i]) for i, c in enumerate(PPO_COLUMNS)]
-    for i, (head, s) in enumerate(sorted(state.head_entropy.items())):
+    for i, (head, s) in enumerate(sorted(state.head_entropy.items(), key=lambda kv: text(kv[0]))):
         x = np.searchsorted(p["seq"], s["seq"]) + 1
-        traces.append(line(f"H({head})", x, s["value"], opts, PALETTE[(i + len(PPO_COLUMNS)) % len(PALETTE)],
+        traces.append(line(f"H({label(head)})", x, s["value"], opts, PALETTE[(i + len(PPO_COLUMNS)) % len(PALETTE)],
                            dash="dot"))
     return new_figure(traces, base_layout("PPO updates", opts, xaxis={"title": {"text": "PPO update"}}))
 
@@ -221,7 +226,7 @@ def action_figure(state: RunState, opts: ChartOptions, windows: int = 60) -> go.
     """The controller's action mix over time: the share of each op among consecutive windows of
     decisions (stacked, percent), x = decisions so far at the window's end."""
     ops = [d.op for d in state.decisions]
-    names = sorted(set(ops))
+    names = sorted(set(ops), key=text)
     size = max(1, -(-len(ops) // windows))  # ceil: at most ``windows`` windows
     ends = np.arange(size, len(ops) + size, size).clip(max=len(ops))
     sizes = np.diff(ends, prepend=0)
@@ -229,7 +234,7 @@ def action_figure(state: RunState, opts: ChartOptions, windows: int = 60) -> go.
     traces = []
     for i, name in enumerate(names):  # no decisions: no names, no traces
         share = 100.0 * np.add.reduceat((codes == i).astype(np.float64), ends - sizes) / sizes
-        traces.append({"type": "scatter", "name": name, "x": ends, "y": share, "mode": "lines",
+        traces.append({"type": "scatter", "name": label(name), "x": ends, "y": share, "mode": "lines",
                        "stackgroup": "ops", "line": {"color": PALETTE[i % len(PALETTE)], "width": 0.5}})
     return new_figure(traces, base_layout("Action mix", opts, xaxis={"title": {"text": "decisions"}},
                                           yaxis={"title": {"text": "% of decisions"}, "range": [0, 100]}))
@@ -240,9 +245,9 @@ def reward_figure(state: RunState, opts: ChartOptions) -> go.Figure:
     restart with every episode, so they make a poor axis)."""
     r = state.rewards
     traces = [line("total", np.arange(1, len(r) + 1), r["total"], opts, PALETTE[0])]
-    for i, (name, s) in enumerate(sorted(state.reward_components.items())):
+    for i, (name, s) in enumerate(sorted(state.reward_components.items(), key=lambda kv: text(kv[0]))):
         x = np.searchsorted(r["seq"], s["seq"]) + 1
-        traces.append(line(name, x, s["value"], opts, PALETTE[(i + 1) % len(PALETTE)], dash="dot"))
+        traces.append(line(label(name), x, s["value"], opts, PALETTE[(i + 1) % len(PALETTE)], dash="dot"))
     return new_figure(traces, base_layout("Rewards", opts, xaxis={"title": {"text": "reward event"}}))
 
 

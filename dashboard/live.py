@@ -89,7 +89,7 @@ def diff(data: dict, meta: dict, shipped: dict | None):
     """What to send a client holding ``shipped``: the whole figure when its shape differs (options,
     layout or trace set changed), else a Patch that extends traces that only grew and replaces
     the arrays of traces that changed (e.g. re-downsampled), or no_update when nothing changed."""
-    if not shipped or shipped.get("sig") != meta["sig"] or len(shipped["traces"]) != len(meta["traces"]):
+    if not _well_formed(shipped) or shipped["sig"] != meta["sig"] or len(shipped["traces"]) != len(meta["traces"]):
         return data
     patch, changed = Patch(), False
     for i, (trace, (n_new, digest_new), (n_old, digest_old)) in enumerate(
@@ -105,6 +105,14 @@ def diff(data: dict, meta: dict, shipped: dict | None):
             for key, values in arrays.items():
                 patch["data"][i][key] = values
     return patch if changed else no_update
+
+
+def _well_formed(shipped) -> bool:
+    """Whether a record the browser sent back is one ``figure_meta`` made (it can be forged)."""
+    return (isinstance(shipped, dict) and isinstance(shipped.get("sig"), str)
+            and isinstance(shipped.get("traces"), list)
+            and all(isinstance(t, list) and len(t) == 2 and isinstance(t[0], int) and not isinstance(t[0], bool)
+                    and isinstance(t[1], str) for t in shipped["traces"]))
 
 
 def figure_update(fig: go.Figure, shipped: dict | None):

@@ -24,6 +24,7 @@ from telemetry_schema.search import QueryError
 from dashboard import figures, lifecycle_figures
 from dashboard.data import RunEntry, RunStore
 from dashboard.live import diff, prepare
+from dashboard.safe import css_name, text
 from dashboard.selection import ALL_ENVS, DEFAULT, Choices, RankAlerts, scope_key, scope_query
 from dashboard.tables import decision_rows, event_rows, find_events, fmt_time
 
@@ -114,13 +115,13 @@ def header(store: RunStore, run_id: str, cursor: int | None, scope: Scope = DEFA
         if failure:
             return html.Div([html.H3(f"Run {run_id}: cannot read its log"), html.P(failure)],
                             className="card error-card", id="run-error")
-        facts = [("status", entry.status()), ("task", st.task), ("topology", st.topology),
+        facts = [("status", entry.status()), ("task", text(st.task)), ("topology", text(st.topology)),
                  *_selection_facts(entry.choices(), scope), ("epoch", st.epoch),
                  ("step", st.step), ("events", f"{st.events:,}"), ("best val acc", _pct(st.best_val_acc())),
                  ("fossilized", st.seeds_fossilized()), ("pruned", st.seeds_pruned()), ("panics", st.panics()),
                  ("torn bytes", entry.model.torn_bytes)]
-        slots = [html.Span(f"{s.slot_id}: {s.stage}" + (f" a={s.alpha:.2f}" if s.seed_id else ""),
-                           className=f"slot stage-{s.stage.lower()}") for s in st.slots.values() if s.slot_id != "?"]
+        slots = [html.Span(f"{text(s.slot_id)}: {text(s.stage)}" + (f" a={s.alpha:.2f}" if s.seed_id else ""),
+                           className=f"slot stage-{css_name(s.stage)}") for s in st.slots.values() if s.slot_id != "?"]
         alerts, corrupt = entry.alerts(), list(entry.corrupt)
     return html.Div([
         html.H2(run_id, id="run-title"),

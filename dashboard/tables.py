@@ -7,6 +7,7 @@ viewers share), newest first; the rows are taken from the run's ``EventLog`` one
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import datetime, timezone
 
@@ -20,6 +21,8 @@ from telemetry_schema.runs import RunSummary
 from telemetry_schema.schema import ENVELOPE_NAMES
 from telemetry_schema.search import search
 
+from dashboard.safe import text
+
 RUN_COLUMNS = [("run", "run"), ("status", "status"), ("task", "task"), ("started", "started"),
                ("epochs", "epochs"), ("best_val_acc", "best val acc"), ("fossilized", "fossilized"),
                ("pruned", "pruned"), ("panics", "panics"), ("events", "events")]
@@ -29,14 +32,21 @@ CORRUPT = " · corrupt"
 """Appended to the status of a run some of whose streams are corrupt (the rest were read)."""
 
 
-def fmt_time(wall: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall)) if wall else ""
+def fmt_time(wall) -> str:
+    """A Unix time as local date and time; '' for anything else (a run.json may hold anything)."""
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not math.isfinite(wall) or not wall:
+        return ""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
+    except (OverflowError, OSError, ValueError):  # beyond the platform's time range
+        return ""
 
 
 def run_rows(summaries: list[RunSummary]) -> list[dict]:
     """Runs-page rows (``runs.RunSummary``, as esper-tui's picker lists them); the run column is
     a markdown link to the run page (by directory name). A run that cannot be read shows its
-    error in the task column; one read in part is marked corrupt."""
+    error in the task column; one read in part is marked corrupt. Log and run.json strings as
+    text (``safe.text``)."""
     rows = []
     for s in summaries:
         run_id = s.path.name
@@ -44,7 +54,7 @@ def run_rows(summaries: list[RunSummary]) -> list[dict]:
         rows.append({
             "run": f"[{run_id}](/run/{run_id})", "run_id": run_id,
             "status": s.status + (CORRUPT if s.error and not failed else ""),
-            "task": s.error if failed else s.task, "problem": s.error, "started": fmt_time(s.started),
+            "task": text(s.error if failed else s.task), "problem": text(s.error), "started": fmt_time(s.started),
             "epochs": s.epochs, "best_val_acc": None if s.best_val_acc is None else round(s.best_val_acc, 2),
             "fossilized": s.fossilized, "pruned": s.pruned, "panics": s.panics, "events": s.events})
     return rows
@@ -68,7 +78,8 @@ def decision_rows(state: RunState, limit: int) -> list[dict]:
     """The newest ``limit`` controller decisions, newest first."""
     rows = []
     for d in reversed(state.decisions[-limit:]):
-        top = sorted(d.action_probs.items(), key=lambda kv: -kv[1])[:3]
+        probs = [(text(k), v) for k, v in (d.action_probs or {}).items() if isinstance(v, (int, float))]
+        top = sorted(probs, key=lambda kv: -kv[1])[:3]
         rows.append({"seq": d.seq, "epoch": d.epoch, "env": d.env, "controller": d.controller, "op": d.op,
                      "slot": d.slot, "blueprint": d.blueprint, "reason": d.reason,
                      "value": None if d.value is None else round(d.value, 4),

@@ -15,10 +15,12 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from telemetry_schema.endings import RunInterrupted, interrupted_exit_code
 from telemetry_schema.sinks import TelemetryError
 
 from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
 from esper.nissa.sink import Sink
+from esper.terminal import TerminalStream
 
 if TYPE_CHECKING:
     from esper.session import RunSpec
@@ -167,7 +169,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         fault = FaultSpec.parse(args.inject_fault) if args.inject_fault else None
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if args.dist_timeout <= 0:
+    if not args.dist_timeout > 0:  # NaN too
         raise CliError("--dist-timeout must be > 0")
     if args.batch_size < 1:
         raise CliError("--batch-size must be >= 1")
@@ -230,7 +232,7 @@ def relaunch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def train(args: argparse.Namespace, console: Console, argv: list[str] | None = None) -> int:
     from esper.distributed import RankFailure, launched_by_torchrun
-    from esper.session import build_model, run_training
+    from esper.session import ModelSaveError, build_model, make_controller, prepare_runs_dir, run_training
     spec, slots_text = spec_from_args(args)
     if args.nproc is not None:
         if args.nproc < 1:
@@ -239,7 +241,9 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
             return relaunch(args, list(sys.argv[1:] if argv is None else argv))
     rank = int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
     try:
-        _, probe = build_model(spec, slots_text)
+        task, probe = build_model(spec, slots_text)
+        make_controller(spec, task.topology)  # a bad policy.pt is refused before the run starts
+        prepare_runs_dir(spec.runs_dir)  # last: input refused above leaves no runs directory behind
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise CliError(str(exc).strip("'\"")) from None
     spec = dataclasses.replace(spec, slots=list(probe.order))
@@ -263,11 +267,15 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
         raise CliError(f"the log could not be written, training stopped: {exc} "
                        f"(it ends at its last complete batch; --on-telemetry-error continue trains on "
                        f"without a log)") from None
+    except ModelSaveError as exc:  # the log is closed as failed; the weights are lost
+        sys.stderr.write(f"esper: error: {exc}\n")
+        return 1
     except RankFailure as exc:
         sys.stderr.write(f"esper: rank {rank}: distributed run failed: {exc}\n")
         return 3
+    code = interrupted_exit_code(outcome.reason) if outcome.status == "interrupted" else 0
     if rank != 0:
-        return 130 if outcome.status == "interrupted" else 0
+        return code
     console.line()
     s = outcome.summary
     final = f"{s.final.val_acc:.2f}%" if s.final else "n/a"
@@ -275,12 +283,12 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
                   f"governor rollbacks {s.rollbacks}")
     console.print(f"log: {outcome.run_dir / 'events'}")
-    return 130 if outcome.status == "interrupted" else 0
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console(stderr=False)
+    console = Console(file=TerminalStream(sys.stdout))  # a closed terminal stops output, not the run
     words = sys.argv[1:] if argv is None else list(argv)
     try:
         if words[:1] == ["export"]:
@@ -302,6 +310,6 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         sys.stderr.write(f"esper: error: {exc}\n")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as RunInterrupted, outside a run
         sys.stderr.write("esper: interrupted\n")
-        return 130
+        return exc.exit_code if isinstance(exc, RunInterrupted) else 130

@@ -65,8 +65,13 @@ def init_from_env(device: str = "cpu", timeout_s: float = 60.0) -> DistContext:
 
 
 def shutdown() -> None:
+    """Leave the process group (also after a RankFailure: a group left with a dead peer makes
+    gloo's teardown abort the interpreter at exit)."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.destroy_process_group()
+        except RuntimeError:  # a peer already gone: nothing more to release
+            log.warning("leaving the process group failed", exc_info=True)
 
 
 def _collective(fn, *args, **kwargs):

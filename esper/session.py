@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from esper.nissa.system import SystemSampler
 from esper.runtime.tasks import TaskOptions, build_task
 from esper.tamiyo import HeuristicController, NoController
 from esper.tolaria.trainer import FaultSpec, RunSummary, Trainer
+from telemetry_schema.endings import STOP_SIGNALS, ending, exit_signals
+from telemetry_schema.rundir import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +71,43 @@ class RunOutcome:
     summary: RunSummary
     host_params: int
     slot_ids: list[str]
+    reason: str = ""
+    # why the run ended as it did: '' when completed, 'SIGTERM' or 'KeyboardInterrupt' when interrupted
 
 
-def make_controller(spec: RunSpec):
-    """The controller a spec names: 'heuristic', 'none' or 'policy:PATH' (a checkpoint of `esper ppo`)."""
+def make_controller(spec: RunSpec, topology: str | None = None):
+    """The controller a spec names: 'heuristic', 'none' or 'policy:PATH' (a checkpoint of `esper ppo`).
+
+    A policy that is not a usable checkpoint, or (given the host's ``topology``) was trained on
+    another kind of host, raises a one-line ValueError before any training."""
     if spec.controller.startswith("policy:"):
         from esper.tamiyo.policy import load_policy_controller
 
         path = spec.controller.split(":", 1)[1]
         if not Path(path).is_file():
             raise FileNotFoundError(f"policy checkpoint {path} not found")
-        return load_policy_controller(path)
+        controller = load_policy_controller(path)
+        if topology and controller.topology and controller.topology != topology:
+            raise ValueError(f"{path}: the policy was trained on a {controller.topology} host; "
+                             f"this task has a {topology} host")
+        return controller
     return HeuristicController(spec.heuristic) if spec.controller == "heuristic" else NoController()
+
+
+def prepare_runs_dir(path: str | Path) -> Path:
+    """Create the parent of run directories, or say in one line (ValueError) why it cannot be:
+    a regular file on the way, a read-only or virtual file system (/sys, /proc), no permission."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--runs-dir {path}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".esper-write-test-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise ValueError(f"--runs-dir {path}: cannot create run directories there: {exc.strerror or exc}") from None
+    return path
 
 
 def resolve_slots(text: str | None, available: list[str]) -> list[str] | None:
@@ -114,66 +142,111 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
                  on_start: Callable[[Path], None] | None = None) -> RunOutcome:
     """Train, logging every event to ``runs_dir/<run_id>/events/``.
 
-    KeyboardInterrupt ends the run cleanly with status 'interrupted' (returned, not raised);
-    any other exception closes the log as 'failed' and is re-raised.
+    Every end closes the log. Ctrl-C, SIGTERM and SIGHUP (``exit_signals``) end the run
+    cleanly with status 'interrupted' (returned, not raised; the final weights are still
+    saved); any other exception closes the log as 'failed' and is re-raised; a ``model.pt``
+    that cannot be written closes it as 'failed' and raises ``ModelSaveError``.
 
     Under torchrun (WORLD_SIZE > 1) the run is data parallel: every rank joins the process group,
     rank 0 makes the run id and broadcasts it, each rank writes its own streams into the one run
     directory, trains on its shard of the batches through DDP (see ``Trainer``) and
     applies the lifecycle decisions rank 0 broadcasts. A dead rank makes the others' next
     collective fail within ``dist_timeout_s``: their logs close 'failed' naming the peer, and the
-    ``RankFailure`` is re-raised.
+    ``RankFailure`` is re-raised. There SIGTERM comes from the launcher after a peer exited, so it
+    closes the log as 'failed' too.
     """
     torch.manual_seed(spec.train.seed)
     if spec.train.device == "cpu" and spec.cpu_threads > 0:
         torch.set_num_threads(spec.cpu_threads)
     ctx = D.init_from_env(spec.train.device, spec.dist_timeout_s)
+    try:
+        return _run(spec, ctx, extra_sink, on_start)
+    except D.RankFailure:
+        # a process group left with a dead peer aborts the interpreter at exit (SIGABRT from gloo's
+        # teardown, about one exit in four) instead of letting it exit with its status
+        D.shutdown()
+        raise
+
+
+def _run(spec: RunSpec, ctx: D.DistContext, extra_sink: Sink | None,
+         on_start: Callable[[Path], None] | None) -> RunOutcome:
+    """``run_training`` once the process group (if any) is joined."""
     task, model = build_model(spec)
-    controller = make_controller(spec)
+    controller = make_controller(spec, task.topology)
     config = {"run": dataclasses.asdict(spec) | {"fault": str(spec.fault)}}
     run_id = new_run_id(spec.run_name or task.name) if ctx.is_main else None
     run_id = D.agree(ctx, run_id)
-    rw, event_sink = start_run(spec.runs_dir, run_id=run_id, task=task.name,
-                               topology=task.topology, host_params=model.host_param_count(),
-                               slot_ids=list(model.order), config=config, device=spec.train.device,
-                               torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size,
-                               on_error="drop" if spec.telemetry_errors == "continue" else "raise",
-                               planned_epochs=spec.train.epochs)
+    stops = tuple(s for s in STOP_SIGNALS if not (ctx.enabled and s == signal.SIGTERM))
+    with exit_signals(stops):
+        rw, event_sink = start_run(spec.runs_dir, run_id=run_id, task=task.name,
+                                   topology=task.topology, host_params=model.host_param_count(),
+                                   slot_ids=list(model.order), config=config, device=spec.train.device,
+                                   torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size,
+                                   on_error="drop" if spec.telemetry_errors == "continue" else "raise",
+                                   planned_epochs=spec.train.epochs)
+        status, reason, trainer = _train_and_close(spec, ctx, task, model, controller, rw,
+                                                   MultiSink(event_sink, extra_sink) if extra_sink else event_sink,
+                                                   on_start)
+    if ctx.enabled:
+        D.shutdown()
+    if status == "failed":
+        raise D.RankFailure(reason)
+    return RunOutcome(rw.run_dir, status, trainer.summary, model.host_param_count(), list(model.order), reason)
+
+
+def _train_and_close(spec: RunSpec, ctx: D.DistContext, task, model, controller, rw: RunWriter, sink: Sink,
+                     on_start: Callable[[Path], None] | None):
+    """Fit and save the model, then close the log however that ended: (status, reason, trainer)."""
     sampler = SystemSampler(rw.writer.emit, rw.writer.config.heartbeat_s, spec.train.device).start()
-    if on_start is not None:
-        on_start(rw.run_dir)
-    sink = MultiSink(event_sink, extra_sink) if extra_sink else event_sink
-    train_loader = D.ShardedLoader(task.train_loader, ctx.rank, ctx.world_size) if ctx.enabled else task.train_loader
-    trainer = Trainer(model, train_loader, task.val_loader, num_classes=task.num_classes,
-                      language=task.language, cfg=spec.train, controller=controller, sink=sink,
-                      fault=spec.fault, dist=ctx)
     previous_term = _raise_on_sigterm(ctx)
-    status, reason = "completed", ""
     try:
-        trainer.fit()
-        if ctx.enabled and not D.all_equal(ctx, _param_checksum(model)):
-            status, reason = "failed", "parameters diverged across ranks"
-    except KeyboardInterrupt:
-        status, reason = "interrupted", "KeyboardInterrupt"
+        if on_start is not None:
+            on_start(rw.run_dir)
+        train_loader = (D.ShardedLoader(task.train_loader, ctx.rank, ctx.world_size) if ctx.enabled
+                        else task.train_loader)
+        trainer = Trainer(model, train_loader, task.val_loader, num_classes=task.num_classes,
+                          language=task.language, cfg=spec.train, controller=controller, sink=sink,
+                          fault=spec.fault, dist=ctx)
+        status, reason = _fit(trainer, ctx, model)
+        if spec.save_model:
+            save_model(model, rw.run_dir / ("model.pt" if ctx.is_main else f"model.rank{ctx.rank}.pt"))
     except D.RankFailure as exc:
         rw.close("failed", f"rank {ctx.rank}: {D.peers_of(ctx)} failed or unreachable ({exc})")
         raise
     except BaseException as exc:
-        rw.close("failed", f"{type(exc).__name__}: {exc}")
+        rw.close(*ending(type(exc), exc))
         raise
     finally:
         sampler.stop()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
-    if spec.save_model:
-        name = "model.pt" if ctx.is_main else f"model.rank{ctx.rank}.pt"
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, rw.run_dir / name)
     rw.close(status, reason)
-    if ctx.enabled:
-        D.shutdown()
-    if status == "failed":
-        raise D.RankFailure(reason)
-    return RunOutcome(rw.run_dir, status, trainer.summary, model.host_param_count(), list(model.order))
+    return status, reason, trainer
+
+
+def _fit(trainer: Trainer, ctx: D.DistContext, model) -> tuple[str, str]:
+    """Train to the end or to an interruption: (status, reason) for the log."""
+    try:
+        trainer.fit()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal as RunInterrupted
+        return ending(type(exc), exc)
+    if ctx.enabled and not D.all_equal(ctx, _param_checksum(model)):
+        return "failed", "parameters diverged across ranks"
+    return "completed", ""
+
+
+class ModelSaveError(RuntimeError):
+    """The final weights could not be written (disk full, no permission, ...)."""
+
+
+def save_model(model, path: Path) -> None:
+    """The final state dict (CPU tensors) to ``path``; any failure -> one-line ``ModelSaveError``."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    try:
+        torch.save(state, path)
+    except (OSError, RuntimeError) as exc:  # torch reports some I/O failures as RuntimeError
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSaveError(f"could not save {path}: {detail}") from exc
 
 
 def _param_checksum(model) -> torch.Tensor:

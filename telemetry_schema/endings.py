@@ -72,6 +72,15 @@ def ending(exc_type: type[BaseException] | None, exc: BaseException | None) -> t
     return "failed", f"{exc_type.__name__}: {exc}"
 
 
+def interrupted_exit_code(reason: str) -> int:
+    """The exit status of a run interrupted for ``reason`` (an ``ending`` reason): 128 + the
+    signal's number for a signal name ('SIGTERM' -> 143), else 130 (Ctrl-C)."""
+    try:
+        return 128 + signal.Signals[reason].value
+    except KeyError:
+        return 128 + signal.SIGINT
+
+
 @contextmanager
 def exit_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[None]:
     """Inside the block, each of ``signals`` raises ``RunInterrupted`` in the main thread.

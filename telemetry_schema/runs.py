@@ -51,6 +51,12 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _text(value) -> str:
+    """A run.json field shown as text only when it is one (a hand-edited or foreign run.json may
+    hold a list or an object there: shown as nothing, not as its Python repr)."""
+    return value if isinstance(value, str) else ""
+
+
 def run_files(run_dir: Path) -> list[Path]:
     """The log files of a run directory, either format."""
     return stream_files(run_dir) or v1_streams(run_dir)
@@ -112,7 +118,7 @@ def summary_from_tally(run_dir: Path, tally: Tally, now: float) -> RunSummary:
     return _tagged(RunSummary(
         Path(run_dir), tally.run_id, status=status_of(tally.end_status, tally.last_wall, tally.last_progress_wall,
                                                        tally.heartbeat_s, now),
-        task=tally.task or str(manifest.get("task", "") or ""),
+        task=tally.task or _text(manifest.get("task")),
         started=tally.started if tally.started is not None else _number(manifest.get("started_at")),
         epochs=tally.epochs, best_val_acc=tally.best_val_acc, fossilized=tally.fossilized, pruned=tally.pruned,
         panics=tally.panics, events=tally.events), run_dir)
@@ -125,7 +131,7 @@ def summary_of(run_dir: Path, state: RunState, now: float | None = None,
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     run_id = manifest.get("run_id") if isinstance(manifest.get("run_id"), str) else run_dir.name
-    row = RunSummary(run_dir, run_id, task=str(manifest.get("task", "") or ""),
+    row = RunSummary(run_dir, run_id, task=_text(manifest.get("task")),
                      started=_number(manifest.get("started_at")))
     row.status = run_status(state, time.time() if now is None else now)
     row.task = state.task or row.task

@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 
 from telemetry_schema import runmodel
 from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay, refold
+from tui import fmt
 from tui.loader import Prefetch, one_line
 from tui.messages import EventsArrived, Loaded, Refolded, ReplayReady, SourceFailed
 from tui.screens.detail import EventDetail, SeedDetail
@@ -30,7 +31,7 @@ from tui.widgets.history import DecisionsTable, GatesTable, GovernorTable, Histo
 from tui.widgets.metrics import MetricsGrid
 from tui.widgets.policy import PolicyPanel
 from tui.widgets.scopebar import ScopeBar
-from tui.widgets.slots import SlotsTable
+from tui.widgets.slots import SlotsTable, slot_of_key
 from tui.widgets.timeline import Timeline
 
 TABS = ("tab-slots", "tab-metrics", "tab-gates", "tab-governor", "tab-decisions", "tab-events", "tab-policy")
@@ -261,7 +262,7 @@ class EsperApp(App):
 
     def _show_banner(self, text: str, kind: str = "info") -> None:
         banner = self._main.query_one("#banner", Static)
-        banner.update(text)
+        banner.update(fmt.text(text))  # errors and paths may hold anything: never markup
         banner.set_class(bool(text), "-shown")
         banner.set_class(kind == "error", "-error")
 
@@ -388,7 +389,7 @@ class EsperApp(App):
 
     @on(SlotsTable.RowSelected, "#slots")
     def _open_seed(self, event: SlotsTable.RowSelected) -> None:
-        self.push_screen(SeedDetail(self.session.state, str(event.row_key.value)))
+        self.push_screen(SeedDetail(self.session.state, slot_of_key(event.row_key.value)))
 
     @on(EventList.Opened)
     def _open_event(self, event: EventList.Opened) -> None:

@@ -12,12 +12,39 @@ if TYPE_CHECKING:  # the modules that load pyarrow and Textual are imported with
     from tui.source import Target
 
 
+POLL_RANGE_S = (0.01, 60.0)
+"""Accepted ``--poll`` seconds: below, the follower would spin on the CPU; above, a live run
+would look frozen."""
+
+
+class UsageError(Exception):
+    """A bad command line; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit status 2 (main), no usage dump
+        raise UsageError(message)
+
+
+def poll_seconds(text: str) -> float:
+    """``--poll``'s value: a number of seconds within ``POLL_RANGE_S``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    lo, hi = POLL_RANGE_S
+    if not lo <= value <= hi:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text} s is out of range: give {lo:g} to {hi:g} seconds")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="esper-tui", description="Watch an Esper run live, or replay it.")
+    p = _Parser(prog="esper-tui", description="Watch an Esper run live, or replay it.")
     p.add_argument("path", nargs="?", default=None,
                    help="run directory, .arrows log, or directory of runs (default: newest run in ./runs)")
     p.add_argument("--replay", action="store_true", help="open as a replay (cursor at the first event)")
-    p.add_argument("--poll", type=float, default=0.2, help="seconds between polls of a live log")
+    p.add_argument("--poll", type=poll_seconds, default=0.2,
+                   help=f"seconds between polls of a live log ({POLL_RANGE_S[0]:g} to {POLL_RANGE_S[1]:g})")
     return p.parse_args(argv)
 
 
@@ -69,7 +96,11 @@ def make_app(target: Target, *, replay: bool = False, poll: float = 0.2,
 def main(argv: list[str] | None = None) -> int:
     startup = StartupGC()
     try:
-        args = parse_args(argv)
+        try:
+            args = parse_args(argv)
+        except UsageError as exc:
+            sys.stderr.write(f"esper-tui: error: {exc}\n")
+            return 2
         from tui.source import TargetError, resolve
 
         try:

@@ -1,4 +1,11 @@
-"""Pure formatting helpers: stage colours, bars, numbers and durations as rich Text."""
+"""Pure formatting helpers: log strings as safe text, stage colours, bars, numbers and durations.
+
+Every string that comes from a log (or a run.json, or a path) reaches the screen through
+``plain`` / ``text``: a null becomes empty, control characters (ANSI escapes, bells, carriage
+returns) become visible symbols instead of commands to the terminal, and the result goes into
+rich ``Text``, never into a markup string, so ``[/]``, ``[link=…]`` or ``[@click=…]`` inside a log
+string is shown as written and never obeyed.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +34,26 @@ G2_THRESHOLD = 0.05
 """Gradient ratio below which the G2 gate (TRAINING -> BLENDING) fails."""
 
 
-def stage_text(stage: str) -> Text:
-    return Text(stage, style=STAGE_STYLES.get(stage, ""))
+_VISIBLE = {c: 0x2400 + c for c in range(0x20)} | {0x7F: 0x2421} | {c: 0xFFFD for c in range(0x80, 0xA0)}
+"""Control characters -> their visible 'control picture' (ESC -> ␛, LF -> ␊, DEL -> ␡; C1 -> �)."""
+_VISIBLE_KEEP_LINES = {c: v for c, v in _VISIBLE.items() if c != 0x0A}
+
+
+def plain(value, multiline: bool = False) -> str:
+    """A value from a log as display text: None -> '', anything else as ``str``, with control
+    characters made visible (newlines kept when ``multiline``)."""
+    if value is None:
+        return ""
+    return str(value).translate(_VISIBLE_KEEP_LINES if multiline else _VISIBLE)
+
+
+def text(value, style: str = "", multiline: bool = False) -> Text:
+    """A value from a log as rich Text (``plain``): shown as written, never parsed as markup."""
+    return Text(plain(value, multiline), style=style)
+
+
+def stage_text(stage: str | None) -> Text:
+    return text(stage, STAGE_STYLES.get(stage, ""))
 
 
 def bar(value: float | None, width: int = 8) -> str:
@@ -83,7 +108,8 @@ def ratio_text(ratio: float | None, threshold: float = G2_THRESHOLD, short: bool
     return Text(f"{ratio:.3f} {'≥' if ok else '<'}{threshold:g}", style=style)
 
 
-def gate_text(passed: bool | None, gate: str = "", short: bool = False) -> Text:
+def gate_text(passed: bool | None, gate: str | None = "", short: bool = False) -> Text:
+    gate = plain(gate)
     if passed is None:
         return Text("—", style="grey50")
     if short:

@@ -20,7 +20,7 @@ from tui.source import Source, Target
 class FirstRead:
     """What the first poll found: the events, their fold, or the error that stopped it."""
 
-    source: Source
+    source: Source | None
     log: EventLog | None = None
     fold: ScopedFold | None = None
     error: str = ""

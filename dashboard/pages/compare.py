@@ -6,6 +6,7 @@ from contextlib import ExitStack
 
 from dash import Input, Output, dash_table, dcc, html
 
+from dashboard import inputs
 from dashboard.data import RunStore
 from dashboard.figures import COMPARE_METRICS, ChartOptions, compare_figure
 from dashboard.tables import outcome_rows
@@ -56,4 +57,4 @@ def register(app, store: RunStore) -> None:
     @app.callback(Output("g-compare", "figure"), Output("compare-table", "data"),
                   Input("compare-runs", "value"), Input("compare-metric", "value"), Input("tick", "n_intervals"))
     def render_compare(run_ids, metric, _n):
-        return compare_view(store, run_ids, metric)
+        return compare_view(store, inputs.names(run_ids) or [], inputs.choice(metric, COMPARE_METRICS, "val_acc"))

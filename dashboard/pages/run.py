@@ -14,6 +14,7 @@ from dash.exceptions import PreventUpdate
 
 from telemetry_schema.runmodel import Scope
 
+from dashboard import inputs
 from dashboard.data import RunNotFound, RunStore
 from dashboard.figures import X_AXES
 from dashboard.live import next_cursor
@@ -117,19 +118,15 @@ def table(tid: str, columns, page_size: int = 15) -> dash_table.DataTable:
                     "textOverflow": "ellipsis", "fontSize": "13px"}, tooltip_duration=None)
 
 
-def _int(value) -> int | None:
-    """A cursor as sent by the browser (anything not a number counts as absent)."""
-    return int(value) if isinstance(value, (int, float)) and value == value else None
-
-
 def _selection(store: RunStore, run_id, rank, env) -> Scope:
     """The dropdowns' values checked against the run (``BadSelection`` when it lacks them)."""
     return store.entry(str(run_id)).choices().parse(rank, env)
 
 
 def _request(store: RunStore, run_id, mode, cursor, rank, env, xaxis="epoch", smoothing=0.0) -> RunRequest:
-    smoothing = float(smoothing) if isinstance(smoothing, (int, float)) else 0.0
-    return RunRequest(str(run_id), _int(cursor) if mode == "replay" else None, xaxis or "epoch", smoothing,
+    """The view a callback's inputs ask for, every value checked (``dashboard.inputs``)."""
+    return RunRequest(str(run_id), inputs.cursor(cursor) if mode == "replay" else None,
+                      inputs.choice(xaxis, X_AXES, "epoch"), inputs.smoothing(smoothing),
                       _selection(store, run_id, rank, env))
 
 
@@ -175,7 +172,8 @@ def register(app, store: RunStore) -> None:
         entry.refresh()  # rate-limited: the length as of now, not as of the poll that fired this
         total = entry.length
         triggers = {prop.split(".")[0] for prop in _triggers()}
-        new = next_cursor(triggers, mode, _int(value), total, _int(speed) or 1, cfg.replay_ticks)
+        new = next_cursor(triggers, mode, inputs.cursor(value), total, inputs.choice(speed, SPEEDS, 1),
+                          cfg.replay_ticks)
         return max(total, 1), (no_update if new == value else new)  # the new value never exceeds the max
 
     @app.callback(Output("replay-timer", "disabled"), Output("play", "children"), Output("mode", "value"),
@@ -203,7 +201,7 @@ def register(app, store: RunStore) -> None:
                   State("run-id", "data"))
     @refusing
     def sync_url(rank, env, search, run_id):
-        return sync_selection(store.entry(str(run_id)).choices(), rank, env, search, _triggers())
+        return sync_selection(store.entry(str(run_id)).choices(), rank, env, inputs.path(search, ""), _triggers())
 
     view_inputs = [Input("cursor", "value"), Input("mode", "value"), Input("xaxis", "value"),
                    Input("smoothing", "value"), Input("sel-rank", "value"), Input("sel-env", "value")]
@@ -217,7 +215,7 @@ def register(app, store: RunStore) -> None:
     @refusing
     def render_charts(cursor, mode, xaxis, smoothing, rank, env, shipped, run_id):
         req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing)
-        figs, shipped, _ = chart_outputs(store, req, shipped, FIRST_CHARTS)
+        figs, shipped, _ = chart_outputs(store, req, inputs.record(shipped), FIRST_CHARTS)
         return figs + [shipped]
 
     @app.callback([Output(gid, "figure") for gid in LATER_CHARTS] + [Output("shipped-later", "data"),
@@ -226,7 +224,7 @@ def register(app, store: RunStore) -> None:
     @refusing
     def render_later_charts(cursor, mode, xaxis, smoothing, rank, env, _first, shipped, run_id):
         req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing)
-        figs, shipped, optional = chart_outputs(store, req, shipped, LATER_CHARTS)
+        figs, shipped, optional = chart_outputs(store, req, inputs.record(shipped), LATER_CHARTS)
         return figs + [shipped] + optional
 
     @app.callback(Output("decisions-table", "data"), Output("events-table", "data"),
@@ -236,6 +234,5 @@ def register(app, store: RunStore) -> None:
                   State("run-id", "data"))
     @refusing
     def render_tables(cursor, mode, kinds, query, rank, env, run_id):
-        kinds = [k for k in kinds if isinstance(k, str)] if isinstance(kinds, list) else None
-        query = query if isinstance(query, str) else ""
-        return table_outputs(store, _request(store, run_id, mode, cursor, rank, env), kinds, query)
+        return table_outputs(store, _request(store, run_id, mode, cursor, rank, env), inputs.names(kinds),
+                             inputs.search(query))

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from esper.kasmina.model import MorphogeneticModel
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions, build_task
+from esper.session import prepare_runs_dir
 from esper.simic.collect import Learner, RoundResult
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
@@ -28,6 +29,7 @@ from esper.simic.vec_env import VecMorphEnv
 from esper.tamiyo.policy.features import FeatureConfig
 from esper.tamiyo.policy.network import NetworkConfig, PolicyNetwork
 from telemetry_schema import events as ev
+from telemetry_schema.endings import ending, exit_signals, interrupted_exit_code
 from telemetry_schema.rundir import create_run, new_run_id
 
 
@@ -94,27 +96,42 @@ def _log_round(writer, i: int, r: RoundResult) -> None:
 
 def run_ppo(args: argparse.Namespace, console: Console | None = None) -> int:
     """Train a policy; writes ``<runs_dir>/<run_id>/events/`` and ``policy.pt``. Returns the
-    exit status (0, or 130 when interrupted); raises ValueError for bad flags."""
+    exit status (0, or 128 + the signal's number when Ctrl-C, SIGTERM or SIGHUP interrupted it:
+    the log is closed as 'interrupted' and the last round's policy.pt kept); raises ValueError for
+    bad flags. Any other failure closes the log as 'failed' and is re-raised."""
     console = console or Console()
     env_cfg, reward_cfg, ppo_cfg = configs_from_args(args)
+    prepare_runs_dir(args.runs_dir)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     task, topology, host_params, slot_ids = _probe(env_cfg)
     config = {"env": dataclasses.asdict(env_cfg), "reward": dataclasses.asdict(reward_cfg),
               "ppo": dataclasses.asdict(ppo_cfg), "rounds": args.rounds, "envs": args.envs}
-    rw = create_run(args.runs_dir, ev.RunStarted(
+    started = ev.RunStarted(
         run_id=new_run_id(args.run_name or f"ppo-{task}"), task=task, topology=topology, host_params=host_params,
         slot_ids=slot_ids, config_json=json.dumps(config, default=str), python_version=platform.python_version(),
-        torch_version=torch.__version__, device=args.device, num_envs=args.envs))
-    console.print(f"run directory: [bold]{rw.run_dir}[/]")
-    status, reason = "completed", ""
+        torch_version=torch.__version__, device=args.device, num_envs=args.envs)
+    with exit_signals():
+        rw = create_run(args.runs_dir, started)
+        try:
+            console.print(f"run directory: [bold]{rw.run_dir}[/]")
+            status, reason = _train_policy(args, rw, console, task, topology, env_cfg, reward_cfg, ppo_cfg)
+        except BaseException as exc:
+            rw.close(*ending(type(exc), exc))
+            raise
+        rw.close(status, reason)
+    return interrupted_exit_code(reason) if status == "interrupted" else 0
+
+
+def _train_policy(args, rw, console: Console, task: str, topology: str, env_cfg: EnvConfig,
+                  reward_cfg: RewardConfig, ppo_cfg: PPOConfig) -> tuple[str, str]:
+    """The PPO rounds, saving ``policy.pt`` after each: (status, reason) for the log."""
+    env = VecMorphEnv(args.envs, env_cfg, reward_cfg, FeatureConfig(), lambda i: EnvEventSink(rw.writer, i))
+    net = PolicyNetwork(env.obs_dim, env.space, NetworkConfig())
+    learner = Learner(env, PPO(net, ppo_cfg, total_updates=args.rounds), torch.Generator().manual_seed(args.seed))
+    ckpt = Path(rw.run_dir) / "policy.pt"
+    extra = {"task": task, "topology": topology, "features": dataclasses.asdict(FeatureConfig()), "rounds": 0}
     try:
-        env = VecMorphEnv(args.envs, env_cfg, reward_cfg, FeatureConfig(), lambda i: EnvEventSink(rw.writer, i))
-        net = PolicyNetwork(env.obs_dim, env.space, NetworkConfig())
-        learner = Learner(env, PPO(net, ppo_cfg, total_updates=args.rounds),
-                          torch.Generator().manual_seed(args.seed))
-        ckpt = Path(rw.run_dir) / "policy.pt"
-        extra = {"task": task, "topology": topology, "features": dataclasses.asdict(FeatureConfig()), "rounds": 0}
         with Progress(TextColumn("round {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
                       TimeElapsedColumn(), console=console) as progress:
             bar = progress.add_task("ppo", total=args.rounds)
@@ -124,14 +141,10 @@ def run_ppo(args: argparse.Namespace, console: Console | None = None) -> int:
                 net.save(ckpt, dict(extra, rounds=i))
                 progress.console.print(_summary(i, result))
                 progress.update(bar, completed=i)
-        console.print(f"policy: [bold]{ckpt}[/]  (use: esper train --controller policy:{ckpt})")
-    except KeyboardInterrupt:
-        status, reason = "interrupted", "KeyboardInterrupt"
-    except BaseException as exc:
-        rw.close("failed", f"{type(exc).__name__}: {exc}")
-        raise
-    rw.close(status, reason)
-    return 130 if status == "interrupted" else 0
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal as RunInterrupted
+        return ending(type(exc), exc)
+    console.print(f"policy: [bold]{ckpt}[/]  (use: esper train --controller policy:{ckpt})")
+    return "completed", ""
 
 
 def main(argv: list[str] | None = None) -> int:

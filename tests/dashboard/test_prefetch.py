@@ -104,20 +104,37 @@ def test_prefetch_is_bounded_to_the_newest_runs(tmp_path):
     assert create_app(tmp_path).prefetch_thread is None  # only esper-dashboard (prefetch=True) starts one
 
 
+class StoppedClock:
+    """A monotonic clock that moves only when the test says; ``sleep`` yields without moving it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(0.005)
+
+
 def test_runs_after_the_newest_wait_until_no_page_asks(tmp_path):
     generate(tmp_path, SynthConfig(events=2_000, seed=7, run_id="old-run"))
     generate(tmp_path, SynthConfig(events=2_000, seed=8, run_id="new-run"))
     touch(tmp_path / "old-run", 1_000_000)
-    store = RunStore(tmp_path, DashboardConfig(prefetch_idle_s=1.0))  # well above a noisy VM's stalls
+    clock = StoppedClock()
+    # an idle time no real clock reaches during the test: only the injected clock can end the wait
+    store = RunStore(tmp_path, DashboardConfig(prefetch_idle_s=1e6), monotonic=clock, sleep=clock.sleep)
+    store.entry("new-run").refresh()  # a page open on the newest run asks for it (at clock time 1000)
     thread = store.prefetch(limit=2)
-    polled_until = time.monotonic() + 2.0
-    while time.monotonic() < polled_until:  # a page open on the newest run polls it
-        store.entry("new-run").refresh()
-        time.sleep(0.1)
-    assert store.entry("new-run").reads == 1  # read once (by the prefetch, or by the page that came first)
-    assert "old-run" not in store._entries  # not read while a page was asking
-    thread.join(30)
-    assert not thread.is_alive() and time.monotonic() - polled_until >= 0.9
+    thread.join(0.5)  # however long it waits: the clock says a page asked just now
+    assert thread.is_alive() and "old-run" not in store._entries  # not read while a page is asking
+    assert store.entry("new-run").reads == 1  # read once (by the page that came first)
+    clock.now += 1e6 - 1
+    thread.join(0.5)
+    assert thread.is_alive() and "old-run" not in store._entries  # a second short of idle
+    clock.now += 1.0
+    thread.join(120)
+    assert not thread.is_alive()
     assert store.entry("old-run").reads == 1  # read once the server was idle
 
 

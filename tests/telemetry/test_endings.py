@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from telemetry_schema import read_run
-from telemetry_schema.endings import RunInterrupted, ending, exit_signals
+from telemetry_schema.endings import RunInterrupted, ending, exit_signals, interrupted_exit_code
 
 # A run that emits one scalar per line it reads on stdin ("emit" -> "ok <n>"), inside
 # exit_signals(); argv: runs_dir, then optional flags: ignore-hup, resignal (send itself a
@@ -21,7 +21,7 @@ from telemetry_schema.endings import RunInterrupted, ending, exit_signals
 CHILD = textwrap.dedent("""
     import os, signal, sys
     from telemetry_schema import events as ev
-    from telemetry_schema.endings import RunInterrupted, ending, exit_signals
+    from telemetry_schema.endings import RunInterrupted, ending, exit_signals, interrupted_exit_code
     from telemetry_schema.rundir import create_run
     from telemetry_schema.writer import WriterConfig
 
@@ -162,3 +162,8 @@ def test_ending_names_the_status_and_reason():
     assert ending(KeyboardInterrupt, KeyboardInterrupt()) == ("interrupted", "KeyboardInterrupt")
     assert ending(OSError, OSError("disk full")) == ("failed", "OSError: disk full")
     assert isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Exception)
+
+
+def test_interrupted_exit_code_follows_the_shell_convention():
+    assert interrupted_exit_code("SIGTERM") == 143 and interrupted_exit_code("SIGHUP") == 129
+    assert interrupted_exit_code("KeyboardInterrupt") == 130 and interrupted_exit_code("") == 130

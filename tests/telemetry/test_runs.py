@@ -57,3 +57,12 @@ def test_summarize_of_an_unreadable_run_is_an_error_row(tmp_path):
     (run_dir / "events.arrows").write_bytes(b"this is not an arrow stream")
     row = summarize(run_dir, NOW)
     assert row.status == "error" and "not a readable format 1 log" in row.error and row.events == 0
+
+
+def test_a_run_json_field_that_is_not_text_is_not_shown(tmp_path):
+    """run.json of a run with no events yet may hold anything: its task shows only if a string."""
+    for name, manifest in {"listed": '{"task": ["t"], "started_at": "x"}', "named": '{"task": "cifar"}'}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(manifest)
+    listed, named = summarize(tmp_path / "listed", NOW), summarize(tmp_path / "named", NOW)
+    assert (listed.task, listed.started, named.task) == ("", None, "cifar")

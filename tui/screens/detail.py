@@ -31,16 +31,17 @@ class EventDetail(ModalScreen):
     def compose(self) -> ComposeResult:
         kind = self.envelope.get("kind", "?")
         docs = dict(field_docs(KINDS[kind])) if kind in KINDS else {}
-        table = Table(title=f"{kind}  #{self.envelope.get('seq')}", expand=True, show_lines=False)
+        table = Table(title=fmt.text(f"{kind}  #{self.envelope.get('seq')}"), expand=True, show_lines=False)
         table.add_column("field", style="bold")
         table.add_column("value")
         table.add_column("meaning", style="grey62")
         envelope_docs = {name: doc for name, _, doc in ENVELOPE + SLOT_ENVELOPE}
         envelope_docs["kind"] = "Event kind: the stream it was read from."
+        # rich Table cells given as str are markup: every cell here is Text
         for k, v in self.envelope.items():
-            table.add_row(k, str(v), envelope_docs.get(k, ""))
+            table.add_row(fmt.text(k), fmt.text(v, multiline=True), Text(envelope_docs.get(k, "")))
         for k, v in self.payload.items():
-            table.add_row(Text(k, style="cyan"), str(v), docs.get(k, ""))
+            table.add_row(fmt.text(k, style="cyan"), fmt.text(v, multiline=True), Text(docs.get(k, "")))
         with VerticalScroll(id="detail-body"):
             yield Static(table, id="event-detail")
 
@@ -77,10 +78,10 @@ class SeedDetail(ModalScreen):
     def compose(self) -> ComposeResult:
         seed, spans, gates, _ = seed_history(self.state, self.slot)
         s = self.state.slots.get(self.slot)
-        head = Text(f"slot {self.slot}  seed {seed or '—'}  ", style="bold")
+        head = fmt.text(f"slot {fmt.plain(self.slot)}  seed {fmt.plain(seed) or '—'}  ", style="bold")
         if s is not None:
             head.append_text(fmt.stage_text(s.stage))
-            head.append(f"  blueprint {s.blueprint or '—'}  params {fmt.si(s.params)}  alpha {s.alpha:.2f}"
+            head.append(f"  blueprint {fmt.plain(s.blueprint) or '—'}  params {fmt.si(s.params)}  alpha {s.alpha:.2f}"
                         f"  contribution {fmt.num(s.contribution, 2)}pp")
         stages = Table(title="stages", expand=True)
         for col in ("stage", "from epoch", "to epoch"):
@@ -92,8 +93,8 @@ class SeedDetail(ModalScreen):
         for col in ("epoch", "gate", "result", "checks"):
             gtable.add_column(col)
         for g in gates:
-            gtable.add_row(str(g.epoch), g.gate, fmt.gate_text(g.passed),
-                           ", ".join(g.checks_failed or g.checks_passed))
+            gtable.add_row(str(g.epoch), fmt.text(g.gate), fmt.gate_text(g.passed),
+                           fmt.text(", ".join(fmt.plain(c) for c in (g.checks_failed or g.checks_passed or ()))))
         with VerticalScroll(id="seed-body"):
             yield Static(head, id="seed-head")
             yield Static(stages, id="seed-stages")

@@ -25,12 +25,15 @@ COLUMNS = ("run", "status", "task", "epochs", "fossil", "pruned", "panics", "eve
 
 
 def summary_row(s: RunSummary) -> tuple:
+    """The picker's cells; every string from a run.json or a log as Text (DataTable parses a str
+    cell as markup)."""
     if s.status == "error" or (s.error and not s.events):
-        return (s.run_id, Text("error", style="bold red"), Text(s.error, style="red"), "", "", "", "", "")
-    status = Text(s.status, style=fmt.STATUS_STYLES.get(s.status, ""))
+        return (fmt.text(s.run_id), Text("error", style="bold red"), fmt.text(s.error, style="red"),
+                "", "", "", "", "")
+    status = fmt.text(s.status, style=fmt.STATUS_STYLES.get(s.status, ""))
     if s.error:  # some streams read, others corrupt
         status.append(" corrupt", style="bold red")
-    return (s.run_id, status, s.task, str(s.epochs), str(s.fossilized), str(s.pruned),
+    return (fmt.text(s.run_id), status, fmt.text(s.task), str(s.epochs), str(s.fossilized), str(s.pruned),
             Text(str(s.panics), style="red" if s.panics else ""), fmt.si(s.events))
 
 
@@ -48,7 +51,7 @@ class RunPicker(Screen):
         self.paths: list[Path] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(f"runs in {self.runs_dir} — Enter opens a run", id="picker-title")
+        yield Static(fmt.text(f"runs in {self.runs_dir} — Enter opens a run"), id="picker-title")
         yield DataTable(id="picker-table", cursor_type="row", zebra_stripes=True)
         yield KeyFooter()
 
@@ -58,9 +61,9 @@ class RunPicker(Screen):
             table.add_column(name, key=name)
         self.paths = list_runs(self.runs_dir)
         for path in self.paths:
-            table.add_row(path.name, Text("…", style="grey50"), "", "", "", "", "", "", key=str(path))
+            table.add_row(fmt.text(path.name), Text("…", style="grey50"), "", "", "", "", "", "", key=str(path))
         if not self.paths:
-            self.query_one("#picker-title", Static).update(f"{self.runs_dir}: no runs found")
+            self.query_one("#picker-title", Static).update(fmt.text(f"{self.runs_dir}: no runs found"))
         table.focus()
         self.summarize_all(list(self.paths))
 

@@ -22,6 +22,7 @@ from textual.strip import Strip
 from telemetry_schema.eventlog import EventLog
 from telemetry_schema.schema import ENVELOPE_NAMES
 from telemetry_schema.search import search
+from tui.fmt import plain
 
 KIND_STYLES = {"governor_panic": "bold red", "governor_rollback": "bold yellow", "gate_evaluated": "cyan",
                "stage_changed": "magenta", "seed_fossilized": "bold green", "seed_pruned": "red",
@@ -118,13 +119,16 @@ def _value(v) -> str:
 
 
 def event_line(kind: str, row: dict) -> str:
-    """One event as a line of the list: seq, epoch, kind, slot and seed, then its fields."""
+    """One event as a line of the list: seq, epoch, kind, slot and seed, then its fields, as
+    plain text (control characters made visible: it goes to the terminal as a segment, without
+    rich's clean-up)."""
     payload = {k: v for k, v in row.items() if k not in ENVELOPE_NAMES}
     summary = " ".join(f"{k}={_value(v)}" for k, v in payload.items() if v not in (None, "", [], {}))
     where = " ".join(v for v in (row.get("slot"), row.get("seed")) if v)
     epoch = row.get("epoch")
-    return (f"{row['seq']:>8} e{epoch if epoch is not None else '-':<4} {kind:<19} "
+    line = (f"{row['seq']:>8} e{epoch if epoch is not None else '-':<4} {kind:<19} "
             + (f"[{where}] " if where else "") + summary)
+    return plain(line)
 
 
 class EventList(ScrollView, can_focus=True):

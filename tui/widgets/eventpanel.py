@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from telemetry_schema.eventlog import EventLog
 from telemetry_schema.runmodel import RunModel
 from telemetry_schema.search import QueryError
+from tui.fmt import plain
 from tui.widgets.eventlog import EventFilter, EventList, FilteredRows, filter_rows
 
 SYNC_ROWS = 100_000
@@ -137,10 +138,10 @@ class EventLogPanel(Vertical):
             text.append(f"  rank {self.session.scope.rank}")
         if self.session is not None and self.session.scope.env is not None:
             text.append(f"  env {self.session.scope.env}")
-        text.append(f"  kind: {f.kind or 'all'} [t]  slot: {f.slot or 'all'} [o]  search: ")
-        text.append(f.text or "— [/]", style="italic")
+        text.append(f"  kind: {plain(f.kind) or 'all'} [t]  slot: {plain(f.slot) or 'all'} [o]  search: ")
+        text.append(plain(f.text) or "— [/]", style="italic")
         if self.problem:
-            text.append(f"  {self.problem}", style="bold red")
+            text.append(f"  {plain(self.problem)}", style="bold red")
         text.append("  follow: ")
         text.append("on" if self.follow else "off", style="green" if self.follow else "yellow")
         text.append(" [f]")

@@ -41,8 +41,8 @@ def header_text(session: RunModel, now: float, target: str) -> Text:
     elif st.events == 0 and session.length == 0:
         status = "waiting"
     top = Text()
-    top.append(st.run_id or session.manifest.get("run_id") or target, style="bold")
-    top.append(f"  {st.task or session.manifest.get('task', '')}  ")
+    top.append(fmt.plain(st.run_id or session.manifest.get("run_id") or target), style="bold")
+    top.append(f"  {fmt.plain(st.task or session.manifest.get('task', ''))}  ")
     top.append(f" {status} ", style=fmt.STATUS_STYLES.get(status, "bold") + " reverse")
     top.append(f"  epoch {st.epoch}  step {fmt.si(st.step)}")
     shown = scope_label(session)
@@ -71,9 +71,9 @@ def header_text(session: RunModel, now: float, target: str) -> Text:
         if ranks.divergence:
             found = divergences(ranks)
             where = ": " + ", ".join(d.short() for d in found) if found else ""
-            bottom.append(f" DIVERGED{where}", style="bold red")
+            bottom.append(fmt.plain(f" DIVERGED{where}"), style="bold red")
     if session.corrupt:
-        bottom.append(f" │ CORRUPT: {session.corrupt[0]}", style="bold red")
+        bottom.append(f" │ CORRUPT: {fmt.plain(session.corrupt[0])}", style="bold red")
     elif session.torn_bytes:
         bottom.append(f" │ torn tail {session.torn_bytes} B", style="bold yellow")
     else:

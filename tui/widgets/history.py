@@ -8,6 +8,13 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from telemetry_schema.fold import Decision, GateRecord, GovernorRecord, RunState
+from tui import fmt
+from tui.fmt import text
+
+
+def _names(values) -> str:
+    """A list of names from a log (check codes, seed ids) as one line; nulls shown empty."""
+    return ", ".join(fmt.plain(v) for v in values or ())
 
 
 class HistoryTable(DataTable):
@@ -62,10 +69,10 @@ class GatesTable(HistoryTable):
 
     def row(self, g: GateRecord) -> tuple:
         style = "green" if g.passed else "bold red"
-        return (str(g.epoch), g.slot or "—", g.seed or "—", g.gate, g.target_stage,
+        return (str(g.epoch), text(g.slot or "—"), text(g.seed or "—"), text(g.gate), text(g.target_stage),
                 Text("pass" if g.passed else "FAIL", style=style),
-                Text(", ".join(g.checks_failed) or "—", style="red" if g.checks_failed else "grey50"),
-                ", ".join(g.checks_passed))
+                text(_names(g.checks_failed) or "—", style="red" if g.checks_failed else "grey50"),
+                text(_names(g.checks_passed)))
 
 
 class GovernorTable(HistoryTable):
@@ -85,9 +92,9 @@ class GovernorTable(HistoryTable):
         if g.kind == "panic":
             detail = f"#{g.consecutive} in a row, mean {_f(g.mean)} sd {_f(g.std)}"
         elif g.kind == "rollback":
-            detail = f"to epoch {g.to_epoch}; pruned {', '.join(g.seeds_pruned) or 'none'}"
-        return (str(g.epoch), Text(g.kind, style=style), g.reason, _f(g.loss), _f(g.threshold),
-                Text(over, style="red" if over != "—" else "grey50"), detail)
+            detail = f"to epoch {g.to_epoch}; pruned {_names(g.seeds_pruned) or 'none'}"
+        return (str(g.epoch), text(g.kind, style=style), text(g.reason), _f(g.loss), _f(g.threshold),
+                Text(over, style="red" if over != "—" else "grey50"), text(detail))
 
 
 class DecisionsTable(HistoryTable):
@@ -98,8 +105,9 @@ class DecisionsTable(HistoryTable):
 
     def row(self, d: Decision) -> tuple:
         style = {"GERMINATE": "cyan", "FOSSILIZE": "green", "PRUNE": "red", "WAIT": "grey62"}.get(d.op, "")
-        reason = d.reason
+        reason = fmt.plain(d.reason)
         if not reason and d.action_probs:
-            reason = " ".join(f"{k}:{v:.2f}" for k, v in sorted(d.action_probs.items()))
-        return (str(d.epoch), str(d.env), d.controller, Text(d.op, style=style), d.slot or "—",
-                d.blueprint or "—", reason)
+            probs = sorted((fmt.plain(k), v) for k, v in d.action_probs.items())
+            reason = " ".join(f"{k}:{fmt.num(v, 2)}" for k, v in probs)
+        return (str(d.epoch), str(d.env), text(d.controller), text(d.op, style=style), text(d.slot or "—"),
+                text(d.blueprint or "—"), text(reason))

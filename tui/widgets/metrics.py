@@ -21,12 +21,13 @@ def spec(title: str, curves: list[tuple[str, object, object]], *, xlabel: str,
     cut = []
     for label, x, y in curves:
         xs, ys = fmt.downsample(x, y, MAX_POINTS)
-        cut.append((label, tuple(xs), tuple(ys)))
+        cut.append((fmt.plain(label), tuple(xs), tuple(ys)))
     return PlotSpec(title, xlabel, tuple(cut), hline)
 
 
 def _slot_curves(series: dict[str, Series], x: str, y: str) -> list:
-    return [(slot, s[x], s[y]) for slot, s in sorted(series.items()) if slot and len(s)]
+    return [(slot, s[x], s[y]) for slot, s in sorted(series.items(), key=lambda kv: fmt.plain(kv[0]))
+            if slot and len(s)]
 
 
 def draw_loss(state: RunState) -> PlotSpec:

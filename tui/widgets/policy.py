@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from telemetry_schema.fold import RunState
+from tui.fmt import plain, text
 
 BARS = "▁▂▃▄▅▆▇█"
 PPO_COLUMNS = (("policy_loss", "policy loss"), ("value_loss", "value loss"), ("entropy", "entropy"),
@@ -75,8 +76,8 @@ class PolicyPanel(Static):
         t = Table(title="entropy per head", title_justify="left", expand=True)
         for name in ("head", "last", "trend"):
             t.add_column(name)
-        for head, series in sorted(state.head_entropy.items()):
-            t.add_row(head, _fmt(series["value"][-1]), sparkline(series["value"]))
+        for head, series in sorted(state.head_entropy.items(), key=lambda kv: plain(kv[0])):
+            t.add_row(text(head), _fmt(series["value"][-1]), sparkline(series["value"]))
         return t
 
     @staticmethod
@@ -85,9 +86,9 @@ class PolicyPanel(Static):
         for name in ("component", "mean", "last", "trend"):
             t.add_column(name)
         rows = [("total", state.rewards["total"])] if len(state.rewards) else []
-        rows += [(k, s["value"]) for k, s in sorted(state.reward_components.items())]
+        rows += [(k, s["value"]) for k, s in sorted(state.reward_components.items(), key=lambda kv: plain(kv[0]))]
         for name, values in rows:
-            t.add_row(name, _fmt(float(np.nanmean(values))), _fmt(values[-1]), sparkline(values))
+            t.add_row(text(name), _fmt(float(np.nanmean(values))), _fmt(values[-1]), sparkline(values))
         return t
 
     @staticmethod

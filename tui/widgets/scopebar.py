@@ -11,6 +11,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from telemetry_schema.runmodel import RunModel, divergences
+from tui.fmt import plain
 from tui.widgets.header import silent_ranks
 
 
@@ -45,7 +46,7 @@ def scope_text(session: RunModel, now: float) -> Text:
     if ranks.divergence:
         detail = "; ".join(d.describe() for d in found) or ranks.divergence
         line.append("\n")
-        line.append(f"⚠ ranks disagree: {detail}", style="bold red")
+        line.append(plain(f"⚠ ranks disagree: {detail}"), style="bold red")
     return line
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -28,10 +30,10 @@ def slot_row(s: SlotState, epoch: int) -> tuple:
     gate = s.last_gate
     contrib = Text("—", style="grey50") if s.contribution is None else Text(
         f"{s.contribution:+.2f}", style="green" if s.contribution > 0 else "red")
-    seed = s.seed_id or "—"
-    if seed.startswith(s.slot_id + "-"):
-        seed = seed[len(s.slot_id) + 1:]
-    cells = (s.slot_id, seed, s.blueprint or "—", fmt.stage_text(s.stage),
+    slot, seed = fmt.plain(s.slot_id), fmt.plain(s.seed_id) or "—"
+    if slot and seed.startswith(slot + "-"):
+        seed = seed[len(slot) + 1:]
+    cells = (fmt.text(slot), fmt.text(seed), fmt.text(s.blueprint or "—"), fmt.stage_text(s.stage),
              str(max(0, epoch - s.stage_since_epoch)), alpha, fmt.ratio_text(s.ratio, short=True),
              health, fmt.gate_text(gate.passed if gate else None, gate.gate if gate else "", short=True),
              contrib, fmt.si(s.params) if s.params is not None else "—")
@@ -55,17 +57,17 @@ class SlotsTable(DataTable):
             self.add_column(label + " ", key=name)
 
     def show(self, state: RunState) -> None:
-        ids = list(state.slot_ids) or list(state.slots)
-        rows = [slot_row(state.slots[i], state.epoch) for i in ids if i in state.slots]
-        keys = [r[0].plain.strip() for r in rows]
+        ids = [i for i in (list(state.slot_ids) or list(state.slots)) if i in state.slots]
+        rows = [slot_row(state.slots[i], state.epoch) for i in ids]
+        keys = [slot_key(i) for i in ids]
         if [str(k.value) for k in self.rows] != keys:
             # Widths are set here, not measured lazily, so every redraw lays the header out alike.
             self.clear(columns=True)
             for i, (name, label) in enumerate(zip(COLUMNS, LABELS)):
                 width = max([len(label) + 1] + [cell_width(r[i]) for r in rows])
                 self.add_column(label + " ", key=name, width=width)
-            for row in rows:
-                self.add_row(*row, key=row[0].plain.strip())
+            for key, row in zip(keys, rows):
+                self.add_row(*row, key=key)
             return
         for key, row in zip(keys, rows):
             for name, cell in zip(COLUMNS, row):
@@ -74,4 +76,13 @@ class SlotsTable(DataTable):
     def selected_slot(self) -> str | None:
         if not self.row_count:
             return None
-        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        return slot_of_key(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+
+
+def slot_key(slot_id: str | None) -> str:
+    """A row key for a slot id, distinct for every id a log may hold ('', a null, look-alikes)."""
+    return json.dumps(slot_id)
+
+
+def slot_of_key(key: str) -> str | None:
+    return json.loads(key)

@@ -42,7 +42,7 @@ def timeline_lines(state: RunState, width: int) -> list[Text]:
         for m in state.marks:
             if m.slot == slot:
                 cells[col_of(m.epoch)] = fmt.MARK_GLYPHS[m.kind]
-        lines.append(_lane(slot, cells))
+        lines.append(_lane(fmt.plain(slot), cells))
     gov = [("─", "grey30")] * cols
     for g in state.governor:
         if g.kind == "panic":

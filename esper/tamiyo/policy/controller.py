@@ -9,6 +9,7 @@ import torch
 
 from esper.leyline.actions import Decision, Observation
 from esper.tamiyo.policy.actions import OPS
+from esper.tamiyo.policy.checkpoint import CheckpointError
 from esper.tamiyo.policy.features import FeatureConfig, encode_observation, slot_stages
 from esper.tamiyo.policy.masks import build_masks, stack_masks
 from esper.tamiyo.policy.network import PolicyNetwork
@@ -56,7 +57,16 @@ class PolicyController:
 
 
 def load_policy_controller(path: str | Path, greedy: bool = True, seed: int = 0) -> PolicyController:
-    """A PolicyController from a checkpoint written by ``esper ppo`` (loaded weights_only)."""
+    """A PolicyController from a checkpoint written by ``esper ppo`` (loaded weights_only); a file
+    that is not one, or whose network does not fit its own feature settings, raises CheckpointError."""
     net, extra = PolicyNetwork.load(path)
-    feature_cfg = FeatureConfig(**extra.get("features", {}))
-    return PolicyController(net, feature_cfg, greedy, seed, extra.get("topology"))
+    try:
+        feature_cfg = FeatureConfig(**extra.get("features", {}))
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: unknown feature settings {extra.get('features')!r} ({exc})") from None
+    width = feature_cfg.dim(len(net.space.slot_ids))
+    if net.obs_dim != width:
+        raise CheckpointError(f"{path}: the policy reads {net.obs_dim} observation features, but its feature "
+                              f"settings and {len(net.space.slot_ids)} slots make {width}")
+    topology = extra.get("topology")
+    return PolicyController(net, feature_cfg, greedy, seed, topology if isinstance(topology, str) else None)

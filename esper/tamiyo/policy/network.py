@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from esper.tamiyo.policy.actions import LEGACY_HEAD_CHOICE, ActionSpace
+from esper.tamiyo.policy.checkpoint import CheckpointError, read_checkpoint, summarise_keys
 from esper.tamiyo.policy.distribution import FactoredDistribution
 from esper.tamiyo.policy.masks import MASKED_LOGIT
 from esper.tamiyo.policy.normalizer import RunningNorm
@@ -99,10 +101,15 @@ class PolicyNetwork(nn.Module):
     # -- checkpoints -------------------------------------------------------------------------
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        """A plain dict of tensors and builtins, loadable with torch.load(weights_only=True)."""
+        """A plain dict of tensors and builtins, loadable with torch.load(weights_only=True).
+
+        Written beside ``path`` and renamed over it: a run stopped mid-save keeps the last whole
+        checkpoint instead of a torn one."""
+        tmp = Path(f"{path}.tmp")
         torch.save({"state_dict": self.state_dict(), "obs_dim": self.obs_dim,
                     "slot_ids": list(self.space.slot_ids), "blueprints": list(self.space.blueprints),
-                    "network": asdict(self.cfg), "extra": extra or {}}, path)
+                    "network": asdict(self.cfg), "extra": extra or {}}, tmp)
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[PolicyNetwork, dict]:
@@ -110,10 +117,15 @@ class PolicyNetwork(nn.Module):
 
         A checkpoint saved before a head of ``LEGACY_HEAD_CHOICE`` existed loads with that head
         pinned to the choice that reproduces its old behaviour (logged as a warning); any other
-        mismatch raises ValueError."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        mismatch, and any file that is not such a checkpoint, raises a one-line CheckpointError
+        (a ValueError)."""
+        ckpt = read_checkpoint(path)
         space = ActionSpace(tuple(ckpt["slot_ids"]), tuple(ckpt["blueprints"]))
-        net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
+        try:
+            net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
+        except (TypeError, ValueError, RuntimeError) as exc:  # unknown or absurd network settings
+            raise CheckpointError(f"{path}: not a checkpoint of this PolicyNetwork (network {ckpt['network']!r}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         state = ckpt["state_dict"]
         absent = {k.split(".")[1] for k in net.state_dict() if k not in state and k.startswith("heads.")}
         legacy = sorted(h for h in absent if h in LEGACY_HEAD_CHOICE)
@@ -123,10 +135,10 @@ class PolicyNetwork(nn.Module):
             missing, unexpected = net.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches; torch's message spans lines
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise ValueError(f"{path}: not a checkpoint of this PolicyNetwork ({lines[-1]})") from None
+            raise CheckpointError(f"{path}: not a checkpoint of this PolicyNetwork ({lines[-1]})") from None
         if missing or unexpected:
-            raise ValueError(f"{path}: not a checkpoint of this PolicyNetwork (missing {', '.join(missing) or '-'}; "
-                             f"unexpected {', '.join(unexpected) or '-'})")
+            raise CheckpointError(f"{path}: not a checkpoint of this PolicyNetwork (missing {summarise_keys(missing)}; "
+                                  f"unexpected {summarise_keys(unexpected)})")
         if legacy:
             log.warning("%s predates the %s head(s): pinned to their old behaviour", path, ", ".join(legacy))
         return net, dict(ckpt["extra"])
