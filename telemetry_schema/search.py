@@ -3,6 +3,7 @@
 A query is terms separated by spaces; an event matches when every term does:
 
     text          case-insensitive substring of the kind, slot, seed or any text field
+                  ("double quotes" keep spaces in one term: slot="my slot")
     /regex/       a regular expression (case-insensitive) over the same
     FIELD:VALUE   a field containing VALUE: kind:stage, slot:r0c1, gate:G2, passed:false
                   (any envelope or payload field; text compares as a case-insensitive
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +34,10 @@ from telemetry_schema.schema import kind_schema
 _TERM = re.compile(r"^(?P<field>[a-z_][a-z0-9_]*)(?P<op>:|=|>=|<=|>|<)(?P<value>.*)$")
 
 
+_EMPTY_TEXT = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.zeros(2, np.int32)), pa.py_buffer(b"")])
+"""One empty string (made from buffers: ``pa.array`` would import pandas)."""
+
+
 class QueryError(ValueError):
     """A query that cannot be run; the message is one line."""
 
@@ -43,15 +49,35 @@ class Term:
     value: str
 
 
+def words(query: str) -> list[str]:
+    """The words of a query: split at spaces, except inside double quotes (``slot="a b"``);
+    backslashes are kept as typed (regular expressions use them)."""
+    lex = shlex.shlex(query, posix=True)
+    lex.whitespace_split, lex.escape, lex.quotes, lex.commenters = True, "", '"', ""
+    try:
+        return list(lex)
+    except ValueError:
+        raise QueryError(f"unbalanced quote in {query[:60]!r}") from None
+
+
+def quote(value: str) -> str:
+    """``value`` as one word of a query (quoted when it holds a space or a quote)."""
+    if value and not any(c.isspace() or c == '"' for c in value):
+        return value
+    if '"' in value:
+        raise QueryError(f"cannot search for a value holding a double quote: {value[:40]!r}")
+    return f'"{value}"'
+
+
 def parse(query: str) -> list[Term]:
     """The terms of ``query`` (an empty query has none and matches everything)."""
     terms = []
-    for word in query.split():
+    for word in words(query):
         if len(word) >= 2 and word.startswith("/") and word.endswith("/"):
             try:
                 re.compile(word[1:-1])
                 # Arrow's engine (RE2) runs the search and refuses some of Python's syntax
-                pc.match_substring_regex(pa.array([""]), word[1:-1], ignore_case=True)
+                pc.match_substring_regex(_EMPTY_TEXT, word[1:-1], ignore_case=True)
             except re.error as exc:
                 raise QueryError(f"bad regular expression {word!r}: {exc}") from None
             except pa.ArrowInvalid as exc:

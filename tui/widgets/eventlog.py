@@ -21,7 +21,7 @@ from textual.strip import Strip
 
 from telemetry_schema.eventlog import EventLog
 from telemetry_schema.schema import ENVELOPE_NAMES
-from telemetry_schema.search import search
+from telemetry_schema.search import quote, search
 from tui.fmt import plain
 
 KIND_STYLES = {"governor_panic": "bold red", "governor_rollback": "bold yellow", "gate_evaluated": "cyan",
@@ -46,8 +46,8 @@ class EventFilter:
 
     def query(self) -> str:
         """The whole filter as one search query."""
-        terms = [f"kind={self.kind}"] if self.kind else []
-        terms += [f"slot={self.slot}"] if self.slot else []
+        terms = [f"kind={quote(self.kind)}"] if self.kind else []
+        terms += [f"slot={quote(self.slot)}"] if self.slot else []
         return " ".join(terms + [self.text])
 
 
