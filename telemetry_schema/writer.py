@@ -314,7 +314,7 @@ class EventWriter:
             if self.error is None:
                 self.flush()
         except TelemetryError:
-            pass  # kept in self.error
+            self._error_raised = False  # kept in self.error, raised below: close's own flush has not told the caller
         finally:
             self.sink.close()
             self._write_summary(force=True)

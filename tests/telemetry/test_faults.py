@@ -317,6 +317,15 @@ def test_a_full_disk_stops_the_writer_with_one_error_and_keeps_what_was_written(
     assert got.rows("run_started")
 
 
+def test_a_write_that_fails_only_in_closes_own_flush_is_raised_by_close():
+    sink = MemorySink(fail_after=1)  # nothing was flushed before close: its flush is the first write
+    w = writer(sink)
+    w.emit(ev.LogMessage(level="info", text="never flushed before close"))
+    with pytest.raises(TelemetryError, match="No space left"):
+        w.close()
+    assert w.error is not None
+
+
 def test_on_error_drop_keeps_training_and_counts_what_it_dropped():
     sink = MemorySink(fail_after=5000)
     w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, on_error="drop"), background=False)
