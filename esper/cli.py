@@ -57,7 +57,7 @@ class ProgressSink(Sink):
         if self.live is not None:
             self.live.update(self.render())
 
-    def epoch_completed(self, epoch, result, host_params, total_params, seconds) -> None:
+    def epoch_completed(self, epoch, result, host_params, total_params, seconds, compute=None) -> None:
         extra = f" ppl {result.perplexity:.2f}" if result.perplexity is not None else ""
         self.progress.update(self.task, completed=epoch, metrics=(
             f"loss {result.train_loss:.3f} val_loss {result.val_loss:.3f} val_acc {result.val_acc:5.2f}%"

@@ -113,6 +113,15 @@ class EpochCompleted(Event):
     host_params: int = doc("Trainable parameters of the host alone.", 0)
     total_params: int = doc("Trainable parameters of host plus live and fossilized seeds.", 0)
     seconds: float = doc("Wall seconds the epoch took, validation included.", 0.0)
+    forward_flops: int = doc("Forward FLOPs per sample of the model as it trained this epoch "
+                             "(host and seeds in the forward pass; products, convolutions and "
+                             "attention, a multiply-add = 2).", 0)
+    flops_train: int = doc("FLOPs of this epoch's training passes, forward and backward (this rank's batches).", 0)
+    flops_val: int = doc("FLOPs of this epoch's validation pass.", 0)
+    flops_counterfactual: int = doc("FLOPs of this epoch's counterfactual passes (a slot forced off).", 0)
+    flops_host: int = doc("The host's share of flops_train + flops_val + flops_counterfactual.", 0)
+    flops_cumulative: int = doc("Training, validation and counterfactual FLOPs of the run so far, this "
+                                "epoch included: the compute axis to compare runs on.", 0)
 
 
 # --- seeds -------------------------------------------------------------------------------
@@ -183,6 +192,19 @@ class Counterfactual(Event):
     real_acc: float = doc("Validation accuracy with the seed as it is, percent.")
     off_acc: float = doc("Validation accuracy with the slot's alpha forced to 0, percent.")
     contribution: float = doc("real_acc - off_acc, percentage points.")
+
+
+@dataclass(frozen=True, slots=True)
+class SeedCompute(Event):
+    """The compute a seed used in one epoch (one event per seed in the forward pass, each epoch)."""
+
+    KIND: ClassVar[str] = "seed_compute"
+    stage: str = doc("The seed's stage during the epoch, e.g. 'TRAINING', 'FOSSILIZED'.")
+    params: int = doc("Trainable parameters of the seed.", 0)
+    forward_flops: int = doc("Forward FLOPs per sample of the seed.", 0)
+    flops_train: int = doc("FLOPs of the seed's part of this epoch's training passes, forward and backward.", 0)
+    flops_eval: int = doc("FLOPs of the seed's part of this epoch's validation and counterfactual passes.", 0)
+    flops_cumulative: int = doc("The seed's training and evaluation FLOPs since it was germinated.", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +306,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SeedGerminated, StageChanged, GateEvaluated, AlphaChanged, GradientStats, Counterfactual,
     SeedFossilized, SeedPruned,
     GovernorPanic, GovernorSnapshot, GovernorRollback,
-    ControllerDecision, PPOUpdate, Reward,
+    ControllerDecision, PPOUpdate, Reward, SeedCompute,
 )
 KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in EVENT_TYPES}
 

@@ -35,11 +35,21 @@ class EventSink(Sink):
         self._emit(ev.BatchMetrics(loss=float(loss), lr=float(lr), samples_per_s=float(samples_per_s)),
                    step=step)
 
-    def epoch_completed(self, epoch, result, host_params, total_params, seconds) -> None:
+    def epoch_completed(self, epoch, result, host_params, total_params, seconds, compute=None) -> None:
+        flops = {} if compute is None else dict(
+            forward_flops=compute.forward_per_sample, flops_train=compute.train, flops_val=compute.val,
+            flops_counterfactual=compute.counterfactual, flops_host=compute.host,
+            flops_cumulative=compute.cumulative)
         self._emit(ev.EpochCompleted(
             train_loss=result.train_loss, train_acc=result.train_acc, val_loss=result.val_loss,
             val_acc=result.val_acc, perplexity=result.perplexity, per_class_acc=list(result.per_class_acc),
-            host_params=host_params, total_params=total_params, seconds=seconds), epoch=epoch)
+            host_params=host_params, total_params=total_params, seconds=seconds, **flops), epoch=epoch)
+
+    def seed_compute(self, slot_id, seed_id, compute) -> None:
+        self._emit(ev.SeedCompute(stage=compute.stage, params=compute.params,
+                                  forward_flops=compute.forward_per_sample, flops_train=compute.train,
+                                  flops_eval=compute.eval, flops_cumulative=compute.cumulative),
+                   slot_id, seed_id)
 
     def seed_germinated(self, slot_id, seed_id, blueprint, params, blend, tempo, blend_epochs) -> None:
         self._emit(ev.SeedGerminated(blueprint=blueprint, params=params, blend=blend, tempo=tempo,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,8 @@ class ValidationResult:
     # validation accuracy per class, percent (empty for language tasks)
     perplexity: float | None = None
     # exp(val_loss) clamped at exp(20), language tasks only
+    val_samples: int = 0
+    # validation samples (sequences for language tasks): the pass's FLOPs are this x per-sample FLOPs
 
 
 def perplexity(loss: float) -> float:
@@ -50,6 +52,10 @@ class TrainStats:
     samples: int
     strided: list[tuple[int, float, float]]
     # (step, loss, samples/s) every batch_stride batches
+    sequences: int = 0
+    # samples in the batches' first dimension (samples counts tokens for language tasks)
+    example: Tensor | None = None
+    # the first sample of the first batch, (1, ...): what per-sample FLOPs are counted on
 
 
 @dataclass
@@ -81,10 +87,13 @@ def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimi
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    count, n, strided, t_last, s_last = 0, 0, [], clock(), 0
+    count, n, strided, t_last, s_last, sequences, example = 0, 0, [], clock(), 0, 0, None
     opts = [host_opt, *seed_opts.values()]
     for i, batch in enumerate(loader):
         x, y = _to(batch, device)
+        if example is None:
+            example = x[:1]
+        sequences += x.shape[0]
         logits = model(x)  # (B, K) or (B, T, K)
         loss = cross_entropy(logits, y)
         if hooks.corrupt_loss is not None:
@@ -112,20 +121,33 @@ def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimi
         raise ValueError("empty training loader: it yielded no batch")
     values = torch.stack([loss_sum, correct.float()] + [s[1] for s in strided]).tolist()  # one sync
     rows = [(s[0], values[2 + k], s[2]) for k, s in enumerate(strided)]
-    return TrainStats(values[0] / count, 100.0 * values[1] / count, n, count, rows)
+    return TrainStats(values[0] / count, 100.0 * values[1] / count, n, count, rows, sequences, example)
+
+
+class Evaluation(NamedTuple):
+    """One evaluation pass."""
+
+    loss: float
+    acc: float
+    # percent
+    per_class: list[float]
+    # percent per class (empty unless asked for)
+    samples: int
+    # samples in the batches' first dimension (sequences for language tasks)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
-             per_class: bool = True) -> tuple[float, float, list[float]]:
-    """(mean loss, accuracy %, per-class accuracy %); raises ValueError on an empty loader."""
+             per_class: bool = True) -> Evaluation:
+    """(mean loss, accuracy %, per-class accuracy %, samples); raises ValueError on an empty loader."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     hits = torch.zeros(num_classes, device=device)
     totals = torch.zeros(num_classes, device=device)
-    count = 0
+    count, samples = 0, 0
     for batch in loader:
         x, y = _to(batch, device)
+        samples += x.shape[0]
         logits = model(x)
         loss_sum += cross_entropy(logits, y) * y.numel()
         ok = (logits.argmax(-1) == y).float().reshape(-1)
@@ -137,14 +159,14 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_class
         raise ValueError("empty validation loader: it yielded no batch")
     loss, correct, h, t = loss_sum.item(), hits.sum().item(), hits.tolist(), totals.tolist()  # one phase
     pcs = [100.0 * a / b if b else float("nan") for a, b in zip(h, t)] if per_class else []
-    return loss / count, 100.0 * correct / count, pcs
+    return Evaluation(loss / count, 100.0 * correct / count, pcs, samples)
 
 
 def validate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
              language: bool = False, train: TrainStats | None = None) -> ValidationResult:
     """The epoch's ValidationResult (per-class accuracy for classification, perplexity for LM)."""
-    loss, acc, pcs = evaluate(model, loader, device, num_classes, per_class=not language)
+    loss, acc, pcs, samples = evaluate(model, loader, device, num_classes, per_class=not language)
     return ValidationResult(
         val_loss=loss, val_acc=acc,
         train_loss=train.loss if train else float("nan"), train_acc=train.acc if train else float("nan"),
-        per_class_acc=pcs, perplexity=perplexity(loss) if language else None)
+        per_class_acc=pcs, perplexity=perplexity(loss) if language else None, val_samples=samples)

@@ -12,18 +12,20 @@ from typing import Iterable
 import torch
 
 from esper import distributed as D
+from esper.kasmina.flops import model_flops
 from esper.kasmina.gradients import GradientCollector
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Decision, Observation, SlotView
 from esper.leyline.config import TrainConfig
 from esper.leyline.gates import GateResult
-from esper.leyline.stages import SeedStage
+from esper.leyline.stages import SEED_FORWARD_STAGES, SeedStage
 from esper.nissa.sink import NullSink, Sink
 from esper.tamiyo.protocol import Controller, NoController
 from esper.tolaria.agreement import (
     EpochOutcome, GateRecorder, GateReplay, RankDivergence, architecture_fingerprint,
 )
 from esper.tolaria.attribution import counterfactual_contribution
+from esper.tolaria.compute import ComputeMeter, EpochCompute, SeedInfo
 from esper.tolaria.governor import Governor, GovernorVerdict
 from esper.tolaria.lifecycle import Lifecycle
 from esper.tolaria.runners import StepHooks, ValidationResult, train_epoch, validate
@@ -80,6 +82,10 @@ class RunSummary:
     rollbacks: int = 0
     seconds: float = 0.0
     history: list[ValidationResult] = field(default_factory=list)
+    flops: int = 0
+    # training, validation and counterfactual FLOPs of the run (this rank's)
+    params: int = 0
+    # trainable parameters at the end: host plus live and fossilized seeds
 
 
 class Trainer:
@@ -103,6 +109,7 @@ class Trainer:
         self.governor = Governor(cfg.governor, num_classes)
         self.lifecycle = Lifecycle(model, cfg.gates, self.sink, self.device, self.controller.name)
         self.collector = GradientCollector()
+        self.meter = ComputeMeter()
         self.host_opt = self._adamw(model.host_parameters(), cfg.host_lr)
         self.seed_opts: dict[str, torch.optim.Optimizer] = {}
         self.step = 0
@@ -190,11 +197,22 @@ class Trainer:
         if self.dist.enabled:  # same weights, same data: equal already; the mean carries a lone NaN everywhere
             result.val_loss = D.mean_scalar(self.dist, result.val_loss)
             result.val_acc = D.mean_scalar(self.dist, result.val_acc)
-        self._measure_contributions(result)
-        self._close_epoch(epoch, result, t0)
+        measured = self._measure_contributions(result)
+        compute = self._account(stats, result, measured)
+        self._close_epoch(epoch, result, t0, compute)
         return result
 
-    def _close_epoch(self, epoch: int, result: ValidationResult, t0: float) -> None:
+    def _account(self, stats, result: ValidationResult, measured: list[str]) -> EpochCompute:
+        """This epoch's FLOPs (the model as it trained: decisions come after) and the run's so far."""
+        flops = model_flops(self.model, stats.example)
+        seeds = {s.slot_id: SeedInfo(s.seed_id, s.stage.name, s.record.params)
+                 for s in self.model.slots_in(*SEED_FORWARD_STAGES) if s.record is not None}
+        compute = self.meter.epoch(flops, stats.sequences, result.val_samples, measured, seeds)
+        self.summary.flops = compute.cumulative
+        return compute
+
+    def _close_epoch(self, epoch: int, result: ValidationResult, t0: float,
+                     compute: EpochCompute | None = None) -> None:
         """The epoch's lifecycle point: govern, report, tick the slots, let the controller act.
 
         Distributed, rank 0 decides all of it and broadcasts the outcome in one ``agree``; the other
@@ -203,7 +221,9 @@ class Trainer:
         verdict = agreed.verdict if agreed else self.governor.assess(result.val_loss)
         healthy = self._govern(epoch, result, verdict)
         self.sink.epoch_completed(epoch, result, self.model.host_param_count(),
-                                  self.model.total_param_count(), self.clock() - t0)
+                                  self.model.total_param_count(), self.clock() - t0, compute=compute)
+        for sid, seed in (compute.seeds if compute else {}).items():
+            self.sink.seed_compute(sid, seed.seed_id, seed)
         if healthy:
             self.acc_history.append(result.val_acc)
             self.loss_history.append(result.train_loss)
@@ -266,13 +286,17 @@ class Trainer:
                                     host_params, self.cfg.gradients)
             self.sink.gradient_stats(slot.slot_id, slot.seed_id, slot.record.grad)
 
-    def _measure_contributions(self, result: ValidationResult) -> None:
+    def _measure_contributions(self, result: ValidationResult) -> list[str]:
+        """Counterfactual contribution of each BLENDING/HOLDING seed; returns the slots measured."""
+        measured = []
         for slot in self.model.slots_in(S.BLENDING, S.HOLDING):
             real, off, contribution = counterfactual_contribution(
                 self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc)
             slot.record.contribution = contribution
             slot.record.contributions.append(contribution)
             self.sink.counterfactual(slot.slot_id, slot.seed_id, real, off)
+            measured.append(slot.slot_id)
+        return measured
 
     def _govern(self, epoch: int, result: ValidationResult, verdict: GovernorVerdict | None) -> bool:
         """Apply the governor's verdict on this epoch (rank 0's, when distributed); True if healthy."""
@@ -354,4 +378,5 @@ class Trainer:
                 s.best_val_acc = result.val_acc if math.isnan(s.best_val_acc) else max(s.best_val_acc, result.val_acc)
             s.germinated, s.fossilized = self.lifecycle.log.germinated, self.lifecycle.log.fossilized
             s.pruned, s.seconds = self.lifecycle.log.pruned, self.clock() - t0
+            s.params = self.model.total_param_count()
         return self.summary
