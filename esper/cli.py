@@ -118,6 +118,14 @@ def make_parser() -> OneLineParser:
     t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
     t.add_argument("--heuristic", default=None, metavar="KEY=VALUE,...",
                    help="override heuristic controller thresholds, e.g. min_epoch=1,plateau_window=1")
+    t.add_argument("--host-width", type=int, default=None, metavar="N",
+                   help="host width: the CNN's first-block channels (default 8) or the transformer's "
+                        "embedding width (default 64)")
+    t.add_argument("--host-depth", type=int, default=None, metavar="N",
+                   help="host depth: the CNN's conv blocks (default 3) or the transformer's layers (default 2)")
+    t.add_argument("--init-seeds", default=None, metavar="SLOT=BLUEPRINT,...",
+                   help="seeds built and fossilized before epoch 1 (a grown architecture trained from the "
+                        "start), e.g. block1=conv_light,block2=conv_heavy")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="data-parallel training on N local processes (re-launches under torch.distributed.run)")
     t.add_argument("--dist-timeout", type=float, default=60.0, metavar="SECONDS",
@@ -154,9 +162,38 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
     spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
                    run_name=args.run_name, fault=fault, train=train,
                    heuristic=parse_heuristic(args.heuristic), dist_timeout_s=args.dist_timeout,
+                   init_seeds=parse_init_seeds(args.init_seeds),
                    task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
-                                            synthetic=synthetic))
+                                            synthetic=synthetic, host_width=args.host_width,
+                                            host_depth=args.host_depth))
     return spec, args.slots
+
+
+def parse_init_seeds(text: str | None) -> list[tuple[str, str]]:
+    """'block1=conv_light,block2=conv_heavy' -> [('block1', 'conv_light'), ('block2', 'conv_heavy')]."""
+    pairs = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        slot, sep, blueprint = (part.strip() for part in item.partition("="))
+        if not sep or not slot or not blueprint:
+            raise CliError(f"--init-seeds {item!r}: expected SLOT=BLUEPRINT")
+        if slot in dict(pairs):
+            raise CliError(f"--init-seeds: slot {slot} given twice")
+        pairs.append((slot, blueprint))
+    return pairs
+
+
+def check_init_seeds(pairs: list[tuple[str, str]], model) -> None:
+    """Each initial seed names an enabled slot of the model and a blueprint of its topology."""
+    from esper.kasmina.blueprints import blueprint_names
+    known = blueprint_names(model.topology)
+    for slot, blueprint in pairs:
+        if slot not in model.slots:
+            raise CliError(f"--init-seeds {slot}={blueprint}: no slot {slot} (enabled: {', '.join(model.order)})")
+        if blueprint not in known:
+            raise CliError(f"--init-seeds {slot}={blueprint}: unknown blueprint; {model.topology} "
+                           f"blueprints are {', '.join(known)}")
 
 
 def parse_heuristic(text: str | None) -> HeuristicConfig:
@@ -214,6 +251,7 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
         _, probe = build_model(spec, slots_text)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise CliError(str(exc).strip("'\"")) from None
+    check_init_seeds(spec.init_seeds, probe)
     spec = dataclasses.replace(spec, slots=list(probe.order))
     progress = ProgressSink(console, spec.train.epochs, list(probe.order))
 
@@ -241,7 +279,7 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
     final = f"{s.final.val_acc:.2f}%" if s.final else "n/a"
     console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
-                  f"governor rollbacks {s.rollbacks}")
+                  f"governor rollbacks {s.rollbacks}; {s.params} parameters, {s.flops / 1e9:.1f} GFLOP")
     from telemetry_schema.rundir import stream_paths
     logs = ", ".join(str(p) for p in stream_paths(outcome.run_dir)) or str(outcome.run_dir)
     console.print(f"log: {logs}")

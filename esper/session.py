@@ -55,6 +55,8 @@ class RunSpec:
     # gain little, and OpenMP spin-waits made epochs ~25x slower when the 2 cores were shared
     dist_timeout_s: float = 60.0
     # under torchrun: seconds a collective waits for the other ranks before the run fails
+    init_seeds: list[tuple[str, str]] = field(default_factory=list)
+    # (slot id, blueprint) seeds built and fossilized before epoch 1: a grown architecture from the start
 
 
 @dataclass
@@ -140,6 +142,7 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
     trainer = Trainer(model, train_loader, task.val_loader, num_classes=task.num_classes,
                       language=task.language, cfg=spec.train, controller=controller, sink=sink,
                       fault=spec.fault, dist=ctx)
+    trainer.implant(spec.init_seeds)
     previous_term = _raise_on_sigterm(ctx)
     status, reason = "completed", ""
     try:

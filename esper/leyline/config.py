@@ -159,7 +159,9 @@ class TrainConfig:
     lr_floor: float = 0.05
     # final learning-rate fraction of the cosine schedule
     seed_lr_scheduled: bool = False
-    # seeds follow the host's schedule (True) or keep seed_lr (False: late seeds still learn)
+    # live seeds follow the host's schedule (True) or keep seed_lr (False: late seeds still learn)
+    fossil_lr_scheduled: bool = True
+    # a FOSSILIZED seed is part of the host: it follows the host's schedule (True) or keeps seed_lr
     batch_stride: int = 20
     # emit batch metrics every k-th batch
     seed: int = 0

@@ -146,12 +146,27 @@ class Trainer:
 
     def _apply_lr(self, epoch: int) -> float:
         f = self.lr_factor(epoch)
-        seed_f = f if self.cfg.seed_lr_scheduled else 1.0
-        pairs = [(self.host_opt, self.cfg.host_lr * f)] + [(o, self.cfg.seed_lr * seed_f) for o in self.seed_opts.values()]
+        pairs = [(self.host_opt, self.cfg.host_lr * f)] + [
+            (o, self.cfg.seed_lr * self._seed_lr_factor(sid, f)) for sid, o in self.seed_opts.items()]
         for opt, lr in pairs:
             for group in opt.param_groups:
                 group["lr"] = lr
         return self.cfg.host_lr * f
+
+    def _seed_lr_factor(self, slot_id: str, host_factor: float) -> float:
+        fossil = self.model.slots[slot_id].stage is S.FOSSILIZED
+        scheduled = self.cfg.fossil_lr_scheduled if fossil else self.cfg.seed_lr_scheduled
+        return host_factor if scheduled else 1.0
+
+    def implant(self, seeds: list[tuple[str, str]]) -> None:
+        """Build each (slot id, blueprint) seed and fossilize it before the first epoch: a given
+        grown architecture trained from epoch 1. ValueError for an unknown slot or blueprint."""
+        for slot_id, blueprint in seeds:
+            if slot_id not in self.model.slots:
+                raise ValueError(f"initial seed for slot {slot_id!r}: the model's slots are "
+                                 f"{', '.join(self.model.order)}")
+            self.lifecycle.implant(self.model.slots[slot_id], blueprint)
+        self._sync_seed_optimizers()
 
     def _corrupt(self, epoch: int):
         if self.fault is None or self.fault.kind != "nan" or self.fault.epoch != epoch:
