@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from types import MappingProxyType
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -21,8 +22,8 @@ from esper.runtime.tasks import TASK_NAMES, TaskOptions
 from esper.session import RunSpec, run_training
 from esper.tolaria.trainer import FaultSpec
 
-STAGE_STYLE = {"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta", "FOSSILIZED": "green",
-               "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"}
+STAGE_STYLE = MappingProxyType({"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta",
+                                "FOSSILIZED": "green", "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"})
 
 
 class CliError(Exception):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -79,13 +80,13 @@ def _sdpa(args, kwargs, out) -> tuple[int, int]:
     return fwd, bwd
 
 
-_COSTS = {
+_COSTS = MappingProxyType({
     F.linear: _linear,
     F.conv1d: _conv, F.conv2d: _conv, F.conv3d: _conv,
     torch.matmul: _matmul, torch.bmm: _matmul, torch.mm: _matmul,
     Tensor.matmul: _matmul, Tensor.__matmul__: _matmul, Tensor.bmm: _matmul, Tensor.mm: _matmul,
     F.scaled_dot_product_attention: _sdpa,
-}
+})
 
 
 class _Counter(TorchFunctionMode):

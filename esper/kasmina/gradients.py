@@ -88,10 +88,24 @@ class GradientStats:
     vanishing: bool = False
     exploding: bool = False
     samples: int = 0
+    window: list[float] = field(default_factory=list)
+    # gradient health of each sample since the seed's stage began: the window G2 and G4 judge
+    window_exploding: int = 0
+    # samples in the window with an exploding (or non-finite) seed tensor
 
     @property
     def ratio(self) -> float | None:
         return self.ema.value
+
+    @property
+    def window_health(self) -> float | None:
+        """Mean gradient health over the window; None before its first sample."""
+        return sum(self.window) / len(self.window) if self.window else None
+
+    def new_window(self) -> None:
+        """Start the window of a new stage (the slot calls this on every stage move)."""
+        self.window.clear()
+        self.window_exploding = 0
 
     def update(self, host_norm: float, seed_norms: list[float], seed_params: int,
                host_params: int, cfg: GradientConfig) -> None:
@@ -101,6 +115,8 @@ class GradientStats:
         self.health, self.vanishing, self.exploding = gradient_health(seed_norms, cfg)
         if not seed_norms:  # no trainable seed tensor: nothing was measured
             return
+        self.window.append(self.health)
+        self.window_exploding += self.exploding
         ratio = gradient_ratio(seed_norm, host_norm, seed_params, host_params, cfg)
         if ratio is not None:
             self.ema.update(ratio)

@@ -17,7 +17,9 @@ class GateConfig:
         default_factory=lambda: {"cnn": 0.05, "transformer": 0.05})
     # G2: minimum seed gradient ratio, per host topology (review 001 §1.3)
     min_gradient_health: float = 0.7
-    # G2/G4: minimum gradient health in [0, 1]
+    # G2/G4: minimum mean gradient health in [0, 1] over the stage's samples
+    min_gradient_samples: int = 3
+    # G2/G4: gradient samples the stage must have (collected every GradientConfig.stride batches)
     min_improvement_pp: float = 0.5
     # G2 (strict only): val-accuracy gain since TRAINING began, percentage points
     alpha_tolerance: float = 1e-6
@@ -27,7 +29,8 @@ class GateConfig:
     hold_loss_tolerance: float = 0.05
     # G4: val loss may be at most this fraction worse than at hold start
     max_isolation_violations: int = 3
-    # G4: tolerated isolation violations
+    # G4: tolerated isolation violations in HOLDING (training forwards in which an isolated seed's
+    # output reached a tensor other than its own parameters)
     min_contribution_strict: float = 1.0
     # G5 (strict): counterfactual contribution, percentage points, must be >= this
     min_contribution_permissive: float = 0.0

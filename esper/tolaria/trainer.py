@@ -134,7 +134,7 @@ class Trainer:
                 if self.model.slots[sid].stage in (S.TRAINING, S.BLENDING, S.HOLDING, S.FOSSILIZED)}
 
     def _measured_params(self):
-        seeds = {s.slot_id: s.seed_parameters() for s in self.model.slots_in(S.TRAINING, S.BLENDING)}
+        seeds = {s.slot_id: s.seed_parameters() for s in self.model.slots_in(S.TRAINING, S.BLENDING, S.HOLDING)}
         return self.model.host_parameters(), seeds
 
     def lr_factor(self, epoch: int) -> float:
