@@ -112,7 +112,8 @@ def make_parser() -> OneLineParser:
     t.add_argument("--inject-fault", default=None, metavar="nan@EPOCH|spike@EPOCH",
                    help="nan: poison the first training loss of EPOCH (weights go NaN, the governor rolls "
                         "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
-                        "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history)")
+                        "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history). "
+                        "A fault that cannot fire is refused")
     t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
     t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
     t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
@@ -155,6 +156,11 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         raise CliError("--batch-size must be >= 1")
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
                         gates=dataclasses.replace(GateConfig(), mode=args.gates))
+    if fault is not None:
+        try:
+            fault.check(train.epochs, train.governor)  # warnings are logged when the run starts
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     synthetic = SyntheticConfig()
     if args.train_size is not None:
         synthetic = dataclasses.replace(synthetic, train_size=args.train_size)

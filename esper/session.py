@@ -122,6 +122,8 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
     collective fail within ``dist_timeout_s``: their logs close 'failed' naming the peer, and the
     ``RankFailure`` is re-raised.
     """
+    for warning in spec.fault.check(spec.train.epochs, spec.train.governor) if spec.fault else ():
+        log.warning(warning)
     torch.manual_seed(spec.train.seed)
     if spec.train.device == "cpu" and spec.cpu_threads > 0:
         torch.set_num_threads(spec.cpu_threads)

@@ -26,34 +26,12 @@ from esper.tolaria.agreement import (
 )
 from esper.tolaria.attribution import counterfactual_contribution
 from esper.tolaria.compute import ComputeMeter, EpochCompute, SeedInfo
+from esper.tolaria.faults import FaultSpec
 from esper.tolaria.governor import Governor, GovernorVerdict
 from esper.tolaria.lifecycle import Lifecycle
 from esper.tolaria.runners import StepHooks, ValidationResult, train_epoch, validate
 
 S = SeedStage
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    """A deliberate fault: 'nan' poisons the first training loss of ``epoch`` (weights go NaN);
-    'spike' multiplies the validation loss by ``factor`` for ``span`` epochs from ``epoch``."""
-
-    kind: str
-    # 'nan' or 'spike'
-    epoch: int
-    # first epoch affected (1-based)
-    factor: float = 100.0
-    # spike multiplier
-    span: int = 3
-    # epochs a spike lasts (3 consecutive anomalies force a rollback)
-
-    @classmethod
-    def parse(cls, text: str) -> "FaultSpec":
-        """'nan@5' or 'spike@12'; raises ValueError otherwise."""
-        kind, _, at = text.partition("@")
-        if kind not in ("nan", "spike") or not at.isdigit() or int(at) < 1:
-            raise ValueError(f"bad --inject-fault {text!r}: expected nan@EPOCH or spike@EPOCH")
-        return cls(kind, int(at))
 
 
 def _test_die_hook(ctx: D.DistContext, epoch: int) -> None:
