@@ -79,7 +79,7 @@ class ProgressSink(Sink):
         mark = "pass" if result.passed else "fail " + ",".join(result.checks_failed)
         self.slots[slot_id][3] = f"{result.gate.value} {mark}"
 
-    def counterfactual(self, slot_id, seed_id, real_acc, off_acc) -> None:
+    def counterfactual(self, slot_id, seed_id, real_acc, off_acc, se=None) -> None:
         self.slots[slot_id][3] = f"contribution {real_acc - off_acc:+.2f}pp"
 
     def seed_fossilized(self, slot_id, seed_id, reason, initiator, params) -> None:
@@ -128,6 +128,10 @@ def make_parser() -> OneLineParser:
     t.add_argument("--init-seeds", default=None, metavar="SLOT=BLUEPRINT,...",
                    help="seeds built and fossilized before epoch 1 (a grown architecture trained from the "
                         "start), e.g. block1=conv_light,block2=conv_heavy")
+    t.add_argument("--max-params", type=int, default=None, metavar="N",
+                   help="growth budget: the heuristic grows no seed that takes host + seeds past N parameters")
+    t.add_argument("--max-flops-ratio", type=float, default=None, metavar="X",
+                   help="growth budget: ... nor past X times the host's forward FLOPs per sample")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="data-parallel training on N local processes (re-launches under torch.distributed.run)")
     t.add_argument("--dist-timeout", type=float, default=60.0, metavar="SECONDS",
@@ -168,12 +172,24 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         synthetic = dataclasses.replace(synthetic, val_size=args.val_size)
     spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
                    run_name=args.run_name, fault=fault, train=train,
-                   heuristic=parse_heuristic(args.heuristic), dist_timeout_s=args.dist_timeout,
+                   heuristic=heuristic_from_args(args), dist_timeout_s=args.dist_timeout,
                    init_seeds=parse_init_seeds(args.init_seeds),
                    task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
                                             synthetic=synthetic, host_width=args.host_width,
                                             host_depth=args.host_depth))
     return spec, args.slots
+
+
+def heuristic_from_args(args: argparse.Namespace) -> HeuristicConfig:
+    """--heuristic KEY=VALUE,... and the budget flags (which win over the same keys in --heuristic)."""
+    cfg = parse_heuristic(args.heuristic)
+    for flag, key in (("max_params", "max_params"), ("max_flops_ratio", "max_flops_ratio")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value <= 0:
+                raise CliError(f"--{flag.replace('_', '-')} must be > 0")
+            cfg = dataclasses.replace(cfg, **{key: value})
+    return cfg
 
 
 def parse_init_seeds(text: str | None) -> list[tuple[str, str]]:
@@ -203,24 +219,37 @@ def check_init_seeds(pairs: list[tuple[str, str]], model) -> None:
                            f"blueprints are {', '.join(known)}")
 
 
-def parse_heuristic(text: str | None) -> HeuristicConfig:
-    """'min_epoch=1,plateau_pp=100' -> HeuristicConfig with those fields replaced (numbers only)."""
-    cfg = HeuristicConfig()
+HEURISTIC_CHOICES = MappingProxyType({"trigger": ("plateau", "early"), "blueprint_order": ("rotation", "cheapest"),
+                                      "slot_preference": ("last", "first")})
+
+
+def parse_heuristic(text: str | None, cfg: HeuristicConfig | None = None) -> HeuristicConfig:
+    """'min_epoch=1,trigger=early,blueprints=conv_light+attention' -> ``cfg`` (default HeuristicConfig)
+    with those fields replaced: numbers, a choice for the word fields, '+'-joined blueprint lists."""
+    cfg = cfg or HeuristicConfig()
     if not text:
         return cfg
     fields = {f.name for f in dataclasses.fields(cfg)}
     changes = {}
     for item in text.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        default = getattr(cfg, key, None)
-        if not sep or key not in fields or not isinstance(default, (int, float)) or isinstance(default, bool):
-            raise CliError(f"--heuristic {item!r}: expected KEY=NUMBER with KEY a numeric field of HeuristicConfig")
-        try:
-            changes[key] = type(default)(value)
-        except ValueError:
-            raise CliError(f"--heuristic {item!r}: {value!r} is not a {type(default).__name__}") from None
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key not in fields:
+            raise CliError(f"--heuristic {item!r}: expected KEY=VALUE with KEY a field of HeuristicConfig")
+        changes[key] = _heuristic_value(key, value, getattr(cfg, key), item)
     return dataclasses.replace(cfg, **changes)
+
+
+def _heuristic_value(key: str, value: str, default, item: str):
+    if isinstance(default, tuple):
+        return tuple(v for v in value.split("+") if v)
+    if isinstance(default, str):
+        if value not in HEURISTIC_CHOICES.get(key, (value,)):
+            raise CliError(f"--heuristic {item!r}: {key} is one of {', '.join(HEURISTIC_CHOICES[key])}")
+        return value
+    try:
+        return type(default)(value)
+    except ValueError:
+        raise CliError(f"--heuristic {item!r}: {value!r} is not a {type(default).__name__}") from None
 
 
 def strip_nproc(argv: list[str]) -> list[str]:

@@ -192,6 +192,8 @@ class Counterfactual(Event):
     real_acc: float = doc("Validation accuracy with the seed as it is, percent.")
     off_acc: float = doc("Validation accuracy with the slot's alpha forced to 0, percent.")
     contribution: float = doc("real_acc - off_acc, percentage points.")
+    contribution_se: float | None = doc("Standard error of the contribution, percentage points: of the "
+                                        "per-sample paired differences on the validation set.", None)
 
 
 @dataclass(frozen=True, slots=True)

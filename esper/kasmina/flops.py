@@ -184,3 +184,58 @@ def model_flops(model: nn.Module, example: Tensor) -> ModelFlops:
     everything = FlopCount(sum(c.forward for c in counts.values()), sum(c.backward for c in counts.values()))
     host = FlopCount(everything.forward - seed_total.forward, everything.backward - seed_total.backward)
     return ModelFlops(host, {sid: c for sid, c in seeds.items() if c.forward > 0})
+
+
+def slot_input_shapes(model: nn.Module, example: Tensor) -> dict[str, tuple[int, ...]]:
+    """The feature shape each slot of a MorphogeneticModel sees for ``example`` (one forward, eval
+    mode, no gradient)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = [slot.register_forward_pre_hook(lambda m, a, sid=sid: shapes.__setitem__(sid, tuple(a[0].shape)))
+               for sid, slot in model.slots.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+@dataclass(frozen=True)
+class BlueprintCost:
+    """What a blueprint would add in a slot, per sample."""
+
+    params: int
+    forward: int
+    # forward FLOPs per sample
+
+
+def blueprint_costs(model: nn.Module, example: Tensor, build) -> dict[str, dict[str, BlueprintCost]]:
+    """slot id -> blueprint name -> cost of that seed there; ``build(slot_id)`` gives the (name, seed
+    module) pairs to cost, built on the CPU and counted there on zeros of the slot's feature shape."""
+    out: dict[str, dict[str, BlueprintCost]] = {}
+    for sid, shape in slot_input_shapes(model, example).items():
+        out[sid] = {}
+        for name, seed in build(sid):
+            params = sum(p.numel() for p in seed.parameters() if p.requires_grad)
+            counts = count_module_flops(seed, torch.zeros(shape))
+            out[sid][name] = BlueprintCost(params, sum(c.forward for c in counts.values()))
+    return out
+
+
+def cost_table(model: nn.Module, example: Tensor) -> tuple[int, dict[str, dict[str, tuple[int, int]]]]:
+    """(host forward FLOPs per sample, slot id -> blueprint -> (params, forward FLOPs per sample))
+    of a MorphogeneticModel on ``example``; what a controller reads to charge compute. Building the
+    blueprints draws from the global RNG: callers that must not disturb it fork it."""
+    from esper.kasmina.blueprints import blueprint_names, build_blueprint
+
+    def build(sid: str):
+        slot = model.slots[sid]
+        return [(n, build_blueprint(slot.topology, n, slot.channels)) for n in blueprint_names(slot.topology)]
+
+    costs = blueprint_costs(model, example, build)
+    host = model_flops(model, example).host.forward
+    return host, {sid: {n: (c.params, c.forward) for n, c in by.items()} for sid, by in costs.items()}

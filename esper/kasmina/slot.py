@@ -45,6 +45,8 @@ class SeedRecord:
     loss_at_hold_start: float = float("nan")
     probe_ok: bool = False
     contribution: float | None = None
+    contribution_se: float | None = None
+    # standard error of the latest contribution, percentage points (paired over validation samples)
     contributions: list[float] = field(default_factory=list)
     panics_in_stage: int = 0
     isolation_violations: int = 0

@@ -143,6 +143,20 @@ class HeuristicConfig:
     # 'ransomware': contribution above this ...
     ransomware_total_pp: float = 0.0
     # ... while total improvement since germination is below this
+    trigger: str = "plateau"
+    # when to germinate: 'plateau' (host stable and accuracy stalled) or 'early' (from min_epoch on,
+    # without waiting: growth near initialisation, while the learning rate is high)
+    max_live_seeds: int = 1
+    # seeds live (germinated, training, blending, holding) at once, each in its own slot
+    blueprint_order: str = "rotation"
+    # 'rotation' (the blueprint list in turn) or 'cheapest' (fewest forward FLOPs in the slot first);
+    # recently pruned blueprints go last either way
+    max_params: int = 0
+    # budget: trainable parameters of host plus every seed may not exceed this (0 = no budget)
+    max_flops_ratio: float = 0.0
+    # budget: forward FLOPs per sample of host plus every seed may not exceed this x the host's (0 = none)
+    fossilize_se: float = 0.0
+    # in HOLDING, fossilize only when the contribution also exceeds this many standard errors (0 = off)
 
 
 @dataclass(frozen=True)

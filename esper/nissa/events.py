@@ -73,9 +73,9 @@ class EventSink(Sink):
                                     health=stats.health, vanishing=stats.vanishing,
                                     exploding=stats.exploding), slot_id, seed_id)
 
-    def counterfactual(self, slot_id, seed_id, real_acc, off_acc) -> None:
-        self._emit(ev.Counterfactual(real_acc=real_acc, off_acc=off_acc, contribution=real_acc - off_acc),
-                   slot_id, seed_id)
+    def counterfactual(self, slot_id, seed_id, real_acc, off_acc, se=None) -> None:
+        self._emit(ev.Counterfactual(real_acc=real_acc, off_acc=off_acc, contribution=real_acc - off_acc,
+                                     contribution_se=se), slot_id, seed_id)
 
     def seed_fossilized(self, slot_id, seed_id, reason, initiator, params) -> None:
         self._emit(ev.SeedFossilized(reason=reason, initiator=initiator, params=params), slot_id, seed_id)

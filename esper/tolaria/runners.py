@@ -37,6 +37,8 @@ class ValidationResult:
     # exp(val_loss) clamped at exp(20), language tasks only
     val_samples: int = 0
     # validation samples (sequences for language tasks): the pass's FLOPs are this x per-sample FLOPs
+    correct: Tensor | None = None
+    # (N,) bool on the CPU: which validation predictions (tokens for LM) were right (paired tests)
 
 
 def perplexity(loss: float) -> float:
@@ -134,23 +136,28 @@ class Evaluation(NamedTuple):
     # percent per class (empty unless asked for)
     samples: int
     # samples in the batches' first dimension (sequences for language tasks)
+    correct: Tensor | None = None
+    # (N,) bool on the CPU: which predictions were right (when asked for)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
-             per_class: bool = True) -> Evaluation:
-    """(mean loss, accuracy %, per-class accuracy %, samples); raises ValueError on an empty loader."""
+             per_class: bool = True, keep_correct: bool = False) -> Evaluation:
+    """(mean loss, accuracy %, per-class accuracy %, samples[, correct]); raises ValueError on an
+    empty loader. ``keep_correct`` keeps each prediction's hit, copied back with the totals."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     hits = torch.zeros(num_classes, device=device)
     totals = torch.zeros(num_classes, device=device)
-    count, samples = 0, 0
+    count, samples, hits_kept = 0, 0, []
     for batch in loader:
         x, y = _to(batch, device)
         samples += x.shape[0]
         logits = model(x)
         loss_sum += cross_entropy(logits, y) * y.numel()
         ok = (logits.argmax(-1) == y).float().reshape(-1)
+        if keep_correct:
+            hits_kept.append(ok.bool())
         flat = y.reshape(-1)
         hits.index_add_(0, flat, ok)
         totals.index_add_(0, flat, torch.ones_like(ok))
@@ -159,14 +166,17 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_class
         raise ValueError("empty validation loader: it yielded no batch")
     loss, correct, h, t = loss_sum.item(), hits.sum().item(), hits.tolist(), totals.tolist()  # one phase
     pcs = [100.0 * a / b if b else float("nan") for a, b in zip(h, t)] if per_class else []
-    return Evaluation(loss / count, 100.0 * correct / count, pcs, samples)
+    kept = torch.cat(hits_kept).cpu() if keep_correct else None
+    return Evaluation(loss / count, 100.0 * correct / count, pcs, samples, kept)
 
 
 def validate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
              language: bool = False, train: TrainStats | None = None) -> ValidationResult:
     """The epoch's ValidationResult (per-class accuracy for classification, perplexity for LM)."""
-    loss, acc, pcs, samples = evaluate(model, loader, device, num_classes, per_class=not language)
+    loss, acc, pcs, samples, correct = evaluate(model, loader, device, num_classes, per_class=not language,
+                                                keep_correct=True)
     return ValidationResult(
         val_loss=loss, val_acc=acc,
         train_loss=train.loss if train else float("nan"), train_acc=train.acc if train else float("nan"),
-        per_class_acc=pcs, perplexity=perplexity(loss) if language else None, val_samples=samples)
+        per_class_acc=pcs, perplexity=perplexity(loss) if language else None, val_samples=samples,
+        correct=correct)

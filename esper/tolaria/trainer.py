@@ -12,7 +12,7 @@ from typing import Iterable
 import torch
 
 from esper import distributed as D
-from esper.kasmina.flops import model_flops
+from esper.kasmina.flops import cost_table, model_flops
 from esper.kasmina.gradients import GradientCollector
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Decision, Observation, SlotView
@@ -24,7 +24,7 @@ from esper.tamiyo.protocol import Controller, NoController
 from esper.tolaria.agreement import (
     EpochOutcome, GateRecorder, GateReplay, RankDivergence, architecture_fingerprint,
 )
-from esper.tolaria.attribution import counterfactual_contribution
+from esper.tolaria.attribution import attribute
 from esper.tolaria.compute import ComputeMeter, EpochCompute, SeedInfo
 from esper.tolaria.faults import FaultSpec
 from esper.tolaria.governor import Governor, GovernorVerdict
@@ -88,6 +88,8 @@ class Trainer:
         self.lifecycle = Lifecycle(model, cfg.gates, self.sink, self.device, self.controller.name)
         self.collector = GradientCollector()
         self.meter = ComputeMeter()
+        self._example: torch.Tensor | None = None
+        self._cost_table: tuple[int, dict] | None = None
         self.host_opt = self._adamw(model.host_parameters(), cfg.host_lr)
         self.seed_opts: dict[str, torch.optim.Optimizer] = {}
         self.step = 0
@@ -197,6 +199,7 @@ class Trainer:
 
     def _account(self, stats, result: ValidationResult, measured: list[str]) -> EpochCompute:
         """This epoch's FLOPs (the model as it trained: decisions come after) and the run's so far."""
+        self._example = stats.example if self._example is None else self._example
         flops = model_flops(self.model, stats.example)
         seeds = {s.slot_id: SeedInfo(s.seed_id, s.stage.name, s.record.params)
                  for s in self.model.slots_in(*SEED_FORWARD_STAGES) if s.record is not None}
@@ -283,11 +286,11 @@ class Trainer:
         """Counterfactual contribution of each BLENDING/HOLDING seed; returns the slots measured."""
         measured = []
         for slot in self.model.slots_in(S.BLENDING, S.HOLDING):
-            real, off, contribution = counterfactual_contribution(
-                self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc)
-            slot.record.contribution = contribution
-            slot.record.contributions.append(contribution)
-            self.sink.counterfactual(slot.slot_id, slot.seed_id, real, off)
+            a = attribute(self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc,
+                          result.correct)
+            slot.record.contribution, slot.record.contribution_se = a.contribution, a.se
+            slot.record.contributions.append(a.contribution)
+            self.sink.counterfactual(slot.slot_id, slot.seed_id, a.real_acc, a.off_acc, se=a.se)
             measured.append(slot.slot_id)
         return measured
 
@@ -321,7 +324,16 @@ class Trainer:
         acc = self.acc_history[-1] if self.acc_history else 0.0
         views = tuple(self._slot_view(s, epoch, acc) for s in self.model.slots.values())
         return Observation(epoch, total, self.model.topology, list(self.acc_history),
-                           list(self.loss_history), views, since, tuple(log.pruned_blueprints))
+                           list(self.loss_history), views, since, tuple(log.pruned_blueprints),
+                           self.model.host_param_count(), *self._costs())
+
+    def _costs(self) -> tuple[int, dict]:
+        """(host forward FLOPs per sample, slot -> blueprint -> (params, forward FLOPs)), counted once
+        on the first training sample seen; (0, {}) before that."""
+        if self._cost_table is None and self._example is not None:
+            with torch.random.fork_rng(devices=[]):  # building blueprints must not move the run's RNG
+                self._cost_table = cost_table(self.model, self._example)
+        return self._cost_table or (0, {})
 
     def _slot_view(self, slot, epoch: int, acc: float) -> SlotView:
         rec = slot.record
@@ -330,7 +342,7 @@ class Trainer:
         return SlotView(slot.slot_id, slot.stage, rec.seed_id, rec.blueprint, rec.epochs_in_stage,
                         epoch - rec.germinated_epoch, acc - rec.acc_at_germination, rec.contribution,
                         rec.grad.ratio, slot.alpha.alpha,
-                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()))
+                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()), rec.contribution_se)
 
     def _control(self, epoch: int, result: ValidationResult,
                  agreed: EpochOutcome | None = None) -> tuple[list[Decision], list[GateResult]]:

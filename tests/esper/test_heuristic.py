@@ -78,3 +78,84 @@ def test_blueprints_rotate_and_pruned_ones_are_penalised():
 
 def test_no_controller_only_waits():
     assert [d.op for d in NoController().decide(obs(dormant("a")))] == [Op.WAIT]
+
+
+# -- growth levers: early trigger, several live seeds, cheapest first, budget, noise-aware keep ----
+
+import dataclasses  # noqa: E402
+
+import pytest  # noqa: E402
+
+from esper.cli import CliError, main, parse_heuristic  # noqa: E402
+
+IMPROVING = [50, 55, 60, 65, 70, 75]
+COSTS = {s: {"conv_heavy": (4000, 600), "conv_light": (600, 80), "bottleneck": (200, 25), "attention": (70, 1)}
+         for s in ("a", "b", "c")}
+
+
+def costed(slots, **kw):
+    base = obs(slots, acc=IMPROVING, **kw)
+    return dataclasses.replace(base, host_params=6000, host_flops=400, blueprint_costs=COSTS)
+
+
+def germinations(decisions):
+    return [(d.slot_id, d.blueprint) for d in decisions if d.op is Op.GERMINATE]
+
+
+def test_early_trigger_germinates_without_waiting_for_a_plateau():
+    plateau = HeuristicController(HeuristicConfig(min_epoch=1))
+    assert plateau.decide(costed(dormant("a"), epoch=2))[0].op is Op.WAIT
+    early = HeuristicController(HeuristicConfig(min_epoch=1, trigger="early"))
+    out = early.decide(costed(dormant("a"), epoch=2))
+    assert germinations(out) == [("a", "conv_heavy")] and "early growth" in out[0].reason
+    assert early.decide(costed(dormant("a"), epoch=0))[0].op is Op.WAIT  # min_epoch still holds
+
+
+def test_several_live_seeds_fill_free_slots_in_preference_order():
+    c = HeuristicController(HeuristicConfig(min_epoch=1, trigger="early", max_live_seeds=2))
+    live = SlotView("c", S.TRAINING, "s1", "conv_light", epochs_in_stage=1)
+    assert germinations(c.decide(costed([*dormant("a", "b"), live]))) == [("b", "conv_heavy")]
+    c = HeuristicController(HeuristicConfig(min_epoch=1, trigger="early", max_live_seeds=3, slot_preference="first"))
+    assert [s for s, _ in germinations(c.decide(costed(dormant("a", "b", "c"))))] == ["a", "b", "c"]
+
+
+def test_cheapest_first_and_pruned_ones_last():
+    cfg = HeuristicConfig(min_epoch=1, trigger="early", blueprint_order="cheapest")
+    assert germinations(HeuristicController(cfg).decide(costed(dormant("a")))) == [("a", "attention")]
+    out = HeuristicController(cfg).decide(costed(dormant("a"), pruned=("attention",)))
+    assert germinations(out) == [("a", "bottleneck")]
+
+
+def test_flops_budget_counts_the_seeds_already_grown():
+    cfg = HeuristicConfig(min_epoch=1, trigger="early", max_flops_ratio=1.3, max_live_seeds=3)
+    fossil = SlotView("c", S.FOSSILIZED, "s0", "conv_light")  # 80 of the 120 FLOPs the budget allows
+    out = HeuristicController(cfg).decide(costed([*dormant("a", "b"), fossil]))
+    assert germinations(out) == [("b", "bottleneck"), ("a", "attention")]  # 80 + 25 + 1 of 120 FLOPs
+    wait = HeuristicController(cfg).decide(costed([SlotView("a", S.FOSSILIZED, "s", "conv_heavy")] + dormant("b")))
+    assert wait[0].op is Op.WAIT and "over budget (forward FLOPs" in wait[0].reason
+
+
+def test_params_budget_and_unknown_costs_fail_closed():
+    cfg = HeuristicConfig(min_epoch=1, trigger="early", max_params=6700)
+    assert germinations(HeuristicController(cfg).decide(costed(dormant("a")))) == [("a", "conv_light")]
+    blind = dataclasses.replace(costed(dormant("a")), blueprint_costs={})
+    out = HeuristicController(cfg).decide(blind)
+    assert out[0].op is Op.WAIT and "cost unknown" in out[0].reason
+
+
+@pytest.mark.parametrize("se,op", [(0.5, Op.PRUNE), (0.3, Op.FOSSILIZE), (None, Op.PRUNE)])
+def test_fossilize_only_clear_of_noise(se, op):
+    c = HeuristicController(HeuristicConfig(fossilize_se=2.0, hold_decide_epochs=2))
+    v = SlotView("a", S.HOLDING, "s", "x", epochs_in_stage=2, contribution=0.8, improvement=1.0,
+                 contribution_se=se)
+    assert c.decide(obs([v]))[0].op is op
+
+
+def test_parse_heuristic_words_lists_and_budget_flags(tmp_path, capsys):
+    cfg = parse_heuristic("trigger=early,blueprint_order=cheapest,blueprints=conv_light+attention,max_live_seeds=3")
+    assert (cfg.trigger, cfg.blueprint_order, cfg.blueprints, cfg.max_live_seeds) == (
+        "early", "cheapest", ("conv_light", "attention"), 3)
+    with pytest.raises(CliError, match="trigger is one of plateau, early"):
+        parse_heuristic("trigger=soon")
+    assert main(["train", "--max-flops-ratio", "0", "--runs-dir", str(tmp_path)]) == 2
+    assert "--max-flops-ratio must be > 0" in capsys.readouterr().err

@@ -74,7 +74,7 @@ class Recorder(Sink):
     def __init__(self):
         self.counterfactuals, self.snapshots = [], []
 
-    def counterfactual(self, slot_id, seed_id, real_acc, off_acc):
+    def counterfactual(self, slot_id, seed_id, real_acc, off_acc, se=None):
         self.counterfactuals.append(slot_id)
 
     def governor_snapshot(self, reason, tensors):
