@@ -18,7 +18,7 @@ from rich.table import Table
 from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
 from esper.nissa.sink import Sink
 from esper.runtime.synthetic import SyntheticConfig
-from esper.runtime.tasks import TASK_NAMES, TaskOptions
+from esper.runtime.tasks import TASK_NAMES, TaskOptions, default_epochs
 from esper.session import RunSpec, run_training
 from esper.tolaria.trainer import FaultSpec
 
@@ -100,7 +100,8 @@ def make_parser() -> OneLineParser:
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
     t = sub.add_parser("train", help="train a morphogenetic model")
     t.add_argument("--task", default="synthetic-images", help=f"one of {', '.join(TASK_NAMES)}")
-    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs to train (default {TrainConfig.epochs}; pydoc-text 15)")
     t.add_argument("--controller", default="heuristic", metavar="heuristic|none|policy:PATH",
                    help="who decides: the heuristic, nobody, or a policy trained by `esper ppo`")
     t.add_argument("--slots", default="all", help="'all', a count N (the last N), or slot ids a,b")
@@ -142,6 +143,8 @@ def make_parser() -> OneLineParser:
 
 
 def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
+    if args.epochs is None:
+        args.epochs = default_epochs(args.task, TrainConfig.epochs)
     if args.epochs < 1:
         raise CliError("--epochs must be >= 1")
     if args.controller not in ("heuristic", "none") and not args.controller.startswith("policy:"):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -23,6 +24,13 @@ from esper.runtime.data import TensorLoader, lm_windows, random_crop_flip
 from esper.runtime.synthetic import FreshSyntheticLoader, SyntheticConfig, synthetic_val
 
 TASK_NAMES = ("synthetic-images", "pydoc-text", "cifar10", "text:PATH")
+DEFAULT_EPOCHS = MappingProxyType({"pydoc-text": 15})
+"""Epochs of a run when --epochs is not given, where a task differs from TrainConfig.epochs (a
+pydoc-text epoch is ~20x a synthetic-images one: 15 keep a run to a few minutes on 2 cores)."""
+
+
+def default_epochs(task: str, fallback: int) -> int:
+    return DEFAULT_EPOCHS.get(task, fallback)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 

@@ -89,3 +89,11 @@ def test_a_fossil_follows_the_host_schedule_and_a_live_seed_keeps_its_rate():
     lr = {sid: o.param_groups[0]["lr"] for sid, o in trainer.seed_opts.items()}
     assert lr == {"block0": pytest.approx(1e-3), "block1": pytest.approx(1e-2)}
     assert trainer.host_opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("argv,epochs", [([], 40), (["--task", "pydoc-text"], 15),
+                                         (["--task", "pydoc-text", "--epochs", "3"], 3)])
+def test_a_task_has_its_default_epochs(argv, epochs):
+    from esper.cli import make_parser, spec_from_args
+    spec, _ = spec_from_args(make_parser().parse_args(["train", *argv]))
+    assert spec.train.epochs == epochs
