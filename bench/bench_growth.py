@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--growth", default="", help="flags for the growth arm, e.g. '--heuristic min_epoch=1'")
     p.add_argument("--label", default="default", help="names the result file bench/results/growth-<label>.json")
     p.add_argument("--runs-dir", default="runs/bench-growth")
+    p.add_argument("--results-dir", default=str(Path(__file__).with_name("results")))
     p.add_argument("--no-cache", action="store_true", help="re-run every arm (default: reuse a run of the "
                    "same arguments and training code from <runs-dir>/cache.json, except growth arms)")
     args = p.parse_args(argv)
@@ -249,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, summary) if summary else "need 2 or more seeds for paired figures")
     report = {"bench": "growth", "label": args.label, "task": args.task, "seeds": n, "first_seed": args.first_seed,
               "common": args.common, "growth": args.growth, "summary": summary, "runs": results}
-    out = Path(__file__).with_name("results") / f"growth-{args.label}.json"
-    out.parent.mkdir(exist_ok=True)
+    out = Path(args.results_dir) / f"growth-{args.label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
     print(json.dumps(report, default=str))
     return 0
