@@ -65,13 +65,13 @@ def gate_g2(slot, ctx: GateContext, cfg: GateConfig) -> GateResult:
 
 
 def _check_gradient_window(grad, cfg: GateConfig, p: list[str], f: list[str]) -> None:
-    """Gradient health over the stage's own samples (several of them), not the last one alone."""
+    """Gradient health over the stage's own recent samples (several of them), not the last one alone."""
     n, need = len(grad.window), cfg.min_gradient_samples
     _check(n >= need, f"gradient_samples_{n}", f"gradient_samples_{n}<{need}", p, f)
-    h = grad.window_health
+    _, h, exploding = grad.recent(cfg.gradient_window)
     if h is not None:
         _check(h >= cfg.min_gradient_health, f"gradient_health_ok_{h:.2f}", f"gradient_health_low_{h:.2f}", p, f)
-    _check(grad.window_exploding == 0, "no_exploding_gradients", f"gradients_exploding_{grad.window_exploding}", p, f)
+    _check(exploding == 0, "no_exploding_gradients", f"gradients_exploding_{exploding}", p, f)
 
 
 def gate_g3(slot, ctx: GateContext, cfg: GateConfig) -> GateResult:

@@ -88,24 +88,23 @@ class GradientStats:
     vanishing: bool = False
     exploding: bool = False
     samples: int = 0
-    window: list[float] = field(default_factory=list)
-    # gradient health of each sample since the seed's stage began: the window G2 and G4 judge
-    window_exploding: int = 0
-    # samples in the window with an exploding (or non-finite) seed tensor
+    window: list[tuple[float, bool]] = field(default_factory=list)
+    # (health, exploding) of each sample since the seed's stage began; G2 and G4 judge its tail
 
     @property
     def ratio(self) -> float | None:
         return self.ema.value
 
-    @property
-    def window_health(self) -> float | None:
-        """Mean gradient health over the window; None before its first sample."""
-        return sum(self.window) / len(self.window) if self.window else None
+    def recent(self, n: int) -> tuple[int, float | None, int]:
+        """(samples, mean health, exploding samples) over the stage's last ``n`` samples (n = 0: all);
+        the health is None before the first sample."""
+        tail = self.window[-n:] if n > 0 else self.window
+        health = sum(h for h, _ in tail) / len(tail) if tail else None
+        return len(tail), health, sum(e for _, e in tail)
 
     def new_window(self) -> None:
         """Start the window of a new stage (the slot calls this on every stage move)."""
         self.window.clear()
-        self.window_exploding = 0
 
     def update(self, host_norm: float, seed_norms: list[float], seed_params: int,
                host_params: int, cfg: GradientConfig) -> None:
@@ -115,8 +114,7 @@ class GradientStats:
         self.health, self.vanishing, self.exploding = gradient_health(seed_norms, cfg)
         if not seed_norms:  # no trainable seed tensor: nothing was measured
             return
-        self.window.append(self.health)
-        self.window_exploding += self.exploding
+        self.window.append((self.health, self.exploding))
         ratio = gradient_ratio(seed_norm, host_norm, seed_params, host_params, cfg)
         if ratio is not None:
             self.ema.update(ratio)

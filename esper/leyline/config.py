@@ -20,6 +20,10 @@ class GateConfig:
     # G2/G4: minimum mean gradient health in [0, 1] over the stage's samples
     min_gradient_samples: int = 3
     # G2/G4: gradient samples the stage must have (collected every GradientConfig.stride batches)
+    gradient_window: int = 10
+    # G2/G4: health and exploding gradients are judged over the stage's last this-many samples
+    # (about an epoch at the default stride): a sample from the stage's first batches does not
+    # count against a seed for good, and the last sample alone is not the verdict
     min_improvement_pp: float = 0.5
     # G2 (strict only): val-accuracy gain since TRAINING began, percentage points
     alpha_tolerance: float = 1e-6

@@ -191,3 +191,14 @@ def test_g3_refuses_a_blend_to_zero():
         slot.end_epoch()
     slot.set_alpha_target(0.0, 1)
     assert "alpha_target_zero" in gate_g3(slot, CTX, GATES).checks_failed
+
+
+def test_the_window_is_the_stages_recent_samples():
+    slot = slot_in(S.TRAINING)
+    slot.record.epochs_in_stage = 3
+    cfg = GateConfig(mode="permissive", gradient_window=5)
+    feed(slot, (20.0, 0.5), VANISHED, HEALTHY, HEALTHY, HEALTHY)
+    assert "gradients_exploding_1" in gate_g2(slot, CTX, GATES).checks_failed  # default window: all 5
+    feed(slot, HEALTHY)
+    result = gate_g2(slot, CTX, cfg)  # the last 5: one vanished, four healthy: mean 0.9
+    assert result.passed and "gradient_health_ok_0.90" in result.checks_passed
