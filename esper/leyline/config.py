@@ -159,6 +159,8 @@ class HeuristicConfig:
     # budget: trainable parameters of host plus every seed may not exceed this (0 = no budget)
     max_flops_ratio: float = 0.0
     # budget: forward FLOPs per sample of host plus every seed may not exceed this x the host's (0 = none)
+    grow_until: float = 1.0
+    # no germination after this fraction of the run's epochs (seeds grown late never catch up)
     fossilize_se: float = 0.0
     # in HOLDING, fossilize only when the contribution also exceeds this many standard errors (0 = off)
 

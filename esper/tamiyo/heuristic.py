@@ -91,6 +91,8 @@ class HeuristicController:
         c, why = self.cfg, []
         if obs.epoch < c.min_epoch:
             why.append(f"epoch {obs.epoch} < {c.min_epoch}")
+        if obs.epoch > c.grow_until * obs.total_epochs:
+            why.append(f"epoch {obs.epoch} > {c.grow_until:g} of {obs.total_epochs}: too late to grow")
         if obs.epochs_since_prune < c.prune_cooldown:
             why.append(f"{obs.epochs_since_prune} epochs since prune < {c.prune_cooldown}")
         if c.trigger == "plateau" and not host_stable(obs.train_loss, c.stable_window, c.stable_rel_change):

@@ -159,3 +159,10 @@ def test_parse_heuristic_words_lists_and_budget_flags(tmp_path, capsys):
         parse_heuristic("trigger=soon")
     assert main(["train", "--max-flops-ratio", "0", "--runs-dir", str(tmp_path)]) == 2
     assert "--max-flops-ratio must be > 0" in capsys.readouterr().err
+
+
+def test_no_growth_late_in_the_run():
+    c = HeuristicController(HeuristicConfig(min_epoch=1, trigger="early", grow_until=0.5))
+    assert germinations(c.decide(costed(dormant("a"), epoch=20)))  # 20 of 40: still on time
+    late = c.decide(costed(dormant("a"), epoch=21))
+    assert late[0].op is Op.WAIT and "too late to grow" in late[0].reason
