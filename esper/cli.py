@@ -119,6 +119,8 @@ def make_parser() -> OneLineParser:
     t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
     t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
     t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
+    t.add_argument("--gate", default=None, metavar="KEY=VALUE,...",
+                   help="override quality-gate thresholds (GateConfig), e.g. min_training_epochs=1")
     t.add_argument("--heuristic", default=None, metavar="KEY=VALUE,...",
                    help="override heuristic controller thresholds, e.g. min_epoch=1,plateau_window=1")
     t.add_argument("--host-width", type=int, default=None, metavar="N",
@@ -161,8 +163,8 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         raise CliError("--dist-timeout must be > 0")
     if args.batch_size < 1:
         raise CliError("--batch-size must be >= 1")
-    train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
-                        gates=dataclasses.replace(GateConfig(), mode=args.gates))
+    gates = parse_overrides(dataclasses.replace(GateConfig(), mode=args.gates), args.gate, "--gate")
+    train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device, gates=gates)
     if fault is not None:
         try:
             fault.check(train.epochs, train.governor)  # warnings are logged when the run starts
@@ -222,37 +224,43 @@ def check_init_seeds(pairs: list[tuple[str, str]], model) -> None:
                            f"blueprints are {', '.join(known)}")
 
 
-HEURISTIC_CHOICES = MappingProxyType({"trigger": ("plateau", "early"), "blueprint_order": ("rotation", "cheapest"),
-                                      "slot_preference": ("last", "first")})
+CHOICES = MappingProxyType({"trigger": ("plateau", "early"), "blueprint_order": ("rotation", "cheapest"),
+                            "slot_preference": ("last", "first"), "mode": ("strict", "permissive")})
+"""The allowed values of the word fields of the configs that --heuristic and --gate override."""
 
 
 def parse_heuristic(text: str | None, cfg: HeuristicConfig | None = None) -> HeuristicConfig:
     """'min_epoch=1,trigger=early,blueprints=conv_light+attention' -> ``cfg`` (default HeuristicConfig)
     with those fields replaced: numbers, a choice for the word fields, '+'-joined blueprint lists."""
-    cfg = cfg or HeuristicConfig()
+    return parse_overrides(cfg or HeuristicConfig(), text, "--heuristic")
+
+
+def parse_overrides(cfg, text: str | None, flag: str):
+    """A config dataclass with 'KEY=VALUE,...' applied (numbers, words, '+'-joined lists)."""
     if not text:
         return cfg
     fields = {f.name for f in dataclasses.fields(cfg)}
     changes = {}
     for item in text.split(","):
         key, sep, value = (part.strip() for part in item.partition("="))
-        if not sep or key not in fields:
-            raise CliError(f"--heuristic {item!r}: expected KEY=VALUE with KEY a field of HeuristicConfig")
-        changes[key] = _heuristic_value(key, value, getattr(cfg, key), item)
+        if not sep or key not in fields or isinstance(getattr(cfg, key), (dict, bool)):
+            raise CliError(f"{flag} {item!r}: expected KEY=VALUE with KEY a number, word or list field of "
+                           f"{type(cfg).__name__}")
+        changes[key] = _override_value(key, value, getattr(cfg, key), f"{flag} {item!r}")
     return dataclasses.replace(cfg, **changes)
 
 
-def _heuristic_value(key: str, value: str, default, item: str):
+def _override_value(key: str, value: str, default, where: str):
     if isinstance(default, tuple):
         return tuple(v for v in value.split("+") if v)
     if isinstance(default, str):
-        if value not in HEURISTIC_CHOICES.get(key, (value,)):
-            raise CliError(f"--heuristic {item!r}: {key} is one of {', '.join(HEURISTIC_CHOICES[key])}")
+        if value not in CHOICES.get(key, (value,)):
+            raise CliError(f"{where}: {key} is one of {', '.join(CHOICES[key])}")
         return value
     try:
         return type(default)(value)
     except ValueError:
-        raise CliError(f"--heuristic {item!r}: {value!r} is not a {type(default).__name__}") from None
+        raise CliError(f"{where}: {value!r} is not a {type(default).__name__}") from None
 
 
 def strip_nproc(argv: list[str]) -> list[str]:

@@ -166,3 +166,13 @@ def test_no_growth_late_in_the_run():
     assert germinations(c.decide(costed(dormant("a"), epoch=20)))  # 20 of 40: still on time
     late = c.decide(costed(dormant("a"), epoch=21))
     assert late[0].op is Op.WAIT and "too late to grow" in late[0].reason
+
+
+def test_gate_overrides(tmp_path, capsys):
+    from esper.cli import make_parser, spec_from_args
+    spec, _ = spec_from_args(make_parser().parse_args(["train", "--gates", "strict", "--gate",
+                                                       "min_training_epochs=1,min_contribution_strict=2"]))
+    g = spec.train.gates
+    assert (g.mode, g.min_training_epochs, g.min_contribution_strict) == ("strict", 1, 2.0)
+    assert main(["train", "--gate", "gradient_ratio_threshold=1", "--runs-dir", str(tmp_path)]) == 2
+    assert "--gate 'gradient_ratio_threshold=1'" in capsys.readouterr().err
