@@ -197,19 +197,6 @@ class Counterfactual(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class SeedCompute(Event):
-    """The compute a seed used in one epoch (one event per seed in the forward pass, each epoch)."""
-
-    KIND: ClassVar[str] = "seed_compute"
-    stage: str = doc("The seed's stage during the epoch, e.g. 'TRAINING', 'FOSSILIZED'.")
-    params: int = doc("Trainable parameters of the seed.", 0)
-    forward_flops: int = doc("Forward FLOPs per sample of the seed.", 0)
-    flops_train: int = doc("FLOPs of the seed's part of this epoch's training passes, forward and backward.", 0)
-    flops_eval: int = doc("FLOPs of the seed's part of this epoch's validation and counterfactual passes.", 0)
-    flops_cumulative: int = doc("The seed's training and evaluation FLOPs since it was germinated.", 0)
-
-
-@dataclass(frozen=True, slots=True)
 class SeedFossilized(Event):
     """A seed became a permanent part of the host."""
 
@@ -308,7 +295,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SeedGerminated, StageChanged, GateEvaluated, AlphaChanged, GradientStats, Counterfactual,
     SeedFossilized, SeedPruned,
     GovernorPanic, GovernorSnapshot, GovernorRollback,
-    ControllerDecision, PPOUpdate, Reward, SeedCompute,
+    ControllerDecision, PPOUpdate, Reward,
 )
 KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in EVENT_TYPES}
 

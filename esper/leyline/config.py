@@ -11,8 +11,11 @@ class GateConfig:
 
     mode: str = "permissive"
     # 'strict' or 'permissive': strict adds G2's improvement check and G5's 1.0pp bar
-    min_training_epochs: int = 3
-    # G2: epochs a seed must spend in TRAINING before it may blend
+    min_training_epochs: int = 1
+    # G2: epochs a seed must spend in TRAINING before it may blend. 1, not the earlier 3: a seed
+    # trained straight-through does not reach the output, so it drifts (its gradients grew to
+    # "exploding" by epoch 3-5 at block0) and its compute buys nothing yet; bench_growth measured
+    # +3.0 -> +3.8pp over the host alone with 1 (2 seeds; see README)
     gradient_ratio_threshold: dict[str, float] = field(
         default_factory=lambda: {"cnn": 0.05, "transformer": 0.05})
     # G2: minimum seed gradient ratio, per host topology (review 001 §1.3)
@@ -109,7 +112,7 @@ class GovernorConfig:
 class HeuristicConfig:
     """Thresholds of the heuristic controller (CORE_SPEC §7)."""
 
-    min_epoch: int = 5
+    min_epoch: int = 1
     # never germinate before this epoch
     prune_cooldown: int = 5
     # epochs after a prune before the next germination
@@ -141,27 +144,29 @@ class HeuristicConfig:
     # epochs in HOLDING before a non-contributing seed is pruned
     max_holding_epochs: int = 4
     # prune a seed whose fossilization keeps failing after this long in HOLDING
-    slot_preference: str = "last"
-    # which free slot to germinate into: 'last' (deepest) or 'first'
+    slot_preference: str = "first"
+    # which free slot gets the first pick of blueprint and budget: 'first' (shallowest) or 'last'
     ransomware_contribution_pp: float = 1.0
     # 'ransomware': contribution above this ...
     ransomware_total_pp: float = 0.0
     # ... while total improvement since germination is below this
-    trigger: str = "plateau"
-    # when to germinate: 'plateau' (host stable and accuracy stalled) or 'early' (from min_epoch on,
-    # without waiting: growth near initialisation, while the learning rate is high)
-    max_live_seeds: int = 1
+    trigger: str = "early"
+    # when to germinate: 'early' (from min_epoch on, without waiting: growth near initialisation,
+    # while the learning rate is high) or 'plateau' (host stable and accuracy stalled, the earlier
+    # rule: seeds came at epoch 8-13 and paid nothing)
+    max_live_seeds: int = 3
     # seeds live (germinated, training, blending, holding) at once, each in its own slot
     blueprint_order: str = "rotation"
     # 'rotation' (the blueprint list in turn) or 'cheapest' (fewest forward FLOPs in the slot first);
     # recently pruned blueprints go last either way
     max_params: int = 0
     # budget: trainable parameters of host plus every seed may not exceed this (0 = no budget)
-    max_flops_ratio: float = 0.0
-    # budget: forward FLOPs per sample of host plus every seed may not exceed this x the host's (0 = none)
-    grow_until: float = 1.0
+    max_flops_ratio: float = 1.5
+    # budget: forward FLOPs per sample of host plus every seed may not exceed this x the host's (0 = none);
+    # without one the rotation's conv_heavy (5.8x the host at block2) took most of a run's compute
+    grow_until: float = 0.5
     # no germination after this fraction of the run's epochs (seeds grown late never catch up)
-    fossilize_se: float = 0.0
+    fossilize_se: float = 2.0
     # in HOLDING, fossilize only when the contribution also exceeds this many standard errors (0 = off)
 
 

@@ -46,10 +46,13 @@ class EventSink(Sink):
             host_params=host_params, total_params=total_params, seconds=seconds, **flops), epoch=epoch)
 
     def seed_compute(self, slot_id, seed_id, compute) -> None:
-        self._emit(ev.SeedCompute(stage=compute.stage, params=compute.params,
-                                  forward_flops=compute.forward_per_sample, flops_train=compute.train,
-                                  flops_eval=compute.eval, flops_cumulative=compute.cumulative),
-                   slot_id, seed_id)
+        """A seed's compute this epoch, as namespaced scalars carrying the slot and seed (so every
+        viewer that charts scalars shows them): seed/forward_flops (per sample), seed/flops_train,
+        seed/flops_eval (validation and counterfactual passes), seed/flops_cumulative, seed/params."""
+        for name, value in (("forward_flops", compute.forward_per_sample), ("flops_train", compute.train),
+                            ("flops_eval", compute.eval), ("flops_cumulative", compute.cumulative),
+                            ("params", compute.params)):
+            self.writer.emit(ev.Scalar(name=f"seed/{name}", value=float(value)), slot=slot_id, seed=seed_id)
 
     def seed_germinated(self, slot_id, seed_id, blueprint, params, blend, tempo, blend_epochs) -> None:
         self._emit(ev.SeedGerminated(blueprint=blueprint, params=params, blend=blend, tempo=tempo,

@@ -93,10 +93,13 @@ def test_the_log_carries_compute_on_each_epoch_and_seed(tmp_path):
         running += e["flops_train"] + e["flops_val"] + e["flops_counterfactual"]
         assert e["flops_cumulative"] == running
         assert 0 < e["flops_host"] <= e["flops_train"] + e["flops_val"] + e["flops_counterfactual"]
-    seeds = log.rows("seed_compute")
-    assert seeds, "no seed ran in the forward pass"
-    for r in seeds:
-        assert r["slot"] and r["seed"] and r["flops_train"] > 0 and r["forward_flops"] > 0
-        same_epoch = next(e for e in epochs if e["epoch"] == r["epoch"])
-        assert r["flops_train"] < same_epoch["flops_train"]
+    scalars = [r for r in log.rows("scalar") if r["name"].startswith("seed/")]
+    assert scalars, "no seed ran in the forward pass"
+    assert {r["name"] for r in scalars} == {"seed/forward_flops", "seed/flops_train", "seed/flops_eval",
+                                            "seed/flops_cumulative", "seed/params"}
+    for r in scalars:
+        assert r["slot"] and r["seed"] and r["value"] > 0
+        if r["name"] == "seed/flops_train":
+            same_epoch = next(e for e in epochs if e["epoch"] == r["epoch"])
+            assert r["value"] < same_epoch["flops_train"]
     assert out.summary.flops == epochs[-1]["flops_cumulative"]

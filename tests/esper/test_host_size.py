@@ -70,7 +70,7 @@ def test_init_seeds_are_fossilized_before_epoch_one_and_train_with_the_host(tmp_
     expected = blueprint_params("cnn", "conv_light", 8) + blueprint_params("cnn", "bottleneck", 32)
     epochs = log.rows("epoch_completed")
     assert all(e["total_params"] - e["host_params"] == expected for e in epochs)
-    assert {r["slot"] for r in log.rows("seed_compute")} == {"block0", "block2"}
+    assert {r["slot"] for r in log.rows("scalar") if r["name"] == "seed/flops_train"} == {"block0", "block2"}
     assert out.summary.germinated == out.summary.fossilized == 0  # an initial architecture is not growth
     state = torch.load(out.run_dir / "model.pt", weights_only=True)
     last = state["slots.block0.seed.body.3.weight"]  # zero-initialised: nonzero only if it trained
