@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -26,12 +27,12 @@ if TYPE_CHECKING:
     from esper.session import RunSpec
 
 # torch is imported by the commands that need it (``esper --help`` and ``esper export`` do not)
-COMMANDS = {"train": "train a morphogenetic model",
+COMMANDS = MappingProxyType({"train": "train a morphogenetic model",
             "ppo": "learn the controller with PPO over vectorised environments",
-            "export": "write a run's events as CSV, Parquet or JSON Lines tables, or TensorBoard event files"}
+            "export": "write a run's events as CSV, Parquet or JSON Lines tables, or TensorBoard event files"})
 
-STAGE_STYLE = {"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta", "FOSSILIZED": "green",
-               "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"}
+STAGE_STYLE = MappingProxyType({"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta",
+                                "FOSSILIZED": "green", "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"})
 
 
 class CliError(Exception):
@@ -66,7 +67,7 @@ class ProgressSink(Sink):
         if self.live is not None:
             self.live.update(self.render())
 
-    def epoch_completed(self, epoch, result, host_params, total_params, seconds) -> None:
+    def epoch_completed(self, epoch, result, host_params, total_params, seconds, compute=None) -> None:
         extra = f" ppl {result.perplexity:.2f}" if result.perplexity is not None else ""
         self.progress.update(self.task, completed=epoch, metrics=(
             f"loss {result.train_loss:.3f} val_loss {result.val_loss:.3f} val_acc {result.val_acc:5.2f}%"
@@ -87,7 +88,7 @@ class ProgressSink(Sink):
         mark = "pass" if result.passed else "fail " + ",".join(result.checks_failed)
         self.slots[slot_id][3] = f"{result.gate.value} {mark}"
 
-    def counterfactual(self, slot_id, seed_id, real_acc, off_acc) -> None:
+    def counterfactual(self, slot_id, seed_id, real_acc, off_acc, se=None) -> None:
         self.slots[slot_id][3] = f"contribution {real_acc - off_acc:+.2f}pp"
 
     def seed_fossilized(self, slot_id, seed_id, reason, initiator, params) -> None:
@@ -118,7 +119,8 @@ def make_parser() -> OneLineParser:
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
     t = sub.add_parser("train", help=COMMANDS["train"])
     t.add_argument("--task", default="synthetic-images", help=f"one of {', '.join(TASK_NAMES)}")
-    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs to train (default {TrainConfig.epochs}; pydoc-text 15)")
     t.add_argument("--controller", default="heuristic", metavar="heuristic|none|policy:PATH",
                    help="who decides: the heuristic, nobody, or a policy trained by `esper ppo`")
     t.add_argument("--slots", default="all", help="'all', a count N (the last N), or slot ids a,b")
@@ -130,7 +132,8 @@ def make_parser() -> OneLineParser:
     t.add_argument("--inject-fault", default=None, metavar="nan@EPOCH|spike@EPOCH",
                    help="nan: poison the first training loss of EPOCH (weights go NaN, the governor rolls "
                         "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
-                        "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history)")
+                        "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history). "
+                        "A fault that cannot fire is refused")
     t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
     t.add_argument("--npz-kind", choices=("auto", "image", "signal", "features"), default="auto",
                    help="npz:PATH tasks: what x holds; auto: 4-D and square 3-D image, other 3-D signal, "
@@ -138,8 +141,22 @@ def make_parser() -> OneLineParser:
     t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
     t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
     t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
+    t.add_argument("--gate", default=None, metavar="KEY=VALUE,...",
+                   help="override quality-gate thresholds (GateConfig), e.g. min_training_epochs=1")
     t.add_argument("--heuristic", default=None, metavar="KEY=VALUE,...",
                    help="override heuristic controller thresholds, e.g. min_epoch=1,plateau_window=1")
+    t.add_argument("--host-width", type=int, default=None, metavar="N",
+                   help="host width: the CNN's first-block channels (default 8) or the transformer's "
+                        "embedding width (default 64)")
+    t.add_argument("--host-depth", type=int, default=None, metavar="N",
+                   help="host depth: the CNN's conv blocks (default 3) or the transformer's layers (default 2)")
+    t.add_argument("--init-seeds", default=None, metavar="SLOT=BLUEPRINT,...",
+                   help="seeds built and fossilized before epoch 1 (a grown architecture trained from the "
+                        "start), e.g. block1=conv_light,block2=conv_heavy")
+    t.add_argument("--max-params", type=int, default=None, metavar="N",
+                   help="growth budget: the heuristic grows no seed that takes host + seeds past N parameters")
+    t.add_argument("--max-flops-ratio", type=float, default=None, metavar="X",
+                   help="growth budget: ... nor past X times the host's forward FLOPs per sample")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="data-parallel training on N local processes (re-launches under torch.distributed.run)")
     t.add_argument("--on-telemetry-error", choices=("stop", "continue"), default="stop",
@@ -154,9 +171,11 @@ def make_parser() -> OneLineParser:
 
 def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
     from esper.runtime.synthetic import SyntheticConfig
-    from esper.runtime.tasks import TaskOptions
+    from esper.runtime.tasks import TaskOptions, default_epochs
     from esper.session import RunSpec
     from esper.tolaria.trainer import FaultSpec
+    if args.epochs is None:
+        args.epochs = default_epochs(args.task, TrainConfig.epochs)
     if args.epochs < 1:
         raise CliError("--epochs must be >= 1")
     if args.controller not in ("heuristic", "none") and not args.controller.startswith("policy:"):
@@ -173,8 +192,13 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         raise CliError("--dist-timeout must be > 0")
     if args.batch_size < 1:
         raise CliError("--batch-size must be >= 1")
-    train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
-                        gates=dataclasses.replace(GateConfig(), mode=args.gates))
+    gates = parse_overrides(dataclasses.replace(GateConfig(), mode=args.gates), args.gate, "--gate")
+    train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device, gates=gates)
+    if fault is not None:
+        try:
+            fault.check(train.epochs, train.governor)  # warnings are logged when the run starts
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     synthetic = SyntheticConfig()
     if args.train_size is not None:
         synthetic = dataclasses.replace(synthetic, train_size=args.train_size)
@@ -182,31 +206,90 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
         synthetic = dataclasses.replace(synthetic, val_size=args.val_size)
     spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
                    run_name=args.run_name, fault=fault, train=train,
-                   heuristic=parse_heuristic(args.heuristic), dist_timeout_s=args.dist_timeout,
-                   telemetry_errors=args.on_telemetry_error,
+                   heuristic=heuristic_from_args(args), dist_timeout_s=args.dist_timeout,
+                   telemetry_errors=args.on_telemetry_error, init_seeds=parse_init_seeds(args.init_seeds),
                    task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
-                                            synthetic=synthetic, npz_kind=args.npz_kind))
+                                            synthetic=synthetic, npz_kind=args.npz_kind,
+                                            host_width=args.host_width, host_depth=args.host_depth))
     return spec, args.slots
 
 
-def parse_heuristic(text: str | None) -> HeuristicConfig:
-    """'min_epoch=1,plateau_pp=100' -> HeuristicConfig with those fields replaced (numbers only)."""
-    cfg = HeuristicConfig()
+def heuristic_from_args(args: argparse.Namespace) -> HeuristicConfig:
+    """--heuristic KEY=VALUE,... and the budget flags (which win over the same keys in --heuristic)."""
+    cfg = parse_heuristic(args.heuristic)
+    for flag, key in (("max_params", "max_params"), ("max_flops_ratio", "max_flops_ratio")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value <= 0:
+                raise CliError(f"--{flag.replace('_', '-')} must be > 0")
+            cfg = dataclasses.replace(cfg, **{key: value})
+    return cfg
+
+
+def parse_init_seeds(text: str | None) -> list[tuple[str, str]]:
+    """'block1=conv_light,block2=conv_heavy' -> [('block1', 'conv_light'), ('block2', 'conv_heavy')]."""
+    pairs = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        slot, sep, blueprint = (part.strip() for part in item.partition("="))
+        if not sep or not slot or not blueprint:
+            raise CliError(f"--init-seeds {item!r}: expected SLOT=BLUEPRINT")
+        if slot in dict(pairs):
+            raise CliError(f"--init-seeds: slot {slot} given twice")
+        pairs.append((slot, blueprint))
+    return pairs
+
+
+def check_init_seeds(pairs: list[tuple[str, str]], model) -> None:
+    """Each initial seed names an enabled slot of the model and a blueprint of its topology."""
+    from esper.kasmina.blueprints import blueprint_names
+    known = blueprint_names(model.topology)
+    for slot, blueprint in pairs:
+        if slot not in model.slots:
+            raise CliError(f"--init-seeds {slot}={blueprint}: no slot {slot} (enabled: {', '.join(model.order)})")
+        if blueprint not in known:
+            raise CliError(f"--init-seeds {slot}={blueprint}: unknown blueprint; {model.topology} "
+                           f"blueprints are {', '.join(known)}")
+
+
+CHOICES = MappingProxyType({"trigger": ("plateau", "early"), "blueprint_order": ("rotation", "cheapest"),
+                            "slot_preference": ("last", "first"), "mode": ("strict", "permissive")})
+"""The allowed values of the word fields of the configs that --heuristic and --gate override."""
+
+
+def parse_heuristic(text: str | None, cfg: HeuristicConfig | None = None) -> HeuristicConfig:
+    """'min_epoch=1,trigger=early,blueprints=conv_light+attention' -> ``cfg`` (default HeuristicConfig)
+    with those fields replaced: numbers, a choice for the word fields, '+'-joined blueprint lists."""
+    return parse_overrides(cfg or HeuristicConfig(), text, "--heuristic")
+
+
+def parse_overrides(cfg, text: str | None, flag: str):
+    """A config dataclass with 'KEY=VALUE,...' applied (numbers, words, '+'-joined lists)."""
     if not text:
         return cfg
     fields = {f.name for f in dataclasses.fields(cfg)}
     changes = {}
     for item in text.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        default = getattr(cfg, key, None)
-        if not sep or key not in fields or not isinstance(default, (int, float)) or isinstance(default, bool):
-            raise CliError(f"--heuristic {item!r}: expected KEY=NUMBER with KEY a numeric field of HeuristicConfig")
-        try:
-            changes[key] = type(default)(value)
-        except ValueError:
-            raise CliError(f"--heuristic {item!r}: {value!r} is not a {type(default).__name__}") from None
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key not in fields or isinstance(getattr(cfg, key), (dict, bool)):
+            raise CliError(f"{flag} {item!r}: expected KEY=VALUE with KEY a number, word or list field of "
+                           f"{type(cfg).__name__}")
+        changes[key] = _override_value(key, value, getattr(cfg, key), f"{flag} {item!r}")
     return dataclasses.replace(cfg, **changes)
+
+
+def _override_value(key: str, value: str, default, where: str):
+    if isinstance(default, tuple):
+        return tuple(v for v in value.split("+") if v)
+    if isinstance(default, str):
+        if value not in CHOICES.get(key, (value,)):
+            raise CliError(f"{where}: {key} is one of {', '.join(CHOICES[key])}")
+        return value
+    try:
+        return type(default)(value)
+    except ValueError:
+        raise CliError(f"{where}: {value!r} is not a {type(default).__name__}") from None
 
 
 def strip_nproc(argv: list[str]) -> list[str]:
@@ -246,6 +329,7 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
         prepare_runs_dir(spec.runs_dir)  # last: input refused above leaves no runs directory behind
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise CliError(str(exc).strip("'\"")) from None
+    check_init_seeds(spec.init_seeds, probe)
     spec = dataclasses.replace(spec, slots=list(probe.order))
     progress = ProgressSink(console, spec.train.epochs, list(probe.order))
 
@@ -281,7 +365,7 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
     final = f"{s.final.val_acc:.2f}%" if s.final else "n/a"
     console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
-                  f"governor rollbacks {s.rollbacks}")
+                  f"governor rollbacks {s.rollbacks}; {s.params} parameters, {s.flops / 1e9:.1f} GFLOP")
     console.print(f"log: {outcome.run_dir / 'events'}")
     return code
 

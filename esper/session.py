@@ -62,6 +62,8 @@ class RunSpec:
     telemetry_errors: str = "stop"
     # a log that cannot be written (a full disk): 'stop' training with an error, or 'continue'
     # training without a log (the model is still saved)
+    init_seeds: list[tuple[str, str]] = field(default_factory=list)
+    # (slot id, blueprint) seeds built and fossilized before epoch 1: a grown architecture from the start
 
 
 @dataclass
@@ -155,6 +157,8 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
     ``RankFailure`` is re-raised. There SIGTERM comes from the launcher after a peer exited, so it
     closes the log as 'failed' too.
     """
+    for warning in spec.fault.check(spec.train.epochs, spec.train.governor) if spec.fault else ():
+        log.warning(warning)
     torch.manual_seed(spec.train.seed)
     if spec.train.device == "cpu" and spec.cpu_threads > 0:
         torch.set_num_threads(spec.cpu_threads)
@@ -207,6 +211,7 @@ def _train_and_close(spec: RunSpec, ctx: D.DistContext, task, model, controller,
         trainer = Trainer(model, train_loader, task.val_loader, num_classes=task.num_classes,
                           language=task.language, cfg=spec.train, controller=controller, sink=sink,
                           fault=spec.fault, dist=ctx)
+        trainer.implant(spec.init_seeds)
         status, reason = _fit(trainer, ctx, model)
         if spec.save_model:
             save_model(model, rw.run_dir / ("model.pt" if ctx.is_main else f"model.rank{ctx.rank}.pt"))

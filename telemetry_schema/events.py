@@ -136,6 +136,15 @@ class EpochCompleted(Event):
     host_params: int = doc("Trainable parameters of the host alone.", 0)
     total_params: int = doc("Trainable parameters of host plus live and fossilized seeds.", 0)
     seconds: float = doc("Wall seconds the epoch took, validation included.", 0.0)
+    forward_flops: int = doc("Forward FLOPs per sample of the model as it trained this epoch "
+                             "(host and seeds in the forward pass; products, convolutions and "
+                             "attention, a multiply-add = 2).", 0)
+    flops_train: int = doc("FLOPs of this epoch's training passes, forward and backward (this rank's batches).", 0)
+    flops_val: int = doc("FLOPs of this epoch's validation pass.", 0)
+    flops_counterfactual: int = doc("FLOPs of this epoch's counterfactual passes (a slot forced off).", 0)
+    flops_host: int = doc("The host's share of flops_train + flops_val + flops_counterfactual.", 0)
+    flops_cumulative: int = doc("Training, validation and counterfactual FLOPs of the run so far, this "
+                                "epoch included: the compute axis to compare runs on.", 0)
 
 
 # --- seeds -------------------------------------------------------------------------------
@@ -212,6 +221,8 @@ class Counterfactual(Event):
     real_acc: float = doc("Validation accuracy with the seed as it is, percent.")
     off_acc: float = doc("Validation accuracy with the slot's alpha forced to 0, percent.")
     contribution: float = doc("real_acc - off_acc, percentage points.")
+    contribution_se: float | None = doc("Standard error of the contribution, percentage points: of the "
+                                        "per-sample paired differences on the validation set.", None)
 
 
 @dataclass(frozen=True, slots=True)

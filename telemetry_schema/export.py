@@ -22,6 +22,8 @@ unless asked (``force``).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import json
 import math
 import os
@@ -38,7 +40,7 @@ from telemetry_schema.reader import LogError
 from telemetry_schema.rundir import read_run
 from telemetry_schema.tables import KindTables
 
-FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
+FORMATS = MappingProxyType({"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"})
 """Table formats and the extension of their files."""
 JSON_ROWS = 16_384
 """Rows converted to JSON at a time (bounds the Python objects alive at once)."""

@@ -161,6 +161,9 @@ class Fold:
     def _dense_epoch_completed(self, t, env):
         cols = {n: _num(t, n) for n in ("train_loss", "train_acc", "val_loss", "val_acc", "perplexity",
                                         "host_params", "total_params", "seconds")}
+        # a log without compute accounting (format 1, or a writer that does not count) has no FLOPs axis
+        flops = _num(t, "flops_cumulative") if "flops_cumulative" in t.column_names else np.full(len(t), np.nan)
+        cols["flops_cumulative"] = np.where(flops > 0, flops, np.nan)
         self.state.epochs.append(**env, **cols)
         last = t.column("per_class_acc")[-1].as_py()
         self.state.per_class_acc = last or []

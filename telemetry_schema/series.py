@@ -27,7 +27,7 @@ import numpy as np
 from telemetry_schema.state import RunState, Series
 
 X_AXES = ("epoch", "step", "wall", "flops")
-EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "perplexity", "total_params")
+EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "perplexity", "total_params", "flops_cumulative")
 BATCH_METRICS = ("loss", "lr", "samples_per_s")
 SLOT_METRICS = {"alpha": ("alpha", "value"), "grad_ratio": ("grads", "ratio"),
                 "grad_health": ("grads", "health"), "contribution": ("counterfactuals", "contribution")}

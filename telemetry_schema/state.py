@@ -247,7 +247,7 @@ class RunState:
     per_class_acc: list[float] = field(default_factory=list)
     epochs: Series = field(default_factory=lambda: Series(
         "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "perplexity",
-        "host_params", "total_params", "seconds", "step", "wall", "seq", "env"))
+        "host_params", "total_params", "seconds", "flops_cumulative", "step", "wall", "seq", "env"))
     batches: Series = field(default_factory=lambda: Series(
         "step", "epoch", "loss", "lr", "samples_per_s", "wall", "seq"))
     scalars: dict[str, Series] = field(default_factory=dict)

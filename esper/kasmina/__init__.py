@@ -2,7 +2,6 @@
 
 from esper.kasmina.alpha import CURVES, TEMPO_EPOCHS, AlphaController, AlphaMode
 from esper.kasmina.blueprints import BLUEPRINTS, blueprint_names, blueprint_params, build_blueprint
-from esper.kasmina import blueprints1d  # noqa: F401  (registers the conv1d and mlp blueprints)
 from esper.kasmina.gates import NEXT_STAGE, GateContext, evaluate_gates, gate_g0
 from esper.kasmina.gradients import (
     BiasCorrectedEMA, GradientCollector, GradientStats, gradient_health, gradient_ratio,

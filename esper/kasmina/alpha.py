@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
-TEMPO_EPOCHS: dict[str, int] = {"fast": 3, "standard": 5, "slow": 8}
+TEMPO_EPOCHS: Mapping[str, int] = MappingProxyType({"fast": 3, "standard": 5, "slow": 8})
 """Epochs an alpha ramp takes at each tempo."""
 
 
@@ -36,9 +37,9 @@ def curve_tanh(t: float, temperature: float = 0.5) -> float:
     return math.tanh(t / temperature) / math.tanh(1.0 / temperature)
 
 
-CURVES: dict[str, Callable[[float], float]] = {
+CURVES: Mapping[str, Callable[[float], float]] = MappingProxyType({
     "linear": curve_linear, "cosine": curve_cosine, "sigmoid": curve_sigmoid, "tanh": curve_tanh,
-}
+})
 
 
 @dataclass

@@ -6,7 +6,8 @@ Every blueprint is residual and shape-preserving: ``out = x + f(x)`` with the la
 
 from __future__ import annotations
 
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -133,8 +134,10 @@ def _heads(c: int) -> int:
 
 BlueprintFactory = Callable[[int], nn.Module]
 
-BLUEPRINTS: dict[str, dict[str, BlueprintFactory]] = {
-    "cnn": {
+from esper.kasmina.blueprints1d import CONV1D, MLP  # noqa: E402  (they build on the modules above)
+
+BLUEPRINTS: Mapping[str, Mapping[str, BlueprintFactory]] = MappingProxyType({
+    "cnn": MappingProxyType({
         "noop": lambda c: Noop(),
         "norm": lambda c: GatedNorm(nn.GroupNorm(next(g for g in (8, 4, 2, 1) if c % g == 0), c)),
         "attention": SqueezeExcite,
@@ -143,8 +146,8 @@ BLUEPRINTS: dict[str, dict[str, BlueprintFactory]] = {
         "conv_small": cnn_conv_small,
         "conv_light": cnn_conv_light,
         "conv_heavy": cnn_conv_heavy,
-    },
-    "transformer": {
+    }),
+    "transformer": MappingProxyType({
         "noop": lambda c: Noop(),
         "norm": lambda c: GatedNorm(nn.LayerNorm(c)),
         "lora": lambda c: LoRA(c, 8),
@@ -152,9 +155,11 @@ BLUEPRINTS: dict[str, dict[str, BlueprintFactory]] = {
         "attention": lambda c: CausalSelfAttention(c, _heads(c)),
         "mlp_small": lambda c: tf_mlp(c, 2),
         "mlp": lambda c: tf_mlp(c, 4),
-    },
-}
-"""topology -> blueprint name -> constructor(channels)."""
+    }),
+    "conv1d": CONV1D,
+    "mlp": MLP,
+})
+"""topology -> blueprint name -> constructor(channels) (read-only: no module-level mutable state)."""
 
 
 def blueprint_names(topology: str) -> list[str]:

@@ -1,15 +1,18 @@
 """Seed blueprints for 1-D signal hosts (``conv1d``) and flat-feature hosts (``mlp``).
 
-Registered into ``blueprints.BLUEPRINTS`` when ``esper.kasmina`` is imported (its
-``__init__`` imports this module). Like every blueprint they are residual and start as the
+Part of ``blueprints.BLUEPRINTS`` (that module imports these tables once its building blocks
+are defined). Like every blueprint they are residual and start as the
 identity: the last layer of each branch is zero-initialised.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Mapping
+
 from torch import Tensor, nn
 
-from esper.kasmina.blueprints import BLUEPRINTS, BlueprintFactory, GatedNorm, LoRA, Noop, Residual, tf_mlp, zero_init
+from esper.kasmina.blueprints import BlueprintFactory, GatedNorm, LoRA, Noop, Residual, tf_mlp, zero_init
 
 
 def _groups(c: int) -> int:
@@ -56,7 +59,7 @@ def conv1d_bottleneck(c: int) -> nn.Module:
     return Residual(nn.Sequential(*_conv_bn_relu(c, h, 1), *_conv_bn_relu(h, h, 3), zero_init(nn.Conv1d(h, c, 1))))
 
 
-CONV1D: dict[str, BlueprintFactory] = {
+CONV1D: Mapping[str, BlueprintFactory] = MappingProxyType({
     "noop": lambda c: Noop(),
     "norm": lambda c: GatedNorm(nn.GroupNorm(_groups(c), c)),
     "attention": FeatureGate,
@@ -65,10 +68,10 @@ CONV1D: dict[str, BlueprintFactory] = {
     "conv_small": conv1d_small,
     "conv_light": conv1d_light,
     "conv_heavy": conv1d_heavy,
-}
+})
 """Blueprints of 1-D convolutional hosts, on (B, C, L) features."""
 
-MLP: dict[str, BlueprintFactory] = {
+MLP: Mapping[str, BlueprintFactory] = MappingProxyType({
     "noop": lambda c: Noop(),
     "norm": lambda c: GatedNorm(nn.LayerNorm(c)),
     "attention": FeatureGate,
@@ -76,8 +79,6 @@ MLP: dict[str, BlueprintFactory] = {
     "lora_large": lambda c: LoRA(c, 32),
     "mlp_small": lambda c: tf_mlp(c, 2),
     "mlp": lambda c: tf_mlp(c, 4),
-}
+})
 """Blueprints of MLP hosts, on (B, C) features."""
 
-BLUEPRINTS.setdefault("conv1d", CONV1D)
-BLUEPRINTS.setdefault("mlp", MLP)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
 from esper.leyline.config import GateConfig
 from esper.leyline.gates import GATE_FOR_STAGE, GateId, GateResult
@@ -54,9 +56,7 @@ def gate_g2(slot, ctx: GateContext, cfg: GateConfig) -> GateResult:
         f.append("seed_gradient_unmeasured")
     else:
         _check(ratio >= threshold, f"seed_gradient_ok_{ratio:.2f}", f"seed_gradient_low_{ratio:.2f}", p, f)
-    h = rec.grad.health
-    _check(h >= cfg.min_gradient_health, f"gradient_health_ok_{h:.2f}", f"gradient_health_low_{h:.2f}", p, f)
-    _check(not rec.grad.exploding, "no_exploding_gradients", "gradients_exploding", p, f)
+    _check_gradient_window(rec.grad, cfg, p, f)
     if cfg.mode == "strict":
         gain = ctx.val_acc - rec.acc_at_stage_start
         _check(gain >= cfg.min_improvement_pp, f"improvement_{gain:.2f}pp",
@@ -64,12 +64,24 @@ def gate_g2(slot, ctx: GateContext, cfg: GateConfig) -> GateResult:
     return GateResult(GateId.G2, S.BLENDING, tuple(p), tuple(f))
 
 
+def _check_gradient_window(grad, cfg: GateConfig, p: list[str], f: list[str]) -> None:
+    """Gradient health over the stage's own recent samples (several of them), not the last one alone."""
+    n, need = len(grad.window), cfg.min_gradient_samples
+    _check(n >= need, f"gradient_samples_{n}", f"gradient_samples_{n}<{need}", p, f)
+    _, h, exploding = grad.recent(cfg.gradient_window)
+    if h is not None:
+        _check(h >= cfg.min_gradient_health, f"gradient_health_ok_{h:.2f}", f"gradient_health_low_{h:.2f}", p, f)
+    _check(exploding == 0, "no_exploding_gradients", f"gradients_exploding_{exploding}", p, f)
+
+
 def gate_g3(slot, ctx: GateContext, cfg: GateConfig) -> GateResult:
+    """Blend complete: alpha reached the slot's current target (a retarget moves the goal), and
+    that target lets the seed into the forward pass."""
     p, f = [], []
     a, t = slot.alpha.alpha, slot.alpha.target
-    _check(abs(a - slot.cfg.alpha_target) <= cfg.alpha_tolerance, f"alpha_at_target_{a:.3f}",
-           f"alpha_below_target_{a:.3f}<{slot.cfg.alpha_target:.3f}", p, f)
+    _check(abs(a - t) <= cfg.alpha_tolerance, f"alpha_at_target_{a:.3f}", f"alpha_below_target_{a:.3f}<{t:.3f}", p, f)
     _check(slot.alpha.idle, "alpha_idle", f"alpha_ramping_to_{t:.3f}", p, f)
+    _check(t > 0.0, "alpha_target_positive", "alpha_target_zero", p, f)
     return GateResult(GateId.G3, S.HOLDING, tuple(p), tuple(f))
 
 
@@ -83,9 +95,7 @@ def gate_g4(slot, ctx: GateContext, cfg: GateConfig) -> GateResult:
     rel = (ctx.val_loss - base) / max(abs(base), 1e-12) if math.isfinite(base) else float("nan")
     _check(math.isfinite(rel) and rel <= cfg.hold_loss_tolerance, f"val_loss_stable_{rel:+.3f}",
            f"val_loss_worse_{rel:+.3f}", p, f)
-    h = rec.grad.health
-    _check(h >= cfg.min_gradient_health and not rec.grad.exploding, f"gradient_health_ok_{h:.2f}",
-           f"gradient_unhealthy_{h:.2f}", p, f)
+    _check_gradient_window(rec.grad, cfg, p, f)
     v = rec.isolation_violations
     _check(v <= cfg.max_isolation_violations, f"isolation_violations_{v}",
            f"isolation_violations_{v}>{cfg.max_isolation_violations}", p, f)
@@ -105,7 +115,8 @@ def gate_g5(slot, ctx: GateContext, cfg: GateConfig) -> GateResult:
     return GateResult(GateId.G5, S.FOSSILIZED, tuple(p), tuple(f))
 
 
-GATES = {GateId.G1: gate_g1, GateId.G2: gate_g2, GateId.G3: gate_g3, GateId.G4: gate_g4, GateId.G5: gate_g5}
+GATES = MappingProxyType({GateId.G1: gate_g1, GateId.G2: gate_g2, GateId.G3: gate_g3, GateId.G4: gate_g4,
+                          GateId.G5: gate_g5})
 
 
 def gates_for(target: SeedStage) -> tuple[GateId, ...]:
@@ -117,7 +128,7 @@ def evaluate_gates(slot, target: SeedStage, ctx: GateContext, cfg: GateConfig) -
     return [GATES[g](slot, ctx, cfg) for g in gates_for(target) if g is not GateId.G0]
 
 
-NEXT_STAGE: dict[SeedStage, SeedStage] = {
+NEXT_STAGE: Mapping[SeedStage, SeedStage] = MappingProxyType({
     S.GERMINATED: S.TRAINING, S.TRAINING: S.BLENDING, S.BLENDING: S.HOLDING, S.HOLDING: S.FOSSILIZED,
-}
+})
 """Where ADVANCE leads from each stage."""

@@ -88,10 +88,23 @@ class GradientStats:
     vanishing: bool = False
     exploding: bool = False
     samples: int = 0
+    window: list[tuple[float, bool]] = field(default_factory=list)
+    # (health, exploding) of each sample since the seed's stage began; G2 and G4 judge its tail
 
     @property
     def ratio(self) -> float | None:
         return self.ema.value
+
+    def recent(self, n: int) -> tuple[int, float | None, int]:
+        """(samples, mean health, exploding samples) over the stage's last ``n`` samples (n = 0: all);
+        the health is None before the first sample."""
+        tail = self.window[-n:] if n > 0 else self.window
+        health = sum(h for h, _ in tail) / len(tail) if tail else None
+        return len(tail), health, sum(e for _, e in tail)
+
+    def new_window(self) -> None:
+        """Start the window of a new stage (the slot calls this on every stage move)."""
+        self.window.clear()
 
     def update(self, host_norm: float, seed_norms: list[float], seed_params: int,
                host_params: int, cfg: GradientConfig) -> None:
@@ -101,6 +114,7 @@ class GradientStats:
         self.health, self.vanishing, self.exploding = gradient_health(seed_norms, cfg)
         if not seed_norms:  # no trainable seed tensor: nothing was measured
             return
+        self.window.append((self.health, self.exploding))
         ratio = gradient_ratio(seed_norm, host_norm, seed_params, host_params, cfg)
         if ratio is not None:
             self.ema.update(ratio)

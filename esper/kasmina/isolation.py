@@ -20,6 +20,24 @@ def ste_forward(host: Tensor, seed: Tensor) -> Tensor:
     return host + (seed - seed.detach())
 
 
+def leaves_outside(t: Tensor, allowed: set[int]) -> int:
+    """How many leaf tensors outside ``allowed`` (ids) the autograd graph of ``t`` reaches: the
+    parameters and inputs whose gradient ``t`` would feed. Reads the graph only (no sync); not for
+    compiled code."""
+    seen, stack, outside = set(), [t.grad_fn], 0
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
+        if leaf is not None:
+            outside += id(leaf) not in allowed
+            continue
+        stack.extend(n for n, _ in node.next_functions)
+    return outside
+
+
 def blend_add(host: Tensor, seed: Tensor, alpha: Tensor | float) -> Tensor:
     """ADD: ``h + alpha * (s - h)``; host path gets (1 - alpha), seed path alpha."""
     return torch.lerp(host, seed, alpha) if isinstance(alpha, Tensor) else host + alpha * (seed - host)

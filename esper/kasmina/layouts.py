@@ -11,9 +11,12 @@ tensor of its layout, and the GATE blend pools each sample's features to (B, C).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Mapping
+
 from torch import Tensor
 
-LAYOUTS: dict[str, str] = {"cnn": "BCHW", "transformer": "BTC", "conv1d": "BCL", "mlp": "BC"}
+LAYOUTS: Mapping[str, str] = MappingProxyType({"cnn": "BCHW", "transformer": "BTC", "conv1d": "BCL", "mlp": "BC"})
 """topology -> the order of a feature tensor's dimensions."""
 
 

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from esper.kasmina.alpha import TEMPO_EPOCHS, AlphaController, AlphaMode
 from esper.kasmina.blueprints import build_blueprint
 from esper.kasmina.gradients import GradientStats, new_gradient_stats
-from esper.kasmina.isolation import blend_gate, blend_multiply, blend_with_isolation, ste_forward
+from esper.kasmina.isolation import (
+    blend_gate, blend_multiply, blend_with_isolation, leaves_outside, ste_forward,
+)
 from esper.kasmina.layouts import pool_channels, probe_shape
 from esper.kasmina.protocol import InjectionSpec
 from esper.leyline.config import GradientConfig, SlotConfig
@@ -44,9 +46,13 @@ class SeedRecord:
     loss_at_hold_start: float = float("nan")
     probe_ok: bool = False
     contribution: float | None = None
+    contribution_se: float | None = None
+    # standard error of the latest contribution, percentage points (paired over validation samples)
     contributions: list[float] = field(default_factory=list)
     panics_in_stage: int = 0
     isolation_violations: int = 0
+    # training forwards in this stage in which the isolated seed's output reached a tensor other
+    # than its own parameters (its autograd graph is walked each time; see SeedSlot._audited)
 
 
 class GateNet(nn.Module):
@@ -87,17 +93,28 @@ class SeedSlot(nn.Module):
         if self.seed is None or self.stage not in SEED_FORWARD_STAGES:
             return x
         if self.stage is S.TRAINING:
-            return ste_forward(x, self.seed(x.detach()))
+            return ste_forward(x, self._audited(self.seed(x.detach())))
         alpha = self.alpha.alpha if self.forced_alpha is None else self.forced_alpha
         if alpha == 0.0:
             return x
         isolate = self.isolate and self.stage is not S.FOSSILIZED  # a fossil is part of the host
         s = self.seed(x.detach() if isolate else x)
+        if isolate:
+            s = self._audited(s)
         if self.cfg.blend == "multiply":
             return blend_multiply(x, s, alpha, x)
         if self.cfg.blend == "gate":
             return blend_gate(x, s, alpha, self.gate_net(x))
         return blend_with_isolation(x, s, alpha)
+
+    def _audited(self, s: Tensor) -> Tensor:
+        """Count an isolation violation when a training forward of an isolated seed reaches, in its
+        autograd graph, any tensor but the seed's own parameters (the host's layers or features)."""
+        if self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            own = {id(p) for p in self.seed_parameters()}
+            if leaves_outside(s, own):
+                self.record.isolation_violations += 1
+        return s
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -122,6 +139,8 @@ class SeedSlot(nn.Module):
         if self.record is not None:
             self.record.epochs_in_stage = 0
             self.record.panics_in_stage = 0
+            self.record.isolation_violations = 0
+            self.record.grad.new_window()
         self.sink.stage_changed(self.slot_id, self.seed_id, previous, target, reason)
 
     def germinate(self, seed_id: str, blueprint: str, epoch: int, acc: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 from enum import Enum
 
 from esper.leyline.stages import SeedStage
@@ -57,6 +58,8 @@ class SlotView:
     alpha: float = 0.0
     last_gate_failed: tuple[str, ...] = ()
     # failed check codes of the slot's last gate evaluation
+    contribution_se: float | None = None
+    # its standard error, percentage points (paired over the validation samples)
 
 
 @dataclass(frozen=True)
@@ -75,3 +78,9 @@ class Observation:
     # epochs since the last prune (large when none)
     pruned_blueprints: tuple[str, ...] = ()
     # blueprints pruned so far, most recent last
+    host_params: int = 0
+    # trainable parameters of the host alone
+    host_flops: int = 0
+    # forward FLOPs per sample of the host alone (0 before the first epoch has been counted)
+    blueprint_costs: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=dict)
+    # slot id -> blueprint -> (parameters, forward FLOPs per sample) a seed of it would add there

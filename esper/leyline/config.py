@@ -11,13 +11,22 @@ class GateConfig:
 
     mode: str = "permissive"
     # 'strict' or 'permissive': strict adds G2's improvement check and G5's 1.0pp bar
-    min_training_epochs: int = 3
-    # G2: epochs a seed must spend in TRAINING before it may blend
+    min_training_epochs: int = 1
+    # G2: epochs a seed must spend in TRAINING before it may blend. 1, not the earlier 3: a seed
+    # trained straight-through does not reach the output, so it drifts (its gradients grew to
+    # "exploding" by epoch 3-5 at block0) and its compute buys nothing yet; bench_growth measured
+    # +3.0 -> +3.8pp over the host alone with 1 (2 seeds; see README)
     gradient_ratio_threshold: dict[str, float] = field(
         default_factory=lambda: {"cnn": 0.05, "transformer": 0.05, "conv1d": 0.05, "mlp": 0.05})
     # G2: minimum seed gradient ratio, per host topology (review 001 §1.3)
     min_gradient_health: float = 0.7
-    # G2/G4: minimum gradient health in [0, 1]
+    # G2/G4: minimum mean gradient health in [0, 1] over the stage's samples
+    min_gradient_samples: int = 3
+    # G2/G4: gradient samples the stage must have (collected every GradientConfig.stride batches)
+    gradient_window: int = 10
+    # G2/G4: health and exploding gradients are judged over the stage's last this-many samples
+    # (about an epoch at the default stride): a sample from the stage's first batches does not
+    # count against a seed for good, and the last sample alone is not the verdict
     min_improvement_pp: float = 0.5
     # G2 (strict only): val-accuracy gain since TRAINING began, percentage points
     alpha_tolerance: float = 1e-6
@@ -27,7 +36,8 @@ class GateConfig:
     hold_loss_tolerance: float = 0.05
     # G4: val loss may be at most this fraction worse than at hold start
     max_isolation_violations: int = 3
-    # G4: tolerated isolation violations
+    # G4: tolerated isolation violations in HOLDING (training forwards in which an isolated seed's
+    # output reached a tensor other than its own parameters)
     min_contribution_strict: float = 1.0
     # G5 (strict): counterfactual contribution, percentage points, must be >= this
     min_contribution_permissive: float = 0.0
@@ -102,7 +112,7 @@ class GovernorConfig:
 class HeuristicConfig:
     """Thresholds of the heuristic controller (CORE_SPEC §7)."""
 
-    min_epoch: int = 5
+    min_epoch: int = 1
     # never germinate before this epoch
     prune_cooldown: int = 5
     # epochs after a prune before the next germination
@@ -138,12 +148,30 @@ class HeuristicConfig:
     # epochs in HOLDING before a non-contributing seed is pruned
     max_holding_epochs: int = 4
     # prune a seed whose fossilization keeps failing after this long in HOLDING
-    slot_preference: str = "last"
-    # which free slot to germinate into: 'last' (deepest) or 'first'
+    slot_preference: str = "first"
+    # which free slot gets the first pick of blueprint and budget: 'first' (shallowest) or 'last'
     ransomware_contribution_pp: float = 1.0
     # 'ransomware': contribution above this ...
     ransomware_total_pp: float = 0.0
     # ... while total improvement since germination is below this
+    trigger: str = "early"
+    # when to germinate: 'early' (from min_epoch on, without waiting: growth near initialisation,
+    # while the learning rate is high) or 'plateau' (host stable and accuracy stalled, the earlier
+    # rule: seeds came at epoch 8-13 and paid nothing)
+    max_live_seeds: int = 3
+    # seeds live (germinated, training, blending, holding) at once, each in its own slot
+    blueprint_order: str = "rotation"
+    # 'rotation' (the blueprint list in turn) or 'cheapest' (fewest forward FLOPs in the slot first);
+    # recently pruned blueprints go last either way
+    max_params: int = 0
+    # budget: trainable parameters of host plus every seed may not exceed this (0 = no budget)
+    max_flops_ratio: float = 1.5
+    # budget: forward FLOPs per sample of host plus every seed may not exceed this x the host's (0 = none);
+    # without one the rotation's conv_heavy (5.8x the host at block2) took most of a run's compute
+    grow_until: float = 0.5
+    # no germination after this fraction of the run's epochs (seeds grown late never catch up)
+    fossilize_se: float = 2.0
+    # in HOLDING, fossilize only when the contribution also exceeds this many standard errors (0 = off)
 
 
 @dataclass(frozen=True)
@@ -163,7 +191,9 @@ class TrainConfig:
     lr_floor: float = 0.05
     # final learning-rate fraction of the cosine schedule
     seed_lr_scheduled: bool = False
-    # seeds follow the host's schedule (True) or keep seed_lr (False: late seeds still learn)
+    # live seeds follow the host's schedule (True) or keep seed_lr (False: late seeds still learn)
+    fossil_lr_scheduled: bool = True
+    # a FOSSILIZED seed is part of the host: it follows the host's schedule (True) or keeps seed_lr
     batch_stride: int = 20
     # emit batch metrics every k-th batch
     seed: int = 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
+from typing import Mapping
 
 from esper.leyline.stages import SeedStage
 
@@ -19,13 +21,13 @@ class GateId(Enum):
     G5 = "G5"
 
 
-GATE_FOR_STAGE: dict[SeedStage, tuple[GateId, ...]] = {
+GATE_FOR_STAGE: Mapping[SeedStage, tuple[GateId, ...]] = MappingProxyType({
     SeedStage.GERMINATED: (GateId.G0,),
     SeedStage.TRAINING: (GateId.G1,),
     SeedStage.BLENDING: (GateId.G2,),
     SeedStage.HOLDING: (GateId.G3,),
     SeedStage.FOSSILIZED: (GateId.G4, GateId.G5),
-}
+})
 """Gates guarding entry to a stage (all must pass). Other moves are ungated."""
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from enum import Enum, auto
+from types import MappingProxyType
+from typing import Mapping
 
 
 class SeedStage(Enum):
@@ -20,7 +22,7 @@ class SeedStage(Enum):
 
 
 _S = SeedStage
-TRANSITIONS: dict[SeedStage, frozenset[SeedStage]] = {
+TRANSITIONS: Mapping[SeedStage, frozenset[SeedStage]] = MappingProxyType({
     _S.DORMANT: frozenset({_S.GERMINATED}),
     _S.GERMINATED: frozenset({_S.TRAINING, _S.PRUNED}),
     _S.TRAINING: frozenset({_S.BLENDING, _S.PRUNED}),
@@ -30,7 +32,7 @@ TRANSITIONS: dict[SeedStage, frozenset[SeedStage]] = {
     _S.PRUNED: frozenset({_S.EMBARGOED}),
     _S.EMBARGOED: frozenset({_S.RESETTING}),
     _S.RESETTING: frozenset({_S.DORMANT}),
-}
+})
 """Every legal move; anything else raises IllegalTransition."""
 
 LIVE_STAGES: frozenset[SeedStage] = frozenset({_S.GERMINATED, _S.TRAINING, _S.BLENDING, _S.HOLDING})

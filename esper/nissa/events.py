@@ -36,11 +36,25 @@ class EventSink(Sink):
         self._emit(ev.BatchMetrics(loss=float(loss), lr=float(lr), samples_per_s=float(samples_per_s)),
                    step=step)
 
-    def epoch_completed(self, epoch, result, host_params, total_params, seconds) -> None:
+    def epoch_completed(self, epoch, result, host_params, total_params, seconds, compute=None) -> None:
+        flops = {} if compute is None else dict(
+            forward_flops=compute.forward_per_sample, flops_train=compute.train, flops_val=compute.val,
+            flops_counterfactual=compute.counterfactual, flops_host=compute.host,
+            flops_cumulative=compute.cumulative)
         self._emit(ev.EpochCompleted(
             train_loss=result.train_loss, train_acc=result.train_acc, val_loss=result.val_loss,
             val_acc=result.val_acc, perplexity=result.perplexity, per_class_acc=list(result.per_class_acc),
-            host_params=host_params, total_params=total_params, seconds=seconds), epoch=epoch)
+            host_params=host_params, total_params=total_params, seconds=seconds, **flops), epoch=epoch)
+
+    def seed_compute(self, slot_id, seed_id, compute) -> None:
+        """A seed's compute this epoch, as scalars named by its slot (every viewer that charts
+        scalars shows them): seed/SLOT/forward_flops (per sample), seed/SLOT/flops_train,
+        seed/SLOT/flops_eval (validation and counterfactual passes), seed/SLOT/flops_cumulative and
+        seed/SLOT/params. The seed in the slot at that epoch is the one its lifecycle events name."""
+        for name, value in (("forward_flops", compute.forward_per_sample), ("flops_train", compute.train),
+                            ("flops_eval", compute.eval), ("flops_cumulative", compute.cumulative),
+                            ("params", compute.params)):
+            self.writer.scalar(f"seed/{slot_id}/{name}", float(value))
 
     def seed_germinated(self, slot_id, seed_id, blueprint, params, blend, tempo, blend_epochs) -> None:
         self._emit(ev.SeedGerminated(blueprint=blueprint, params=params, blend=blend, tempo=tempo,
@@ -64,9 +78,9 @@ class EventSink(Sink):
                                     health=stats.health, vanishing=stats.vanishing,
                                     exploding=stats.exploding), slot_id, seed_id)
 
-    def counterfactual(self, slot_id, seed_id, real_acc, off_acc) -> None:
-        self._emit(ev.Counterfactual(real_acc=real_acc, off_acc=off_acc, contribution=real_acc - off_acc),
-                   slot_id, seed_id)
+    def counterfactual(self, slot_id, seed_id, real_acc, off_acc, se=None) -> None:
+        self._emit(ev.Counterfactual(real_acc=real_acc, off_acc=off_acc, contribution=real_acc - off_acc,
+                                     contribution_se=se), slot_id, seed_id)
 
     def seed_fossilized(self, slot_id, seed_id, reason, initiator, params) -> None:
         self._emit(ev.SeedFossilized(reason=reason, initiator=initiator, params=params), slot_id, seed_id)

@@ -21,20 +21,26 @@ with a one-line message naming the file and the key.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from esper.runtime import tasks
 
 from esper.kasmina.hosts import CNNConfig, CNNHost
 from esper.kasmina.hosts1d import Conv1dConfig, Conv1dHost, MLPConfig, MLPHost
 
 NPZ_KINDS = ("auto", "image", "signal", "features")
 VAL_KEYS = (("x_val", "y_val"), ("x_test", "y_test"))
-TOPOLOGY = {"image": "cnn", "signal": "conv1d", "features": "mlp"}
+TOPOLOGY = MappingProxyType({"image": "cnn", "signal": "conv1d", "features": "mlp"})
 MAX_CLASSES = 100_000
 """Labels above this are refused: a head that large is a mistake, not a task."""
 
@@ -194,17 +200,26 @@ def standardise(x: np.ndarray, x_val: np.ndarray, kind: str) -> tuple[np.ndarray
     return tuple(((a - mean) / std).astype(np.float32) for a in (x, x_val))
 
 
-def host_factory(data: NpzData):
-    """A constructor of the host that suits the data."""
+def host_factory(data: NpzData, width: int | None = None, depth: int | None = None):
+    """A constructor of the host that suits the data, ``width`` (first-block channels or MLP
+    width) and ``depth`` (blocks) overriding the defaults."""
     shape = data.x.shape
     if data.kind == "image":
         pools = min(2, max(0, int(np.log2(min(shape[2:])))))
-        return partial(CNNHost, CNNConfig(in_channels=shape[1], pool_blocks=pools, num_classes=data.num_classes))
-    if data.kind == "signal":
+        host, cfg = CNNHost, CNNConfig(in_channels=shape[1], pool_blocks=pools, num_classes=data.num_classes)
+    elif data.kind == "signal":
         pools = min(2, max(0, int(np.log2(shape[2]))))
-        return partial(Conv1dHost, Conv1dConfig(in_channels=shape[1], pool_blocks=pools,
-                                                num_classes=data.num_classes))
-    return partial(MLPHost, MLPConfig(in_features=shape[1], num_classes=data.num_classes))
+        host, cfg = Conv1dHost, Conv1dConfig(in_channels=shape[1], pool_blocks=pools, num_classes=data.num_classes)
+    else:
+        host, cfg = MLPHost, MLPConfig(in_features=shape[1], num_classes=data.num_classes)
+    for value, what in ((width, "host width"), (depth, "host depth")):
+        if value is not None and value < 1:
+            raise ValueError(f"{what} must be >= 1, got {value}")
+    if width is not None:
+        cfg = replace(cfg, **{"width" if host is MLPHost else "base": width})
+    if depth is not None:
+        cfg = replace(cfg, blocks=depth, **({} if host is MLPHost else {"pool_blocks": min(cfg.pool_blocks, depth)}))
+    return partial(host, cfg)
 
 
 def tensors(data: NpzData) -> tuple[torch.Tensor, ...]:
@@ -212,13 +227,13 @@ def tensors(data: NpzData) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (data.x, data.y, data.x_val, data.y_val))
 
 
-def npz_task(name: str, opts) -> "Task":
+def npz_task(name: str, opts) -> "tasks.Task":
     """The task ``npz:PATH`` (``name``) under ``TaskOptions`` ``opts`` (batch size, seed, kind)."""
     from esper.runtime.data import TensorLoader
     from esper.runtime.tasks import Task
 
     data = load_npz(name[len("npz:"):], opts.npz_kind)
-    factory = host_factory(data)
+    factory = host_factory(data, opts.host_width, opts.host_depth)
     x, y, xv, yv = tensors(data)
     return Task(name, TOPOLOGY[data.kind], data.num_classes, False, factory(),
                 TensorLoader(x, y, opts.batch_size, True, opts.seed), TensorLoader(xv, yv, 512),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -24,6 +25,13 @@ from esper.runtime.data import TensorLoader, lm_windows, random_crop_flip
 from esper.runtime.synthetic import FreshSyntheticLoader, SyntheticConfig, synthetic_val
 
 TASK_NAMES = ("synthetic-images", "pydoc-text", "cifar10", "text:PATH", "npz:PATH")
+DEFAULT_EPOCHS = MappingProxyType({"pydoc-text": 15})
+"""Epochs of a run when --epochs is not given, where a task differs from TrainConfig.epochs (a
+pydoc-text epoch is ~20x a synthetic-images one: 15 keep a run to a few minutes on 2 cores)."""
+
+
+def default_epochs(task: str, fallback: int) -> int:
+    return DEFAULT_EPOCHS.get(task, fallback)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -66,10 +74,46 @@ class TaskOptions:
     # host of the language tasks
     npz_kind: str = "auto"
     # npz tasks: what x holds, 'auto' (by its shape), 'image', 'signal' or 'features'
+    host_width: int | None = None
+    # host width: the CNN's first-block channels (base) or the transformer's embedding width; None = default
+    host_depth: int | None = None
+    # host depth: the CNN's conv blocks or the transformer's layers; None = default
+
+
+def cnn_config(opts: TaskOptions, classes: int = 10) -> CNNConfig:
+    """The CNN host of a task: the default preset with the options' width (base) and depth (blocks).
+
+    A max-pool follows each of the first two blocks (fewer when there are fewer blocks)."""
+    cfg = CNNConfig(num_classes=classes)
+    if opts.host_width is not None:
+        cfg = replace(cfg, base=_positive(opts.host_width, "host width"))
+    if opts.host_depth is not None:
+        depth = _positive(opts.host_depth, "host depth")
+        cfg = replace(cfg, blocks=depth, pool_blocks=min(cfg.pool_blocks, depth))
+    return cfg
+
+
+def transformer_config(opts: TaskOptions) -> TransformerConfig:
+    """The transformer host of a language task: the options' width and depth (layers) applied."""
+    cfg = replace(opts.transformer, block_size=max(opts.transformer.block_size, opts.text_block))
+    if opts.host_width is not None:
+        width = _positive(opts.host_width, "host width")
+        if width % cfg.heads:
+            raise ValueError(f"host width {width} must be a multiple of the {cfg.heads} attention heads")
+        cfg = replace(cfg, width=width)
+    if opts.host_depth is not None:
+        cfg = replace(cfg, layers=_positive(opts.host_depth, "host depth"))
+    return cfg
+
+
+def _positive(value: int, what: str) -> int:
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}")
+    return value
 
 
 def build_task(name: str, opts: TaskOptions = TaskOptions()) -> Task:
-    """Build a task by name; ValueError for an unknown name or an empty dataset,
+    """Build a task by name; ValueError for an unknown name, an empty dataset or a bad host size,
     FileNotFoundError for missing data."""
     if name == "synthetic-images":
         return _synthetic(opts)
@@ -94,7 +138,7 @@ def _synthetic(opts: TaskOptions) -> Task:
     if cfg.train_size <= 0 or cfg.val_size <= 0:
         raise ValueError("empty dataset: synthetic train_size and val_size must be positive")
     xv, yv = synthetic_val(cfg)
-    factory = partial(CNNHost, CNNConfig(num_classes=cfg.classes))
+    factory = partial(CNNHost, cnn_config(opts, cfg.classes))
     # Co-adaptation: with isolation, the layers before a slot stop learning at alpha = 1 and
     # their BatchNorm statistics lag once they resume (val accuracy dipped ~10pp after a prune);
     # measured on seeds 0/1: isolated +0.5/+0.05pp over the host alone, co-adapting +0.7/+0.9pp.
@@ -111,8 +155,7 @@ def _text(name: str, data: bytes, opts: TaskOptions) -> Task:
     cut = int(len(tokens) * 0.9)
     xt, yt = lm_windows(tokens[:cut], opts.text_block)
     xv, yv = lm_windows(tokens[cut:], opts.text_block)
-    factory = partial(TransformerHost,
-                      replace(opts.transformer, block_size=max(opts.transformer.block_size, opts.text_block)))
+    factory = partial(TransformerHost, transformer_config(opts))
     return Task(name, "transformer", 256, True, factory(), TensorLoader(xt, yt, opts.batch_size, True, opts.seed),
                 TensorLoader(xv, yv, opts.batch_size), opts.batch_size, host_factory=factory)
 
@@ -142,6 +185,7 @@ def _cifar10(opts: TaskOptions) -> Task:
     xv, yv = _cifar_batches([test])
     if len(xt) == 0 or len(xv) == 0:
         raise ValueError(f"empty dataset in {root}")
-    return Task("cifar10", "cnn", 10, False, CNNHost(CNNConfig()),
+    factory = partial(CNNHost, cnn_config(opts))
+    return Task("cifar10", "cnn", 10, False, factory(),
                 TensorLoader(xt, yt, opts.batch_size, True, opts.seed, random_crop_flip),
-                TensorLoader(xv, yv, 512), opts.batch_size, host_factory=partial(CNNHost, CNNConfig()))
+                TensorLoader(xv, yv, 512), opts.batch_size, host_factory=factory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from esper.leyline.actions import Decision, Observation, Op, SlotView
 from esper.leyline.config import HeuristicConfig
 from esper.leyline.stages import LIVE_STAGES, SeedStage
+from esper.tamiyo.budget import Spend, cost_of, over_budget, spent
 
 S = SeedStage
 
@@ -25,7 +26,8 @@ def acc_plateaued(acc: list[float], window: int, pp: float) -> bool:
 
 
 class HeuristicController:
-    """Germinate on a plateau, advance through gates, fossilize contributors, prune the rest."""
+    """Germinate (on a plateau, or early), advance through gates, fossilize contributors, prune the
+    rest; optionally cheapest blueprint first, within a parameter/FLOPs budget."""
 
     name = "heuristic"
 
@@ -34,12 +36,14 @@ class HeuristicController:
         self.penalty: dict[str, float] = {}
         self.rotation = 0
         self.pruned_seen = 0
+        self.budget_notes: list[str] = []
 
     def decide(self, obs: Observation) -> list[Decision]:
         self._update_penalties(obs)
         decisions = [d for v in obs.slots if v.stage in LIVE_STAGES for d in [self._manage(v)] if d]
-        if not any(v.stage in LIVE_STAGES for v in obs.slots):
-            decisions += self._maybe_germinate(obs)
+        live = sum(v.stage in LIVE_STAGES for v in obs.slots)
+        if live < self.cfg.max_live_seeds:
+            decisions += self._maybe_germinate(obs, self.cfg.max_live_seeds - live)
         return decisions or [Decision(Op.WAIT, reason=self._wait_reason(obs))]
 
     # -- live seeds --------------------------------------------------------------------------
@@ -66,14 +70,20 @@ class HeuristicController:
 
     def _judge_holding(self, v: SlotView, d) -> Decision | None:
         c, contrib = self.cfg, v.contribution
-        if contrib is not None and contrib > c.fossilize_pp:
+        if contrib is not None and contrib > c.fossilize_pp and self._clear_of_noise(v):
             if v.epochs_in_stage >= c.max_holding_epochs:
                 return d(Op.PRUNE, f"fossilization kept failing for {v.epochs_in_stage} epochs")
             return d(Op.FOSSILIZE, f"contribution {contrib:.2f}pp > {c.fossilize_pp}pp")
         if v.epochs_in_stage >= c.hold_decide_epochs:
             shown = "unmeasured" if contrib is None else f"{contrib:.2f}pp"
-            return d(Op.PRUNE, f"contribution {shown} <= {c.fossilize_pp}pp")
+            noise = f" or within {c.fossilize_se} SE ({v.contribution_se or float('nan'):.2f}pp)" if c.fossilize_se else ""
+            return d(Op.PRUNE, f"contribution {shown} <= {c.fossilize_pp}pp{noise}")
         return None
+
+    def _clear_of_noise(self, v: SlotView) -> bool:
+        """The contribution exceeds ``fossilize_se`` standard errors (always, when that is 0)."""
+        k = self.cfg.fossilize_se
+        return k <= 0 or (v.contribution_se is not None and v.contribution > k * v.contribution_se)
 
     # -- germination -------------------------------------------------------------------------
 
@@ -81,11 +91,13 @@ class HeuristicController:
         c, why = self.cfg, []
         if obs.epoch < c.min_epoch:
             why.append(f"epoch {obs.epoch} < {c.min_epoch}")
+        if obs.epoch > c.grow_until * obs.total_epochs:
+            why.append(f"epoch {obs.epoch} > {c.grow_until:g} of {obs.total_epochs}: too late to grow")
         if obs.epochs_since_prune < c.prune_cooldown:
             why.append(f"{obs.epochs_since_prune} epochs since prune < {c.prune_cooldown}")
-        if not host_stable(obs.train_loss, c.stable_window, c.stable_rel_change):
+        if c.trigger == "plateau" and not host_stable(obs.train_loss, c.stable_window, c.stable_rel_change):
             why.append("host not stable")
-        if not acc_plateaued(obs.val_acc, c.plateau_window, c.plateau_pp):
+        if c.trigger == "plateau" and not acc_plateaued(obs.val_acc, c.plateau_window, c.plateau_pp):
             why.append("accuracy still improving")
         if not any(v.stage is S.DORMANT for v in obs.slots):
             why.append("no free slot")
@@ -93,26 +105,66 @@ class HeuristicController:
 
     def _wait_reason(self, obs: Observation) -> str:
         live = [v for v in obs.slots if v.stage in LIVE_STAGES]
-        if live:
+        if len(live) >= self.cfg.max_live_seeds:
             return f"waiting on {live[0].slot_id} in {live[0].stage.name}"
-        return "; ".join(self._blockers(obs)) or "nothing to do"
+        return "; ".join(self._blockers(obs) + self.budget_notes) or "nothing to do"
 
-    def _maybe_germinate(self, obs: Observation) -> list[Decision]:
+    def _maybe_germinate(self, obs: Observation, room: int) -> list[Decision]:
+        """Up to ``room`` seeds, one per free slot in the preferred order, each within the budget."""
+        self.budget_notes = []
         if self._blockers(obs):
             return []
         free = [v for v in obs.slots if v.stage is S.DORMANT]
-        slot = free[-1] if self.cfg.slot_preference == "last" else free[0]
-        blueprint = self._next_blueprint(obs.topology)
-        why = f"plateau: best acc {max(obs.val_acc[-self.cfg.plateau_window:]):.2f}% ; host stable"
-        return [Decision(Op.GERMINATE, slot.slot_id, blueprint, why),
-                Decision(Op.ADVANCE, slot.slot_id, reason="seed built: start incubation (G1)")]
+        free = free[::-1] if self.cfg.slot_preference == "last" else free
+        out, already = [], spent(obs)
+        for v in free[:room]:
+            blueprint, cost = self._choose(obs, v.slot_id, already)
+            if blueprint is None:
+                continue
+            already = already + (cost or Spend())
+            out += [Decision(Op.GERMINATE, v.slot_id, blueprint, self._why(obs)),
+                    Decision(Op.ADVANCE, v.slot_id, reason="seed built: start incubation (G1)")]
+        return out
+
+    def _why(self, obs: Observation) -> str:
+        if self.cfg.trigger == "early":
+            return f"early growth: epoch {obs.epoch} >= {self.cfg.min_epoch}"
+        return f"plateau: best acc {max(obs.val_acc[-self.cfg.plateau_window:]):.2f}% ; host stable"
+
+    def _choose(self, obs: Observation, slot_id: str, already: Spend) -> tuple[str | None, Spend | None]:
+        """The first blueprint in order whose cost fits the budget (and its cost)."""
+        for name in self._order(obs, slot_id):
+            cost = cost_of(obs, slot_id, name)
+            why = over_budget(obs, self.cfg, cost, already)
+            if why is None:
+                self._advance_rotation(obs.topology, name)
+                return name, cost
+            self.budget_notes.append(f"{slot_id} {name}: over budget ({why})")
+        return None, None
+
+    def _names(self, topology: str) -> tuple[str, ...]:
+        return {"cnn": self.cfg.blueprints, "transformer": self.cfg.transformer_blueprints,
+                **self.cfg.other_blueprints}[topology]
+
+    def _order(self, obs: Observation, slot_id: str) -> list[str]:
+        """Blueprints to try: least penalised first; then in rotation, or cheapest forward FLOPs first."""
+        names = self._names(obs.topology)
+        order = [names[(self.rotation + i) % len(names)] for i in range(len(names))]
+        if self.cfg.blueprint_order == "cheapest":
+            flops = lambda n: (cost_of(obs, slot_id, n) or Spend(0, 0)).flops  # noqa: E731
+            return sorted(names, key=lambda n: (self.penalty.get(n, 0.0), flops(n), names.index(n)))
+        return sorted(order, key=lambda n: (self.penalty.get(n, 0.0), order.index(n)))
+
+    def _advance_rotation(self, topology: str, chosen: str) -> None:
+        names = self._names(topology)
+        self.rotation = (names.index(chosen) + 1) % len(names)
 
     def _next_blueprint(self, topology: str) -> str:
-        names = {"cnn": self.cfg.blueprints, "transformer": self.cfg.transformer_blueprints,
-                 **self.cfg.other_blueprints}[topology]
+        """The next blueprint of the rotation (no budget, no costs)."""
+        names = self._names(topology)
         order = [names[(self.rotation + i) % len(names)] for i in range(len(names))]
         best = min(order, key=lambda n: (self.penalty.get(n, 0.0), order.index(n)))
-        self.rotation = (names.index(best) + 1) % len(names)
+        self._advance_rotation(topology, best)
         return best
 
     def _update_penalties(self, obs: Observation) -> None:

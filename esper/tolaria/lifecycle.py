@@ -87,6 +87,21 @@ class Lifecycle:
         self.log.germinated += 1
         return True
 
+    def implant(self, slot, blueprint: str, epoch: int = 0) -> None:
+        """Germinate ``blueprint`` in ``slot`` and fossilize it at once (an initial architecture, not
+        growth: the gates after G0 are not asked and the lifecycle counts are left alone). G0 still
+        checks the slot and blueprint; ValueError if it fails."""
+        seed_id = f"init-{slot.slot_id}"
+        ctx = GateContext(0.0, float("nan"), frozenset(blueprint_names(self.model.topology)))
+        result = gate_g0(slot, seed_id, blueprint, ctx, self.gates)
+        if not result.passed:
+            raise ValueError(f"initial seed {slot.slot_id}={blueprint}: {', '.join(result.checks_failed)}")
+        self.sink.gate_evaluated(slot.slot_id, seed_id, result)
+        slot.germinate(seed_id, blueprint, epoch, 0.0, self.device)
+        for stage in (S.TRAINING, S.BLENDING, S.HOLDING, S.FOSSILIZED):
+            slot.enter(stage, "initial architecture", 0.0, float("nan"))
+        self.sink.seed_fossilized(slot.slot_id, seed_id, "initial architecture", "user", slot.record.params)
+
     def _advance(self, slot, ctx: GateContext, gate_source: GateSource) -> bool:
         target = NEXT_STAGE[slot.stage]
         ids = tuple(g for g in gates_for(target) if g is not GateId.G0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,10 @@ class ValidationResult:
     # validation accuracy per class, percent (empty for language tasks)
     perplexity: float | None = None
     # exp(val_loss) clamped at exp(20), language tasks only
+    val_samples: int = 0
+    # validation samples (sequences for language tasks): the pass's FLOPs are this x per-sample FLOPs
+    correct: Tensor | None = None
+    # (N,) bool on the CPU: which validation predictions (tokens for LM) were right (paired tests)
 
 
 def perplexity(loss: float) -> float:
@@ -50,6 +54,10 @@ class TrainStats:
     samples: int
     strided: list[tuple[int, float, float]]
     # (step, loss, samples/s) every batch_stride batches
+    sequences: int = 0
+    # samples in the batches' first dimension (samples counts tokens for language tasks)
+    example: Tensor | None = None
+    # the first sample of the first batch, (1, ...): what per-sample FLOPs are counted on
 
 
 @dataclass
@@ -82,10 +90,13 @@ def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimi
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    count, n, strided, t_last, s_last = 0, 0, [], clock(), 0
+    count, n, strided, t_last, s_last, sequences, example = 0, 0, [], clock(), 0, 0, None
     opts = [host_opt, *seed_opts.values()]
     for i, batch in enumerate(loader):
         x, y = _to(batch, device)
+        if example is None:
+            example = x[:1]
+        sequences += x.shape[0]
         logits = model(x)  # (B, K) or (B, T, K)
         loss = objective.loss(logits, y)
         if hooks.corrupt_loss is not None:
@@ -114,25 +125,45 @@ def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimi
         raise ValueError("empty training loader: it yielded no batch")
     values = torch.stack([loss_sum, correct.float()] + [s[1] for s in strided]).tolist()  # one sync
     rows = [(s[0], values[2 + k], s[2]) for k, s in enumerate(strided)]
-    return TrainStats(values[0] / count, 100.0 * values[1] / count, n, count, rows)
+    return TrainStats(values[0] / count, 100.0 * values[1] / count, n, count, rows, sequences, example)
+
+
+class Evaluation(NamedTuple):
+    """One evaluation pass."""
+
+    loss: float
+    acc: float
+    # percent
+    per_class: list[float]
+    # percent per class (empty unless asked for)
+    samples: int
+    # samples in the batches' first dimension (sequences for language tasks)
+    correct: Tensor | None = None
+    # (N,) bool on the CPU: which predictions were right (when asked for)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
-             per_class: bool = True, objective: Objective = CLASSIFICATION) -> tuple[float, float, list[float]]:
-    """(mean loss, accuracy %, per-class accuracy %); raises ValueError on an empty loader."""
+             per_class: bool = True, keep_correct: bool = False,
+             objective: Objective = CLASSIFICATION) -> Evaluation:
+    """(mean loss, accuracy %, per-class accuracy %, samples[, correct]); raises ValueError on an
+    empty loader. ``keep_correct`` keeps each prediction's hit, copied back with the totals (for
+    an objective with class targets; a custom objective's hits are batch sums, kept as None)."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     hits = torch.zeros(num_classes, device=device)
     totals = torch.zeros(num_classes, device=device)
-    count = 0
+    count, samples, hits_kept = 0, 0, []
     for batch in loader:
         x, y = _to(batch, device)
+        samples += x.shape[0]
         logits = model(x)
         weight = objective.weight(y)
         loss_sum += objective.loss(logits, y) * weight
-        if per_class and objective.per_class:
+        if objective.per_class:
             ok = (logits.argmax(-1) == y).float().reshape(-1)
+            if keep_correct:
+                hits_kept.append(ok.bool())
             flat = y.reshape(-1)
             hits.index_add_(0, flat, ok)
             totals.index_add_(0, flat, torch.ones_like(ok))
@@ -143,15 +174,18 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_class
         raise ValueError("empty validation loader: it yielded no batch")
     loss, correct, h, t = loss_sum.item(), hits.sum().item(), hits.tolist(), totals.tolist()  # one phase
     pcs = [100.0 * a / b if b else float("nan") for a, b in zip(h, t)] if per_class and objective.per_class else []
-    return loss / count, 100.0 * correct / count, pcs
+    kept = torch.cat(hits_kept).cpu() if hits_kept else None
+    return Evaluation(loss / count, 100.0 * correct / count, pcs, samples, kept)
 
 
 def validate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
              language: bool = False, train: TrainStats | None = None,
              objective: Objective = CLASSIFICATION) -> ValidationResult:
     """The epoch's ValidationResult (per-class accuracy for classification, perplexity for LM)."""
-    loss, acc, pcs = evaluate(model, loader, device, num_classes, per_class=not language, objective=objective)
+    loss, acc, pcs, samples, correct = evaluate(model, loader, device, num_classes, per_class=not language,
+                                                keep_correct=True, objective=objective)
     return ValidationResult(
         val_loss=loss, val_acc=acc,
         train_loss=train.loss if train else float("nan"), train_acc=train.acc if train else float("nan"),
-        per_class_acc=pcs, perplexity=perplexity(loss) if language else None)
+        per_class_acc=pcs, perplexity=perplexity(loss) if language else None, val_samples=samples,
+        correct=correct)

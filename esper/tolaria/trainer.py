@@ -12,47 +12,27 @@ from typing import Iterable
 import torch
 
 from esper import distributed as D
+from esper.kasmina.flops import cost_table, model_flops
 from esper.kasmina.gradients import GradientCollector
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Decision, Observation, SlotView
 from esper.leyline.config import TrainConfig
 from esper.leyline.gates import GateResult
-from esper.leyline.stages import SeedStage
+from esper.leyline.stages import SEED_FORWARD_STAGES, SeedStage
 from esper.nissa.sink import NullSink, Sink
 from esper.tamiyo.protocol import Controller, NoController
 from esper.tolaria.agreement import (
     EpochOutcome, GateRecorder, GateReplay, RankDivergence, architecture_fingerprint,
 )
-from esper.tolaria.attribution import counterfactual_contribution
+from esper.tolaria.attribution import attribute
+from esper.tolaria.compute import ComputeMeter, EpochCompute, SeedInfo
+from esper.tolaria.faults import FaultSpec
 from esper.tolaria.governor import Governor, GovernorVerdict
 from esper.tolaria.lifecycle import Lifecycle
 from esper.tolaria.objective import CLASSIFICATION, Objective
 from esper.tolaria.runners import StepHooks, ValidationResult, train_epoch, validate
 
 S = SeedStage
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    """A deliberate fault: 'nan' poisons the first training loss of ``epoch`` (weights go NaN);
-    'spike' multiplies the validation loss by ``factor`` for ``span`` epochs from ``epoch``."""
-
-    kind: str
-    # 'nan' or 'spike'
-    epoch: int
-    # first epoch affected (1-based)
-    factor: float = 100.0
-    # spike multiplier
-    span: int = 3
-    # epochs a spike lasts (3 consecutive anomalies force a rollback)
-
-    @classmethod
-    def parse(cls, text: str) -> "FaultSpec":
-        """'nan@5' or 'spike@12'; raises ValueError otherwise."""
-        kind, _, at = text.partition("@")
-        if kind not in ("nan", "spike") or not at.isdigit() or int(at) < 1:
-            raise ValueError(f"bad --inject-fault {text!r}: expected nan@EPOCH or spike@EPOCH")
-        return cls(kind, int(at))
 
 
 def _test_die_hook(ctx: D.DistContext, epoch: int) -> None:
@@ -81,6 +61,10 @@ class RunSummary:
     rollbacks: int = 0
     seconds: float = 0.0
     history: list[ValidationResult] = field(default_factory=list)
+    flops: int = 0
+    # training, validation and counterfactual FLOPs of the run (this rank's)
+    params: int = 0
+    # trainable parameters at the end: host plus live and fossilized seeds
 
 
 class Trainer:
@@ -104,6 +88,9 @@ class Trainer:
         self.governor = Governor(cfg.governor, num_classes)
         self.lifecycle = Lifecycle(model, cfg.gates, self.sink, self.device, self.controller.name)
         self.collector = GradientCollector()
+        self.meter = ComputeMeter()
+        self._example: torch.Tensor | None = None
+        self._cost_table: tuple[int, dict] | None = None
         self.host_opt = self._adamw(model.host_parameters(), cfg.host_lr)
         self.seed_opts: dict[str, torch.optim.Optimizer] = {}
         self.step = 0
@@ -128,7 +115,7 @@ class Trainer:
                 if self.model.slots[sid].stage in (S.TRAINING, S.BLENDING, S.HOLDING, S.FOSSILIZED)}
 
     def _measured_params(self):
-        seeds = {s.slot_id: s.seed_parameters() for s in self.model.slots_in(S.TRAINING, S.BLENDING)}
+        seeds = {s.slot_id: s.seed_parameters() for s in self.model.slots_in(S.TRAINING, S.BLENDING, S.HOLDING)}
         return self.model.host_parameters(), seeds
 
     def lr_factor(self, epoch: int) -> float:
@@ -140,12 +127,27 @@ class Trainer:
 
     def _apply_lr(self, epoch: int) -> float:
         f = self.lr_factor(epoch)
-        seed_f = f if self.cfg.seed_lr_scheduled else 1.0
-        pairs = [(self.host_opt, self.cfg.host_lr * f)] + [(o, self.cfg.seed_lr * seed_f) for o in self.seed_opts.values()]
+        pairs = [(self.host_opt, self.cfg.host_lr * f)] + [
+            (o, self.cfg.seed_lr * self._seed_lr_factor(sid, f)) for sid, o in self.seed_opts.items()]
         for opt, lr in pairs:
             for group in opt.param_groups:
                 group["lr"] = lr
         return self.cfg.host_lr * f
+
+    def _seed_lr_factor(self, slot_id: str, host_factor: float) -> float:
+        fossil = self.model.slots[slot_id].stage is S.FOSSILIZED
+        scheduled = self.cfg.fossil_lr_scheduled if fossil else self.cfg.seed_lr_scheduled
+        return host_factor if scheduled else 1.0
+
+    def implant(self, seeds: list[tuple[str, str]]) -> None:
+        """Build each (slot id, blueprint) seed and fossilize it before the first epoch: a given
+        grown architecture trained from epoch 1. ValueError for an unknown slot or blueprint."""
+        for slot_id, blueprint in seeds:
+            if slot_id not in self.model.slots:
+                raise ValueError(f"initial seed for slot {slot_id!r}: the model's slots are "
+                                 f"{', '.join(self.model.order)}")
+            self.lifecycle.implant(self.model.slots[slot_id], blueprint)
+        self._sync_seed_optimizers()
 
     def _corrupt(self, epoch: int):
         if self.fault is None or self.fault.kind != "nan" or self.fault.epoch != epoch:
@@ -193,11 +195,23 @@ class Trainer:
         if self.dist.enabled:  # same weights, same data: equal already; the mean carries a lone NaN everywhere
             result.val_loss = D.mean_scalar(self.dist, result.val_loss)
             result.val_acc = D.mean_scalar(self.dist, result.val_acc)
-        self._measure_contributions(result)
-        self._close_epoch(epoch, result, t0)
+        measured = self._measure_contributions(result)
+        compute = self._account(stats, result, measured)
+        self._close_epoch(epoch, result, t0, compute)
         return result
 
-    def _close_epoch(self, epoch: int, result: ValidationResult, t0: float) -> None:
+    def _account(self, stats, result: ValidationResult, measured: list[str]) -> EpochCompute:
+        """This epoch's FLOPs (the model as it trained: decisions come after) and the run's so far."""
+        self._example = stats.example if self._example is None else self._example
+        flops = model_flops(self.model, stats.example)
+        seeds = {s.slot_id: SeedInfo(s.seed_id, s.stage.name, s.record.params)
+                 for s in self.model.slots_in(*SEED_FORWARD_STAGES) if s.record is not None}
+        compute = self.meter.epoch(flops, stats.sequences, result.val_samples, measured, seeds)
+        self.summary.flops = compute.cumulative
+        return compute
+
+    def _close_epoch(self, epoch: int, result: ValidationResult, t0: float,
+                     compute: EpochCompute | None = None) -> None:
         """The epoch's lifecycle point: govern, report, tick the slots, let the controller act.
 
         Distributed, rank 0 decides all of it and broadcasts the outcome in one ``agree``; the other
@@ -206,7 +220,9 @@ class Trainer:
         verdict = agreed.verdict if agreed else self.governor.assess(result.val_loss)
         healthy = self._govern(epoch, result, verdict)
         self.sink.epoch_completed(epoch, result, self.model.host_param_count(),
-                                  self.model.total_param_count(), self.clock() - t0)
+                                  self.model.total_param_count(), self.clock() - t0, compute=compute)
+        for sid, seed in (compute.seeds if compute else {}).items():
+            self.sink.seed_compute(sid, seed.seed_id, seed)
         if healthy:
             self.acc_history.append(result.val_acc)
             self.loss_history.append(result.train_loss)
@@ -269,14 +285,17 @@ class Trainer:
                                     host_params, self.cfg.gradients)
             self.sink.gradient_stats(slot.slot_id, slot.seed_id, slot.record.grad)
 
-    def _measure_contributions(self, result: ValidationResult) -> None:
+    def _measure_contributions(self, result: ValidationResult) -> list[str]:
+        """Counterfactual contribution of each BLENDING/HOLDING seed; returns the slots measured."""
+        measured = []
         for slot in self.model.slots_in(S.BLENDING, S.HOLDING):
-            real, off, contribution = counterfactual_contribution(
-                self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc,
-                self.objective)
-            slot.record.contribution = contribution
-            slot.record.contributions.append(contribution)
-            self.sink.counterfactual(slot.slot_id, slot.seed_id, real, off)
+            a = attribute(self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc,
+                          result.correct, objective=self.objective)
+            slot.record.contribution, slot.record.contribution_se = a.contribution, a.se
+            slot.record.contributions.append(a.contribution)
+            self.sink.counterfactual(slot.slot_id, slot.seed_id, a.real_acc, a.off_acc, se=a.se)
+            measured.append(slot.slot_id)
+        return measured
 
     def _govern(self, epoch: int, result: ValidationResult, verdict: GovernorVerdict | None) -> bool:
         """Apply the governor's verdict on this epoch (rank 0's, when distributed); True if healthy."""
@@ -308,7 +327,16 @@ class Trainer:
         acc = self.acc_history[-1] if self.acc_history else 0.0
         views = tuple(self._slot_view(s, epoch, acc) for s in self.model.slots.values())
         return Observation(epoch, total, self.model.topology, list(self.acc_history),
-                           list(self.loss_history), views, since, tuple(log.pruned_blueprints))
+                           list(self.loss_history), views, since, tuple(log.pruned_blueprints),
+                           self.model.host_param_count(), *self._costs())
+
+    def _costs(self) -> tuple[int, dict]:
+        """(host forward FLOPs per sample, slot -> blueprint -> (params, forward FLOPs)), counted once
+        on the first training sample seen; (0, {}) before that."""
+        if self._cost_table is None and self._example is not None:
+            with torch.random.fork_rng(devices=[]):  # building blueprints must not move the run's RNG
+                self._cost_table = cost_table(self.model, self._example)
+        return self._cost_table or (0, {})
 
     def _slot_view(self, slot, epoch: int, acc: float) -> SlotView:
         rec = slot.record
@@ -317,7 +345,7 @@ class Trainer:
         return SlotView(slot.slot_id, slot.stage, rec.seed_id, rec.blueprint, rec.epochs_in_stage,
                         epoch - rec.germinated_epoch, acc - rec.acc_at_germination, rec.contribution,
                         rec.grad.ratio, slot.alpha.alpha,
-                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()))
+                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()), rec.contribution_se)
 
     def _control(self, epoch: int, result: ValidationResult,
                  agreed: EpochOutcome | None = None) -> tuple[list[Decision], list[GateResult]]:
@@ -358,4 +386,5 @@ class Trainer:
                 s.best_val_acc = result.val_acc if math.isnan(s.best_val_acc) else max(s.best_val_acc, result.val_acc)
             s.germinated, s.fossilized = self.lifecycle.log.germinated, self.lifecycle.log.fossilized
             s.pruned, s.seconds = self.lifecycle.log.pruned, self.clock() - t0
+            s.params = self.model.total_param_count()
         return self.summary

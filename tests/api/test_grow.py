@@ -26,7 +26,7 @@ from esper.leyline.stages import TRANSITIONS, SeedStage
 README = Path(__file__).resolve().parents[2] / "README.md"
 EAGER = HeuristicConfig(min_epoch=1, stable_window=1, stable_rel_change=10.0, plateau_window=1,
                         plateau_pp=1e9, prune_cooldown=0, hold_decide_epochs=1, failing_epochs=100,
-                        fossilize_pp=-100.0)
+                        fossilize_pp=-100.0, fossilize_se=0.0, max_flops_ratio=0.0)  # no budget: tiny hosts
 FAST = TrainConfig(batch_stride=2, gates=GateConfig(min_training_epochs=1, min_holding_epochs=1,
                                                     min_contribution_permissive=-100.0),
                    slot=SlotConfig(embargo_epochs=1))

@@ -16,7 +16,6 @@ import pytest
 
 from telemetry_schema import read_run
 
-import esper.log
 from esper.log import Run, SummaryWriter
 
 

@@ -46,7 +46,9 @@ WORKER = textwrap.dedent("""
             if len(calls) == 2:
                 return GovernorVerdict("injected", loss, None, 0.0, 0.0, 1, True)
             return real_assess(self, loss)
-        gates.GATES[GateId.G1], Governor.assess = failing_g1, assess
+        from types import MappingProxyType
+        gates.GATES = MappingProxyType({**gates.GATES, GateId.G1: failing_g1})  # a read-only table
+        Governor.assess = assess
     elif rank == patched and patch == "nan":
         # this rank alone poisons the first training loss of epoch 2 (the gradients all-reduce it)
         from esper.tolaria.trainer import Trainer

@@ -17,8 +17,10 @@ from telemetry_schema.reader import stream_files
 from telemetry_schema.rundir import read_run
 from tests.distributed.test_collectives import free_port
 
-# thresholds low enough that the heuristic germinates a seed after epoch 2 of 3
-EAGER = "min_epoch=1,stable_window=1,stable_rel_change=10,plateau_window=1,plateau_pp=1000"
+# the plateau rule with thresholds low enough that the heuristic germinates one seed, into the
+# deepest slot, after epoch 2 of 3
+EAGER = ("trigger=plateau,max_live_seeds=1,slot_preference=last,max_flops_ratio=0,grow_until=1,"
+         "min_epoch=1,stable_window=1,stable_rel_change=10,plateau_window=1,plateau_pp=1000")
 SMALL = ["--train-size", "512", "--val-size", "256", "--batch-size", "64", "--heuristic", EAGER]
 
 

@@ -18,9 +18,19 @@ def test_curves_run_from_zero_to_one_monotonically(name):
 
 @pytest.mark.parametrize("k", [6, 12, 24])
 def test_sigmoid_steepness_rescaled(k):
+    logistic = lambda t: 1 / (1 + math.exp(-k * (t - 0.5)))  # noqa: E731
+    lo, hi = logistic(0.0), logistic(1.0)
+    for t in (0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0):
+        assert curve_sigmoid(t, k) == pytest.approx((logistic(t) - lo) / (hi - lo), abs=1e-12)
     assert curve_sigmoid(0.0, k) == pytest.approx(0.0, abs=1e-12)
     assert curve_sigmoid(1.0, k) == pytest.approx(1.0, abs=1e-12)
-    assert curve_sigmoid(0.5, k) == pytest.approx(0.5)
+
+
+def test_sigmoid_steepness_orders_the_curves():
+    early = [curve_sigmoid(0.25, k) for k in (6, 12, 24)]
+    assert early[0] > early[1] > early[2] > 0  # steeper: slower start ...
+    late = [curve_sigmoid(0.75, k) for k in (6, 12, 24)]
+    assert late[0] < late[1] < late[2] < 1  # ... and faster finish
 
 
 def test_controller_ramps_snaps_and_holds():

@@ -64,3 +64,26 @@ def test_no_seed_means_zero_contribution():
     model = tiny_model(["block1"])
     r, off, c = counterfactual_contribution(model, model.slots["block1"], tiny_data(), CPU, 3, real_acc=42.0)
     assert (r, off, c) == (42.0, 42.0, 0.0)
+
+
+def test_paired_se_is_the_standard_error_of_per_sample_differences():
+    from esper.tolaria.attribution import paired_se
+    real = torch.tensor([1, 1, 0, 1, 0, 1], dtype=torch.bool)
+    off = torch.tensor([1, 0, 0, 0, 1, 1], dtype=torch.bool)
+    d = [0, 1, 0, 1, -1, 0]
+    mean = sum(d) / 6
+    sd = (sum((x - mean) ** 2 for x in d) / 5) ** 0.5
+    assert paired_se(real, off) == pytest.approx(100 * sd / 6 ** 0.5)
+    assert paired_se(real, real) == 0.0
+
+
+def test_attribution_with_per_sample_hits_matches_the_plain_contribution():
+    from esper.tolaria.attribution import attribute
+    model, slot = _blended_model()
+    loader = tiny_data(seed=3)
+    real = evaluate(model, loader, CPU, 3, keep_correct=True)
+    a = attribute(model, slot, loader, CPU, 3, real.acc, real.correct)
+    r, off, c = counterfactual_contribution(model, slot, loader, CPU, 3)
+    assert (a.real_acc, a.off_acc) == (pytest.approx(r), pytest.approx(off))
+    assert a.contribution == pytest.approx(c) and a.se > 0
+    assert real.correct.dtype == torch.bool and real.correct.numel() == real.samples == 96

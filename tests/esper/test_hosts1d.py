@@ -11,6 +11,7 @@ from esper.kasmina.slot import SeedSlot
 from esper.leyline.actions import Observation, Op, SlotView
 from esper.leyline.config import GateConfig, SlotConfig
 from esper.leyline.stages import SeedStage as S
+from esper.leyline.config import HeuristicConfig
 from esper.tamiyo import HeuristicController
 
 FEATURES = {"conv1d": lambda c: torch.randn(3, c, 11), "mlp": lambda c: torch.randn(3, c)}
@@ -91,7 +92,7 @@ def test_slot_probes_and_blends_each_topology(topology, blend):
 def test_heuristic_germinates_the_topologys_own_blueprints(topology, first):
     obs = Observation(6, 40, topology, [50.0, 60.0, 61.0, 61.1, 61.2, 61.2], [2.0, 1.2, 1.0, 0.99, 0.98, 0.98],
                       (SlotView("block0", S.DORMANT),), 10 ** 6, ())
-    controller = HeuristicController()
+    controller = HeuristicController(HeuristicConfig(max_flops_ratio=0))  # no budget: no cost table here
     (germinate, _) = controller.decide(obs)
     assert germinate.op is Op.GERMINATE and germinate.blueprint == first
     assert controller.decide(obs)[0].blueprint in BLUEPRINTS[topology]

@@ -76,6 +76,18 @@ def test_each_kind_gets_its_host(tmp_path, kind, topology, host, x_shape):
     assert task.host(xb).shape == (32, 3)
 
 
+@pytest.mark.parametrize("kind", ["image", "signal", "features"])
+def test_host_width_and_depth_size_every_npz_host(tmp_path, kind):
+    path = task_file(tmp_path, kind)
+    small = build_task(f"npz:{path}", TaskOptions(batch_size=32))
+    big = build_task(f"npz:{path}", TaskOptions(batch_size=32, host_width=128, host_depth=4))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(big.host) > 2 * count(small.host)
+    assert len(big.host.injection_specs()) == 4 and len(small.host.injection_specs()) == 3
+    with pytest.raises(ValueError, match="host width must be >= 1"):
+        build_task(f"npz:{path}", TaskOptions(batch_size=32, host_width=0))
+
+
 def test_one_channel_images_and_signals_get_a_channel_axis(tmp_path):
     y = np.array([0, 1] * 10)
     img = load_npz(write(tmp_path, "i.npz", x=np.ones((20, 6, 6)), y=y, x_val=np.ones((4, 6, 6)), y_val=y[:4]))
