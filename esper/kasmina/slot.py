@@ -43,6 +43,8 @@ class SeedRecord:
     loss_at_hold_start: float = float("nan")
     probe_ok: bool = False
     contribution: float | None = None
+    contribution_epoch: int | None = None
+    # epoch at whose end ``contribution`` was measured (None = never)
     contributions: list[float] = field(default_factory=list)
     panics_in_stage: int = 0
     isolation_violations: int = 0

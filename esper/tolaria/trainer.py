@@ -190,7 +190,7 @@ class Trainer:
         if self.dist.enabled:  # same weights, same data: equal already; the mean carries a lone NaN everywhere
             result.val_loss = D.mean_scalar(self.dist, result.val_loss)
             result.val_acc = D.mean_scalar(self.dist, result.val_acc)
-        self._measure_contributions(result)
+        self._measure_contributions(result, epoch)
         self._close_epoch(epoch, result, t0)
         return result
 
@@ -266,11 +266,11 @@ class Trainer:
                                     host_params, self.cfg.gradients)
             self.sink.gradient_stats(slot.slot_id, slot.seed_id, slot.record.grad)
 
-    def _measure_contributions(self, result: ValidationResult) -> None:
+    def _measure_contributions(self, result: ValidationResult, epoch: int) -> None:
         for slot in self.model.slots_in(S.BLENDING, S.HOLDING):
             real, off, contribution = counterfactual_contribution(
                 self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc)
-            slot.record.contribution = contribution
+            slot.record.contribution, slot.record.contribution_epoch = contribution, epoch
             slot.record.contributions.append(contribution)
             self.sink.counterfactual(slot.slot_id, slot.seed_id, real, off)
 
@@ -304,16 +304,19 @@ class Trainer:
         acc = self.acc_history[-1] if self.acc_history else 0.0
         views = tuple(self._slot_view(s, epoch, acc) for s in self.model.slots.values())
         return Observation(epoch, total, self.model.topology, list(self.acc_history),
-                           list(self.loss_history), views, since, tuple(log.pruned_blueprints))
+                           list(self.loss_history), views, since, tuple(log.pruned_blueprints),
+                           self.model.host_param_count())
 
     def _slot_view(self, slot, epoch: int, acc: float) -> SlotView:
         rec = slot.record
         if rec is None:
             return SlotView(slot.slot_id, slot.stage)
+        age = epoch - rec.contribution_epoch if rec.contribution_epoch is not None else None
         return SlotView(slot.slot_id, slot.stage, rec.seed_id, rec.blueprint, rec.epochs_in_stage,
                         epoch - rec.germinated_epoch, acc - rec.acc_at_germination, rec.contribution,
                         rec.grad.ratio, slot.alpha.alpha,
-                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()))
+                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()), slot.alpha.target, age,
+                        rec.grad.health if rec.grad.samples else None, rec.params)
 
     def _control(self, epoch: int, result: ValidationResult,
                  agreed: EpochOutcome | None = None) -> tuple[list[Decision], list[GateResult]]:

@@ -108,12 +108,12 @@ def test_alpha_speed_counts_only_for_set_alpha_target():
 def test_decode_alpha_speed():
     act = {h: 0 for h in SPACE.heads} | {"op": OPS.index(Op.SET_ALPHA_TARGET), "slot": 1,
                                           "alpha_target": 1, "alpha_speed": 2}
-    d = SPACE.decode(act).decision
+    d = SPACE.decode(act)
     assert (d.op, d.slot_id, d.alpha_target, d.alpha_steps) == (Op.SET_ALPHA_TARGET, "b", ALPHA_TARGETS[1],
                                                                 ALPHA_SPEEDS[2])
     assert d.reason == f"alpha_target={ALPHA_TARGETS[1]:g} alpha_speed_epochs={ALPHA_SPEEDS[2]}"
     for op in (Op.WAIT, Op.GERMINATE, Op.PRUNE, Op.ADVANCE):
-        d = SPACE.decode(dict(act, op=OPS.index(op)), reason="policy").decision
+        d = SPACE.decode(dict(act, op=OPS.index(op)), reason="policy")
         assert d.alpha_steps is None and d.alpha_target is None and d.reason == "policy"
 
 

@@ -110,10 +110,12 @@ class PolicyNetwork(nn.Module):
 
         A checkpoint saved before a head of ``LEGACY_HEAD_CHOICE`` existed loads with that head
         pinned to the choice that reproduces its old behaviour (logged as a warning); any other
-        mismatch raises ValueError."""
+        mismatch raises ValueError. Building the network draws its throwaway initial weights from a
+        forked RNG: loading a policy leaves the caller's torch RNG (a training run's) untouched."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         space = ActionSpace(tuple(ckpt["slot_ids"]), tuple(ckpt["blueprints"]))
-        net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
+        with torch.random.fork_rng(devices=[]):
+            net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
         state = ckpt["state_dict"]
         absent = {k.split(".")[1] for k in net.state_dict() if k not in state and k.startswith("heads.")}
         legacy = sorted(h for h in absent if h in LEGACY_HEAD_CHOICE)
