@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -26,10 +27,16 @@ from esper.simic.collect import RoundResult
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPOConfig
 from esper.simic.rewards import MODES, RewardConfig
-from esper.simic.telemetry import EnvEventSink, ppo_update_event
+from esper.simic.telemetry import ppo_update_event
 from esper.simic.training import Budget, Configs, PPOTrainer, RunConfig, load_checkpoint
 from telemetry_schema import events as ev
 from telemetry_schema.rundir import create_run, new_run_id
+
+
+DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+"""Worker processes of a default run: the 2 cores the default is sized for, where the machine has them."""
+DEFAULT_BUDGET_S = 780.0
+"""Seconds of learning of a default run: 13 minutes, leaving room for start-up and the checkpoint."""
 
 
 def add_ppo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -54,6 +61,9 @@ def add_ppo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, default=env.synthetic_train,
                    help="training samples per epoch of the synthetic task")
     p.add_argument("--val-size", type=int, default=env.synthetic_val, help="validation samples of the synthetic task")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help=f"processes the environments are split over (default {DEFAULT_WORKERS}: the CPU cores, at "
+                        "most 2); the run steps the same with any number")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for small hosts)")
     p.add_argument("--data-dir", default=None, help="data directory (cifar10)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR|learner.pt",
@@ -61,15 +71,15 @@ def add_ppo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_BUDGET_S = 780.0
-"""Seconds of learning of a default run: 13 minutes, leaving room for start-up and the checkpoint."""
 
 
 def configs_from_args(args: argparse.Namespace) -> Configs:
     """The run's configurations from the flags; raises ValueError for bad ones."""
-    for flag in ("envs", "rollout_steps", "episode_length", "train_size", "val_size", "threads"):
+    for flag in ("envs", "rollout_steps", "episode_length", "train_size", "val_size", "threads", "workers"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.workers > args.envs:
+        raise ValueError(f"--workers {args.workers}: at most one per environment (--envs {args.envs})")
     if args.rounds is not None and args.rounds < 1:
         raise ValueError("--rounds must be >= 1")
     if args.time_budget is not None and (args.time_budget < 0 or not math.isfinite(args.time_budget)):
@@ -79,7 +89,8 @@ def configs_from_args(args: argparse.Namespace) -> Configs:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
     run = RunConfig(envs=args.envs, rounds=args.rounds or RunConfig.rounds, rollout_steps=args.rollout_steps,
-                    time_budget_s=DEFAULT_BUDGET_S if args.time_budget is None else args.time_budget, seed=args.seed)
+                    time_budget_s=DEFAULT_BUDGET_S if args.time_budget is None else args.time_budget, seed=args.seed,
+                    workers=args.workers)
     env = EnvConfig(task=args.task, episode_length=args.episode_length, seed=args.seed, device=args.device,
                     synthetic_train=args.train_size, synthetic_val=args.val_size, gates=args.gates,
                     data_dir=args.data_dir)
@@ -88,9 +99,9 @@ def configs_from_args(args: argparse.Namespace) -> Configs:
 
 
 def resumed_configs(args: argparse.Namespace, ckpt: dict) -> Configs:
-    """A checkpoint's configurations, with --rounds / --time-budget / --threads taken from the flags."""
+    """A checkpoint's configurations, with --rounds / --time-budget / --workers taken from the flags."""
     cfgs = Configs.from_dict(ckpt["configs"])
-    run = cfgs.run
+    run = dataclasses.replace(cfgs.run, workers=min(args.workers, cfgs.run.envs))
     if args.rounds is not None:
         run = dataclasses.replace(run, rounds=args.rounds)
     if args.time_budget is not None:
@@ -149,11 +160,10 @@ def run_ppo(args: argparse.Namespace, console: Console | None = None,
     console.print(f"run directory: [bold]{rw.run_dir}[/]" + (f" (resumed from {args.resume})" if ckpt else ""))
     status, reason = "completed", ""
     try:
-        trainer = PPOTrainer.build(cfgs, lambda i: EnvEventSink(rw.writer, i), ckpt)
-        budget = Budget(cfgs.run.rounds, cfgs.run.time_budget_s, trainer.rounds_done,
-                        clock=clock)
+        trainer = PPOTrainer.build(cfgs, rw.writer, ckpt)
+        budget = Budget(cfgs.run.rounds, cfgs.run.time_budget_s, trainer.rounds_done, clock=clock)
         spent = trainer.seconds_spent
-        with Progress(TextColumn("round {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
+        with trainer, Progress(TextColumn("round {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
                       TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"), console=console) as progress:
             bar = progress.add_task("ppo", total=cfgs.run.rounds, completed=trainer.rounds_done, eta="?")
             while budget.allows_another():

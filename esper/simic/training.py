@@ -23,7 +23,8 @@ from esper.simic.collect import Learner, RoundResult
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.rewards import RewardConfig
-from esper.simic.vec_env import VecMorphEnv
+from esper.simic.procs import make_vec_env
+from esper.simic.telemetry import EnvEventSink
 from esper.tamiyo.policy.bridge import BridgeConfig
 from esper.tamiyo.policy.features import FeatureConfig
 from esper.tamiyo.policy.network import NetworkConfig, PolicyNetwork
@@ -43,6 +44,8 @@ class RunConfig:
     # stop before a round that would end past this many seconds of learning (0 = no limit)
     seed: int = 0
     # seed of the policy's initial weights and of action sampling
+    workers: int = 1
+    # processes the environments are split over (esper.simic.procs); the run steps the same either way
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,13 @@ class PPOTrainer:
         self.rounds_done, self.seconds_spent = rounds_done, seconds_spent
 
     @classmethod
-    def build(cls, cfgs: Configs, sink_factory=None, resume: dict | None = None) -> PPOTrainer:
-        """New environments and learner; ``resume`` (a loaded checkpoint) restores the learner."""
-        env_kw = {"sink_factory": sink_factory} if sink_factory else {}
+    def build(cls, cfgs: Configs, writer=None, resume: dict | None = None) -> PPOTrainer:
+        """New environments (logging to ``writer`` when given) and learner; ``resume`` (a loaded
+        checkpoint) restores the learner."""
         episode0 = resume["next_episode"] if resume else 0
-        env = VecMorphEnv(cfgs.run.envs, cfgs.env, cfgs.reward, cfgs.features, bridge_cfg=cfgs.bridge,
-                          first_episode=episode0, data_passes=resume["data_passes"] if resume else 0, **env_kw)
+        sinks = (lambda i: EnvEventSink(writer, i)) if writer is not None else None
+        env = make_vec_env(cfgs.run.envs, cfgs.run.workers, cfgs.env, cfgs.reward, cfgs.features, cfgs.bridge,
+                           writer, episode0, resume["data_passes"] if resume else 0, sinks)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfgs.run.seed)
             net = PolicyNetwork(env.obs_dim, env.space, cfgs.network)
@@ -142,6 +146,16 @@ class PPOTrainer:
         if learner.scaler is not None and resume.get("scaler"):
             learner.scaler.load_state_dict(resume["scaler"])
         return cls(cfgs, env, learner, int(resume["rounds"]), float(resume["seconds"]))
+
+    def close(self) -> None:
+        """Stop the environment workers (if any)."""
+        self.env.close()
+
+    def __enter__(self) -> PPOTrainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def round(self) -> RoundResult:
         result = self.learner.round(self.cfgs.run.rollout_steps)
@@ -161,7 +175,7 @@ class PPOTrainer:
                  "updates": ppo.updates, "generator": self.learner.generator.get_state(),
                  "scaler": self.learner.scaler.state_dict() if self.learner.scaler else {},
                  "rounds": self.rounds_done, "seconds": seconds_spent,
-                 "next_episode": max(e.episode for e in self.env.envs) + 1, "data_passes": self.env.data.passes}
+                 "next_episode": self.env.next_episode(), "data_passes": self.env.data_passes}
         _atomic(run_dir / "learner.pt", lambda p: torch.save(state, p))
 
 

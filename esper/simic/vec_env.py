@@ -70,11 +70,14 @@ class VecMorphEnv:
     def __init__(self, num_envs: int, cfg: EnvConfig | None = None, reward_cfg: RewardConfig | None = None,
                  feature_cfg: FeatureConfig | None = None,
                  sink_factory: Callable[[int], Sink] = lambda i: Sink(),
-                 bridge_cfg: BridgeConfig | None = None, first_episode: int = 0, data_passes: int = 0) -> None:
+                 bridge_cfg: BridgeConfig | None = None, first_episode: int = 0, data_passes: int = 0,
+                 indices: tuple[int, ...] | None = None) -> None:
         """``first_episode`` and ``data_passes`` (a resumed run) start the episode indices (host
-        seeds) and the data stream where an earlier run left them."""
+        seeds) and the data stream where an earlier run left them; ``indices`` (a worker's share of
+        a larger run, esper.simic.procs) are the environments' indices, 0..num_envs-1 by default."""
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
+        self.indices = tuple(indices) if indices is not None else tuple(range(num_envs))
         cfg, self.reward_cfg = cfg or EnvConfig(), reward_cfg or RewardConfig()
         self.num_envs, self.cfg = num_envs, cfg
         self.data = SharedData.build(cfg.task, task_options(cfg), cfg.device)
@@ -84,8 +87,8 @@ class VecMorphEnv:
         self.pool = ShadowPool(cfg, self.reward_cfg, self.data)
         first = self.data.draw()
         self.keys = [self._key(i, first_episode) for i in range(num_envs)]
-        self.envs = [MorphEnv(i, cfg, self.reward_cfg, self.data, first, sink_factory, self.keys[i][0], first_episode)
-                     for i in range(num_envs)]
+        self.envs = [MorphEnv(self.indices[i], cfg, self.reward_cfg, self.data, first, sink_factory, self.keys[i][0],
+                              first_episode) for i in range(num_envs)]
         self._pair(first)
         model = self.envs[0].model
         self.space = ActionSpace(tuple(model.order), tuple(blueprint_names(model.topology)))
@@ -95,7 +98,7 @@ class VecMorphEnv:
 
     def _key(self, i: int, episode: int) -> ShadowKey:
         """The host seed of environment ``i``'s ``episode`` (shared across environments by default)."""
-        return episode_seed(self.cfg.seed, 0 if self.cfg.shared_host else i, episode), self.steps
+        return episode_seed(self.cfg.seed, 0 if self.cfg.shared_host else self.indices[i], episode), self.steps
 
     def _pair(self, batches: tuple[Batch, ...]) -> None:
         if self.paired:
@@ -106,6 +109,17 @@ class VecMorphEnv:
     @property
     def obs_dim(self) -> int:
         return self.bridge.obs_dim
+
+    def next_episode(self) -> int:
+        """An episode index no environment has used yet (where a resumed run starts)."""
+        return max(e.episode for e in self.envs) + 1
+
+    @property
+    def data_passes(self) -> int:
+        return self.data.passes
+
+    def close(self) -> None:
+        """Nothing to release (the protocol of esper.simic.procs.ProcVecEnv)."""
 
     @property
     def feature_cfg(self) -> FeatureConfig:

@@ -25,7 +25,7 @@ def parse(*argv):
 
 
 TINY = ("--envs", "2", "--rounds", "2", "--rollout-steps", "3", "--episode-length", "3", "--train-size", "256",
-        "--val-size", "128")
+        "--val-size", "128", "--workers", "1")
 
 
 def test_defaults():
@@ -71,14 +71,14 @@ def test_run_writes_log_and_checkpoints(trained):
 def test_resume_continues_the_learner_in_a_new_run(trained, tmp_path):
     _, run_dir = trained
     ckpt = torch.load(run_dir / "learner.pt", weights_only=True)
-    cfgs = resumed_configs(parse("--rounds", "3"), ckpt)
+    cfgs = resumed_configs(parse("--rounds", "3", "--workers", "1"), ckpt)
     trainer = PPOTrainer.build(cfgs, resume=ckpt)
     net = trainer.learner.ppo.net
     assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in net.state_dict().items())
     assert trainer.learner.ppo.updates == 2 and trainer.rounds_done == 2
     assert trainer.learner.ppo.opt.state_dict()["state"][0]["step"] == ckpt["optimizer"]["state"][0]["step"]
     assert trainer.env.envs[0].episode == ckpt["next_episode"]  # episodes (host seeds) not used before
-    rc = run_ppo(parse("--resume", str(run_dir), "--rounds", "3", "--runs-dir", str(tmp_path)),
+    rc = run_ppo(parse("--resume", str(run_dir), "--rounds", "3", "--workers", "1", "--runs-dir", str(tmp_path)),
                  Console(file=io.StringIO()))
     new_dir = next(tmp_path.iterdir())
     assert rc == 0 and new_dir != run_dir

@@ -207,3 +207,32 @@ def test_controller_decision_event_carries_alpha_target_and_speed(tmp_path):
     assert set(dict(first["action_probs"])) == {op.name for op in OPS}  # the op probabilities stay as they were
     assert (second["blueprint"], second["blend"], second["tempo"], second["curve"]) == ("conv_light", "gate", "slow",
                                                                                          "cosine")
+
+
+def test_worker_processes_step_exactly_as_one_process(tmp_path):
+    from esper.simic.procs import ProcVecEnv
+    from esper.simic.telemetry import EnvEventSink
+    from esper.tamiyo.policy.bridge import BridgeConfig
+    from esper.tamiyo.policy.features import FeatureConfig
+    from telemetry_schema import events as ev
+    from telemetry_schema.rundir import create_run
+    cfg = dataclasses.replace(TINY, episode_length=3)
+    one = VecMorphEnv(3, cfg)
+    rw = create_run(tmp_path, ev.RunStarted(run_id="procs", task="synthetic-images", topology="cnn", host_params=1))
+    split = ProcVecEnv(3, 2, cfg, RewardConfig(), FeatureConfig(), BridgeConfig(), rw.writer)
+    try:
+        rollouts = []
+        for env in (one, split):
+            torch.manual_seed(0)
+            net = PolicyNetwork(env.obs_dim, env.space)
+            r, *_ = collect(env, net, 5, net.initial_state(3), [0.0] * 3, torch.Generator().manual_seed(0))
+            rollouts.append(r)
+        a, b = rollouts
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.rewards, b.rewards)
+        assert all(torch.equal(a.actions[h], b.actions[h]) for h in a.actions)
+        assert torch.equal(a.terminated, b.terminated) and split.next_episode() == one.next_episode()
+    finally:
+        split.close()
+    rw.close("completed")
+    log = read_run(tmp_path / "procs")
+    assert {r["env"] for r in log.rows("reward")} == {0, 1, 2} and len(log.rows("reward")) == 15
