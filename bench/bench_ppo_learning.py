@@ -192,8 +192,11 @@ def main() -> None:
     summary = curve_summary(c)
     print(f"run {run_dir}: {summary['updates']} updates in {summary['learning_seconds']:.0f} s")
     step = max(1, len(c["rows"]) // 15)
-    for r in c["rows"][::step] + ([c["rows"][-1]] if len(c["rows"]) % step != 1 else []):
-        ret = f"{r['episode_return']:+.3f}" if r["episode_return"] is not None else "   n/a"
+    rows = c["rows"]
+    for i in list(range(0, len(rows), step)) + ([len(rows) - 1] if (len(rows) - 1) % step else []):
+        r = rows[i]
+        window = [x["episode_return"] for x in rows[max(0, i - step + 1):i + 1] if x["episode_return"] is not None]
+        ret = f"{statistics.fmean(window):+.3f}" if window else "   n/a"  # episodes ended since the last row
         heads = " ".join(f"{h}={v:.2f}" for h, v in sorted(r["entropy"].items()))
         print(f"  update {r['update']:4d} return {ret} kl {r['approx_kl']:.2e} ev {r['explained_variance']:+.2f} "
               f"| H {heads}")

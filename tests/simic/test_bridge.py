@@ -73,7 +73,7 @@ def test_germinate_carries_its_settings_and_starts_the_incubation():
 
 
 def test_a_seed_stuck_in_training_expires():
-    bridge = PolicyBridge(CNN, "cnn")
+    bridge = PolicyBridge(CNN, "cnn", cfg=BridgeConfig(auto_advance=False))
     stuck = SlotView("block1", S.TRAINING, "seed1", "conv_light", epochs_in_stage=8)
     young = SlotView("block0", S.TRAINING, "seed2", "conv_light", epochs_in_stage=7)
     out = bridge.decisions(act(Op.WAIT), obs(young, stuck))
@@ -82,8 +82,21 @@ def test_a_seed_stuck_in_training_expires():
     # the policy's own decision about that slot goes alone (it may prune or advance it itself)
     own = bridge.decisions(act(Op.ADVANCE, slot=1), obs(young, stuck))
     assert [(d.op, d.slot_id) for d in own] == [(Op.ADVANCE, "block1")]
-    never = PolicyBridge(CNN, "cnn", cfg=BridgeConfig(expire_training_epochs=0))
+    never = PolicyBridge(CNN, "cnn", cfg=BridgeConfig(expire_training_epochs=0, auto_advance=False))
     assert len(never.decisions(act(Op.WAIT), obs(stuck))) == 1
+
+
+def test_seeds_on_their_way_are_advanced_and_the_advance_op_is_masked():
+    bridge = PolicyBridge(CNN, "cnn")
+    view = obs(SlotView("block0", S.TRAINING, "seed1", "conv_light", epochs_in_stage=2),
+               SlotView("block1", S.BLENDING, "seed2", "attention"), SlotView("block2", S.HOLDING, "seed3", "norm"))
+    out = bridge.decisions(act(Op.FOSSILIZE, slot=2), view)
+    assert [(d.op, d.slot_id) for d in out] == [(Op.FOSSILIZE, "block2"), (Op.ADVANCE, "block0"),
+                                                (Op.ADVANCE, "block1")]
+    assert not bridge.masks(view)["op"][OPS.index(Op.ADVANCE)]
+    manual = PolicyBridge(CNN, "cnn", cfg=BridgeConfig(auto_advance=False))
+    assert manual.masks(view)["op"][OPS.index(Op.ADVANCE)]
+    assert len(manual.decisions(act(Op.FOSSILIZE, slot=2), view)) == 1
 
 
 def test_a_policy_set_on_blocked_seeds_cannot_block_growth():

@@ -17,11 +17,13 @@ from torch import Tensor
 from esper.kasmina.blueprints import blueprint_params
 from esper.leyline.actions import Decision, Observation, Op
 from esper.leyline.stages import SeedStage
-from esper.tamiyo.policy.actions import ActionSpace
+from esper.tamiyo.policy.actions import OPS, ActionSpace
 from esper.tamiyo.policy.features import FeatureConfig, encode_observation, slot_stages
 from esper.tamiyo.policy.masks import build_masks
 
 S = SeedStage
+ADVANCING = frozenset({S.GERMINATED, S.TRAINING, S.BLENDING})
+"""Stages an ADVANCE moves on (to TRAINING, BLENDING, HOLDING)."""
 PROBE_WIDTH = 64
 """Channels at which blueprints are built to count their parameters (a blueprint with none at this
 width has none at any width: it is built from parameter-free modules)."""
@@ -34,6 +36,12 @@ class BridgeConfig:
     germinate_starts_training: bool = True
     # a GERMINATE is followed by ADVANCE (G1, the shape probe) on the same slot in the same epoch,
     # as the heuristic does: one action builds the seed and starts its incubation
+    auto_advance: bool = True
+    # every seed in GERMINATED, TRAINING or BLENDING is offered the next stage every epoch (its
+    # gates decide when it moves), as the heuristic does, and the ADVANCE op is masked: the policy
+    # chooses what, where and how to grow, when to commit (FOSSILIZE), retarget or prune, and
+    # spends no action on knocking at a gate (a random policy's seeds otherwise rarely blended
+    # within an episode, so their effect on accuracy was rarely seen)
     expire_training_epochs: int = 8
     # a seed still in TRAINING after this many epochs (G2 kept refusing it) is pruned as expired,
     # so it cannot hold its slot for the rest of the run (0 = never)
@@ -72,20 +80,28 @@ class PolicyBridge:
         """Legal choices of every head (slots the observed model lacks take no op)."""
         present_ids = {s.slot_id for s in obs.slots}
         present = [sid in present_ids for sid in self.space.slot_ids]
-        return build_masks(self.space, slot_stages(obs, self.space.slot_ids), self.inert, present)
+        masks = build_masks(self.space, slot_stages(obs, self.space.slot_ids), self.inert, present)
+        if self.cfg.auto_advance:
+            masks["op"][OPS.index(Op.ADVANCE)] = False
+        return masks
 
     def decisions(self, action: dict[str, int], obs: Observation, reason: str = "policy") -> list[Decision]:
         """The Decisions a sampled action stands for, in the order they apply: the policy's own,
-        the ADVANCE that starts a germinated seed's incubation, then the prune of expired seeds."""
+        the ADVANCE that starts a germinated seed's incubation, then, for the other slots, the
+        prune of an expired seed or the ADVANCE of a seed on its way to HOLDING."""
         d = self.space.decode(action, reason)
         out = [d]
         if d.op is Op.GERMINATE and self.cfg.germinate_starts_training:
             out.append(Decision(Op.ADVANCE, d.slot_id, reason="start incubation (G1)"))
         limit = self.cfg.expire_training_epochs
         for v in obs.slots:
-            if limit and v.stage is S.TRAINING and v.epochs_in_stage >= limit and v.slot_id != d.slot_id:
+            if v.slot_id == d.slot_id:
+                continue  # the policy acted on this slot: its own decision goes alone
+            if limit and v.stage is S.TRAINING and v.epochs_in_stage >= limit:
                 out.append(Decision(Op.PRUNE, v.slot_id, reason=f"expired: {v.epochs_in_stage} epochs in TRAINING",
                                     seed_id=v.seed_id))
+            elif self.cfg.auto_advance and v.stage in ADVANCING:
+                out.append(Decision(Op.ADVANCE, v.slot_id, reason="advance when the gates allow", seed_id=v.seed_id))
         return out
 
     def config(self) -> dict:
