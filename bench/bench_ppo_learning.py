@@ -81,11 +81,13 @@ def curves(run_dir: Path) -> dict:
     returns = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/episode_return"}
     rewards = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/reward_per_step"}
     seconds = sum(r["value"] for r in log.rows("scalar") if r["name"] == "ppo/round_seconds")
+    cpu = {k: [r["value"] for r in log.rows("scalar") if r["name"] == f"ppo/round_cpu_seconds_{k}"]
+           for k in ("main", "worker")}
     heads = sorted({h for u in ups for h, _ in u["head_entropy"]})
     rows = [{"update": u["step"], "episode_return": returns.get(u["step"]), "reward_per_step": rewards.get(u["step"]),
              "approx_kl": u["approx_kl"], "explained_variance": u["explained_variance"],
              "clip_fraction": u["clip_fraction"], "entropy": dict(u["head_entropy"])} for u in ups]
-    return {"rows": rows, "heads": heads, "learning_seconds": seconds}
+    return {"rows": rows, "heads": heads, "learning_seconds": seconds, "cpu": cpu}
 
 
 def curve_summary(c: dict) -> dict:
@@ -103,7 +105,11 @@ def curve_summary(c: dict) -> dict:
             ent[h] = {"first": statistics.fmean(first), "last": statistics.fmean(last)}
     ret = [r["episode_return"] for r in rows if r["episode_return"] is not None]
     fifth = max(1, len(ret) // 5)
+    cpu = {k: statistics.median(v) for k, v in c["cpu"].items() if v}
+    idle_round = sum(cpu.values())  # a core per process: the main process waits on the busiest worker
     return {"updates": len(rows), "learning_seconds": c["learning_seconds"],
+            "wall_seconds_per_round": c["learning_seconds"] / len(rows), "cpu_seconds_per_round": cpu,
+            "idle_rounds_in_780s": 780.0 / idle_round if idle_round else float("nan"),
             "kl_in_band_share": sum(KL_BAND[0] <= k <= KL_BAND[1] for k in kls) / len(kls),
             "kl_median": statistics.median(kls),
             "ev_last_fifth": statistics.fmean(r["explained_variance"] for r in tail
@@ -190,7 +196,10 @@ def main() -> None:
     run_dir = Path(a.run) if a.run else learn(ppo_argv, Path(a.runs_dir))
     c = curves(run_dir)
     summary = curve_summary(c)
-    print(f"run {run_dir}: {summary['updates']} updates in {summary['learning_seconds']:.0f} s")
+    print(f"run {run_dir}: {summary['updates']} updates in {summary['learning_seconds']:.0f} s "
+          f"({summary.get('wall_seconds_per_round', float('nan')):.1f} s per round; CPU per round "
+          f"{summary.get('cpu_seconds_per_round')}: on idle cores, ~{summary.get('idle_rounds_in_780s', float('nan')):.0f} "
+          f"rounds in the default 780 s)")
     step = max(1, len(c["rows"]) // 15)
     rows = c["rows"]
     for i in list(range(0, len(rows), step)) + ([len(rows) - 1] if (len(rows) - 1) % step else []):

@@ -142,6 +142,15 @@ def _log_round(writer, i: int, r: RoundResult, seconds: float) -> None:
         writer.scalar(f"reward/{k}", v, step=i)
 
 
+def _log_cpu(writer, i: int, before: tuple[float, list[float]], after: tuple[float, list[float]]) -> None:
+    """CPU seconds of round ``i``: this process (policy, update, environments when no workers) and
+    the busiest worker. On an idle machine with a core per process, a round's wall time is about
+    their sum; on a shared one, wall time is longer and these say what the round cost."""
+    writer.scalar("ppo/round_cpu_seconds_main", after[0] - before[0], step=i)
+    busiest = max((b - a for a, b in zip(before[1], after[1])), default=0.0)
+    writer.scalar("ppo/round_cpu_seconds_worker", busiest, step=i)
+
+
 def run_ppo(args: argparse.Namespace, console: Console | None = None,
             clock: Callable[[], float] = time.perf_counter) -> int:
     """Train a policy; writes ``<runs_dir>/<run_id>/events.arrows``, ``policy.pt`` and ``learner.pt``
@@ -167,10 +176,11 @@ def run_ppo(args: argparse.Namespace, console: Console | None = None,
                       TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"), console=console) as progress:
             bar = progress.add_task("ppo", total=cfgs.run.rounds, completed=trainer.rounds_done, eta="?")
             while budget.allows_another():
-                t0 = clock()
+                t0, cpu0 = clock(), trainer.cpu_seconds()
                 result = trainer.round()
                 budget.record(clock() - t0)
                 _log_round(rw.writer, trainer.rounds_done, result, clock() - t0)
+                _log_cpu(rw.writer, trainer.rounds_done, cpu0, trainer.cpu_seconds())
                 trainer.save(Path(rw.run_dir), spent + budget.elapsed)
                 progress.console.print(_summary(trainer.rounds_done, result, budget.eta_s()))
                 progress.update(bar, completed=trainer.rounds_done, eta=f"{budget.eta_s() / 60:.1f} min")

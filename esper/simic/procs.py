@@ -15,6 +15,7 @@ writer's thread) and run torch on one thread each.
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ def _worker(conn, spec: WorkerSpec) -> None:
                 out = (env.step(arg), [dict(i) for i in env.last_info])
             elif cmd == "state":
                 out = (env.next_episode(), env.data_passes)
+            elif cmd == "cpu":
+                out = time.process_time()
             else:
                 conn.send(("closed", None))
                 return
@@ -194,6 +197,10 @@ class ProcVecEnv:
         t = torch.tensor(idx)
         return ActResult({h: v[t] for h, v in act.actions.items()}, act.head_logp[t], act.value[t], None,
                          act.op_probs[t])
+
+    def worker_cpu_seconds(self) -> list[float]:
+        """CPU seconds each worker process has used so far."""
+        return self._call("cpu")
 
     def next_episode(self) -> int:
         """An episode index no environment of any worker has used yet."""

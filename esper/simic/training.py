@@ -157,6 +157,10 @@ class PPOTrainer:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def cpu_seconds(self) -> tuple[float, list[float]]:
+        """(CPU seconds of this process, of each environment worker) so far."""
+        return time.process_time(), self.env.worker_cpu_seconds()
+
     def round(self) -> RoundResult:
         result = self.learner.round(self.cfgs.run.rollout_steps)
         self.rounds_done += 1

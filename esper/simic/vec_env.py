@@ -118,6 +118,10 @@ class VecMorphEnv:
     def data_passes(self) -> int:
         return self.data.passes
 
+    def worker_cpu_seconds(self) -> list[float]:
+        """No worker processes: the environments run in the caller's process."""
+        return []
+
     def close(self) -> None:
         """Nothing to release (the protocol of esper.simic.procs.ProcVecEnv)."""
 
