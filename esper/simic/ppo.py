@@ -54,7 +54,9 @@ class PPOConfig:
     scale_rewards: bool = True
     # divide rewards by the running std of the discounted return (esper.simic.collect.RewardScaler)
     normalize_advantages: bool = True
-    # standardise advantages per minibatch
+    # standardise advantages over the whole round (not per minibatch: a minibatch is a group of
+    # whole environment sequences, and the environments of a round share their host, so the
+    # difference between environments is the signal; per-minibatch centring erased it)
     warmup_updates: int = 3
     # updates of linear LR warmup (never more than a tenth of the run's updates)
     lr_floor: float = 0.1
@@ -116,8 +118,6 @@ class PPO:
         if cfg.target_kl is not None and kl.item() > cfg.target_kl:
             return None
         a = adv[:, idx].reshape(-1)
-        if cfg.normalize_advantages:
-            a = L.normalize_advantages(a)
         pg = L.per_head_surrogate(head_logp, old_head, rel, a, cfg.clip)
         vl = L.clipped_value_loss(values, r.values[:, idx].reshape(-1), returns[:, idx].reshape(-1), cfg.value_clip)
         loss = pg + cfg.vf_coef * vl - L.entropy_bonus(head_ent, rel, self.coefs)
@@ -146,6 +146,8 @@ class PPO:
         stats.lr = self._set_lr()
         adv, returns = compute_gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated,
                                    cfg.gamma, cfg.gae_lambda)
+        if cfg.normalize_advantages:
+            adv = L.normalize_advantages(adv)
         n_env = r.obs.shape[1]
         groups = max(1, min(cfg.minibatches, n_env))
         sums: dict[str, float] = {}

@@ -113,3 +113,22 @@ def test_reward_scaler_divides_by_the_running_std_of_the_discounted_return():
             assert float(got[t][i]) == pytest.approx(float(rewards[t, i]) / std, rel=1e-4)
             if ended[t, i]:
                 ret[i] = 0.0
+
+
+def test_advantages_are_normalised_over_the_round_so_environments_are_compared():
+    """Minibatches are whole environment sequences; centring advantages inside each one erased the
+    difference between environments (with one environment per minibatch, every environment's
+    advantages summed to zero). A round where environment 0 earns 1 per step and environment 1
+    earns 0 must make environment 0's actions more likely than environment 1's."""
+    shifts = []
+    for seed in range(3):
+        net, ppo = make(seed, minibatches=2, target_kl=None, warmup_updates=0, entropy_coefs={})
+        env = ContextEnv(2, 8, seed=seed)
+        rollout, *_ = collect(env, net, 8, net.initial_state(2), [0.0] * 2, torch.Generator().manual_seed(seed))
+        rollout.rewards = torch.stack([torch.ones(8), torch.zeros(8)], 1)
+        ppo.update(rollout)
+        with torch.no_grad():
+            head_logp, *_ = ppo._evaluate(rollout, torch.arange(2))
+        delta = (head_logp.sum(1) - rollout.head_logp.reshape(-1, head_logp.shape[1]).sum(1)).reshape(8, 2)
+        shifts.append(float(delta[:, 0].mean() - delta[:, 1].mean()))
+    assert all(s > 0.03 for s in shifts), shifts
