@@ -10,7 +10,7 @@ from esper.leyline.stages import TRANSITIONS, SeedStage
 from esper.tamiyo.policy.actions import ALPHA_SPEEDS, ALPHA_TARGETS, OPS, ActionSpace
 from esper.tamiyo.policy.features import FeatureConfig, encode_observation
 from esper.tamiyo.policy.masks import build_masks, stack_masks
-from esper.tamiyo.policy.network import PolicyNetwork
+from esper.tamiyo.policy.network import NetworkConfig, PolicyNetwork
 from esper.tamiyo.policy.normalizer import RunningNorm
 
 S = SeedStage
@@ -211,3 +211,15 @@ def test_features_shape_and_content():
     assert slot_b[stage_idx].item() == 1.0 and abs(slot_b[len(SeedStage)].item() - 0.4) < 1e-6
     slot_a = f[cfg.run_dim():cfg.run_dim() + cfg.slot_dim()]
     assert slot_a[list(SeedStage).index(S.DORMANT)].item() == 1.0
+
+
+def test_a_new_policy_mostly_waits():
+    torch.manual_seed(0)
+    net = PolicyNetwork(4, SPACE)
+    masks = stack_masks([build_masks(SPACE, [S.DORMANT, S.TRAINING, S.HOLDING])])
+    res = net.act(torch.zeros(1, 4), masks, net.initial_state(1), torch.ones(1, dtype=torch.bool))
+    e = float(torch.tensor(2.0).exp())
+    assert res.op_probs[0, OPS.index(Op.WAIT)].item() == pytest.approx(e / (e + 5), abs=0.01)  # 6 legal ops
+    flat = PolicyNetwork(4, SPACE, NetworkConfig(wait_bias=0.0))
+    res = flat.act(torch.zeros(1, 4), masks, flat.initial_state(1), torch.ones(1, dtype=torch.bool))
+    assert res.op_probs[0].tolist() == pytest.approx([1 / 6] * 6, abs=0.01)

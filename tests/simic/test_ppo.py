@@ -16,7 +16,7 @@ from tests.simic.toy_env import SPACE, ContextEnv
 
 def make(seed: int, **ppo_kw):
     torch.manual_seed(seed)
-    net = PolicyNetwork(3, SPACE, NetworkConfig(hidden=32, head_hidden=32))
+    net = PolicyNetwork(3, SPACE, NetworkConfig(hidden=32, head_hidden=32, wait_bias=0.0))  # no prior on WAIT
     cfg = dataclasses.replace(PPOConfig(), **ppo_kw)
     return net, PPO(net, cfg, total_updates=100)
 

@@ -14,7 +14,7 @@ from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.rewards import RewardConfig
 from esper.simic.vec_env import VecMorphEnv
 from esper.tamiyo.policy.actions import ALPHA_SPEEDS, OPS, ActionSpace
-from esper.tamiyo.policy.network import ActResult, PolicyNetwork
+from esper.tamiyo.policy.network import ActResult, NetworkConfig, PolicyNetwork
 from telemetry_schema import read_run
 
 TINY = EnvConfig(episode_length=3, synthetic_train=256, synthetic_val=128)
@@ -23,7 +23,7 @@ TINY = EnvConfig(episode_length=3, synthetic_train=256, synthetic_val=128)
 def run(num_envs: int, cfg: EnvConfig, steps: int = 4, policy_seed: int = 0):
     env = VecMorphEnv(num_envs, cfg)
     torch.manual_seed(policy_seed)
-    net = PolicyNetwork(env.obs_dim, env.space)
+    net = PolicyNetwork(env.obs_dim, env.space, NetworkConfig(wait_bias=0.0))  # a policy that acts
     rollout, *_ = collect(env, net, steps, net.initial_state(num_envs), [0.0] * num_envs,
                           torch.Generator().manual_seed(policy_seed))
     return env, rollout

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from esper.tamiyo.policy.actions import LEGACY_HEAD_CHOICE, ActionSpace
+from esper.leyline.actions import Op
+from esper.tamiyo.policy.actions import LEGACY_HEAD_CHOICE, OPS, ActionSpace
 from esper.tamiyo.policy.distribution import FactoredDistribution
 from esper.tamiyo.policy.masks import MASKED_LOGIT
 from esper.tamiyo.policy.normalizer import RunningNorm
@@ -42,6 +43,10 @@ class NetworkConfig:
     # width of the encoder and of the LSTM
     head_hidden: int = 32
     # hidden width of each action head and of the value head
+    wait_bias: float = 2.0
+    # initial logit of WAIT over the other ops (the op head starts near uniform otherwise): a new
+    # policy mostly lets the run be, so the few seeds it germinates live long enough to show their
+    # effect (a uniform op head pruned a live seed within ~3 epochs, before it ever blended)
 
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -61,9 +66,11 @@ class PolicyNetwork(nn.Module):
         self.lstm = nn.LSTM(cfg.hidden, cfg.hidden)
         self.heads = nn.ModuleDict({h: _mlp(cfg.hidden, cfg.head_hidden, n) for h, n in space.head_sizes.items()})
         self.value = _mlp(cfg.hidden, cfg.head_hidden, 1)
-        for head in self.heads.values():  # near-uniform initial policy
+        for head in self.heads.values():  # near-uniform initial policy ...
             nn.init.normal_(head[-1].weight, std=0.01)
             nn.init.zeros_(head[-1].bias)
+        with torch.no_grad():  # ... that mostly waits
+            self.heads["op"][-1].bias[OPS.index(Op.WAIT)] = cfg.wait_bias
 
     def initial_state(self, batch: int) -> State:
         z = torch.zeros(1, batch, self.cfg.hidden)
