@@ -30,6 +30,7 @@ from esper.simic.rewards import MODES, RewardConfig
 from esper.simic.telemetry import ppo_update_event
 from esper.simic.training import Budget, Configs, PPOTrainer, RunConfig, load_checkpoint
 from telemetry_schema import events as ev
+from telemetry_schema.endings import ending, exit_signals
 from telemetry_schema.rundir import create_run, new_run_id
 
 
@@ -169,32 +170,38 @@ def run_ppo(args: argparse.Namespace, console: Console | None = None,
     console.print(f"run directory: [bold]{rw.run_dir}[/]" + (f" (resumed from {args.resume})" if ckpt else ""))
     status, reason = "completed", ""
     try:
-        trainer = PPOTrainer.build(cfgs, rw.writer, ckpt)
-        budget = Budget(cfgs.run.rounds, cfgs.run.time_budget_s, trainer.rounds_done, clock=clock)
-        spent = trainer.seconds_spent
-        with trainer, Progress(TextColumn("round {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
-                      TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"), console=console) as progress:
-            bar = progress.add_task("ppo", total=cfgs.run.rounds, completed=trainer.rounds_done, eta="?")
-            while budget.allows_another():
-                t0, cpu0 = clock(), trainer.cpu_seconds()
-                result = trainer.round()
-                budget.record(clock() - t0)
-                _log_round(rw.writer, trainer.rounds_done, result, clock() - t0)
-                _log_cpu(rw.writer, trainer.rounds_done, cpu0, trainer.cpu_seconds())
-                trainer.save(Path(rw.run_dir), spent + budget.elapsed)
-                progress.console.print(_summary(trainer.rounds_done, result, budget.eta_s()))
-                progress.update(bar, completed=trainer.rounds_done, eta=f"{budget.eta_s() / 60:.1f} min")
-        why = "round budget" if trainer.rounds_done >= cfgs.run.rounds else "time budget"
-        console.print(f"stopped after {trainer.rounds_done} rounds ({why}), {budget.elapsed / 60:.1f} min")
-        console.print(f"policy: [bold]{rw.run_dir}/policy.pt[/]  (use: esper train --controller "
-                      f"policy:{rw.run_dir}/policy.pt; continue: esper ppo --resume {rw.run_dir})")
-    except KeyboardInterrupt:
-        status, reason = "interrupted", "KeyboardInterrupt"
+        with exit_signals():  # SIGTERM / SIGHUP end the run as Ctrl-C does: log closed, checkpoints kept
+            _learn(cfgs, rw, ckpt, console, clock)
+    except KeyboardInterrupt as exc:
+        status, reason = ending(type(exc), exc)
     except BaseException as exc:
-        rw.close("failed", f"{type(exc).__name__}: {exc}")
+        rw.close(*ending(type(exc), exc))
         raise
     rw.close(status, reason)
     return 130 if status == "interrupted" else 0
+
+
+def _learn(cfgs: Configs, rw, ckpt: dict | None, console: Console, clock: Callable[[], float]) -> None:
+    """Rounds until the budget is spent, logging and checkpointing each one."""
+    trainer = PPOTrainer.build(cfgs, rw.writer, ckpt)
+    budget = Budget(cfgs.run.rounds, cfgs.run.time_budget_s, trainer.rounds_done, clock=clock)
+    spent = trainer.seconds_spent
+    with trainer, Progress(TextColumn("round {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
+                           TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"), console=console) as progress:
+        bar = progress.add_task("ppo", total=cfgs.run.rounds, completed=trainer.rounds_done, eta="?")
+        while budget.allows_another():
+            t0, cpu0 = clock(), trainer.cpu_seconds()
+            result = trainer.round()
+            budget.record(clock() - t0)
+            _log_round(rw.writer, trainer.rounds_done, result, clock() - t0)
+            _log_cpu(rw.writer, trainer.rounds_done, cpu0, trainer.cpu_seconds())
+            trainer.save(Path(rw.run_dir), spent + budget.elapsed)
+            progress.console.print(_summary(trainer.rounds_done, result, budget.eta_s()))
+            progress.update(bar, completed=trainer.rounds_done, eta=f"{budget.eta_s() / 60:.1f} min")
+    why = "round budget" if trainer.rounds_done >= cfgs.run.rounds else "time budget"
+    console.print(f"stopped after {trainer.rounds_done} rounds ({why}), {budget.elapsed / 60:.1f} min")
+    console.print(f"policy: [bold]{rw.run_dir}/policy.pt[/]  (use: esper train --controller "
+                  f"policy:{rw.run_dir}/policy.pt; continue: esper ppo --resume {rw.run_dir})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,3 +135,26 @@ def test_controller_refuses_another_topology(trained):
     ctrl = load_policy_controller(run_dir / "policy.pt")
     with pytest.raises(ValueError, match="cnn host"):
         ctrl.decide(Observation(epoch=1, total_epochs=3, topology="transformer"))
+
+
+def test_sigterm_ends_the_run_as_interrupted_with_its_checkpoints(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    cmd = [sys.executable, "-m", "esper", "ppo", *TINY[:2], "--rounds", "50", *TINY[4:], "--runs-dir", str(tmp_path),
+           "--run-name", "term"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob("term-*/learner.pt")):  # wait for the first round's checkpoint
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        proc.kill()
+    run_dir = next(tmp_path.glob("term-*"))
+    finished = read_run(run_dir).rows("run_finished")
+    assert [(f["status"], f["reason"]) for f in finished] == [("interrupted", "SIGTERM")]
+    assert torch.load(run_dir / "learner.pt", weights_only=True)["rounds"] >= 1
