@@ -156,3 +156,15 @@ def test_trainer_fills_the_new_slot_view_fields():
     assert view.params == slot.record.params > 0
     assert trainer.observe(4, 5).slots[2].contribution_age == 2
     assert trainer.observe(2, 3).host_params == model.host_param_count()
+
+
+def test_only_a_seed_that_has_blended_may_be_pruned():
+    bridge = PolicyBridge(CNN, "cnn")
+    view = obs(SlotView("block0", S.TRAINING, "seed1", "conv_light"), SlotView("block1", S.BLENDING, "seed2", "norm"),
+               SlotView("block2", S.GERMINATED, "seed3", "norm"))
+    masks = bridge.masks(view)
+    assert masks["slot"][OPS.index(Op.PRUNE)].tolist() == [False, True, False]
+    young = bridge.masks(obs(SlotView("block0", S.TRAINING, "seed1", "conv_light")))
+    assert not young["op"][OPS.index(Op.PRUNE)]
+    anytime = PolicyBridge(CNN, "cnn", cfg=BridgeConfig(prune_judged_only=False))
+    assert anytime.masks(view)["slot"][OPS.index(Op.PRUNE)].tolist() == [True, True, True]
