@@ -158,6 +158,7 @@ class MorphEnv:
             self.epoch = 1
             self.result = self.trainer.run_epoch(1, batches=batches)
         self.start_acc = self.acc = _finite(self.result.val_acc)
+        self.gaps = [0.0]  # accuracy gap to the host-only shadow, per epoch
         self.rollbacks = self.trainer.summary.rollbacks
         self.obs = self.observe()
         self.fresh = True
@@ -202,10 +203,12 @@ class MorphEnv:
         self.fresh = False
         end = not died and self.epoch >= self.cfg.episode_length + 1
         acc, m = _finite(self.result.val_acc), self.model
+        if not died:
+            self.gaps.append(self.gaps[-1] + (acc - self.acc) - shadow_gain)
         facts = StepFacts(d.op, effect, view.contribution if view else None, view.improvement if view else None,
                           stages_before, tuple(s.stage for s in self.obs.slots), m.host_param_count(),
                           m.total_param_count() - m.host_param_count(), died, end, acc - self.start_acc,
-                          step_gain=0.0 if died else acc - self.acc, shadow_gain=shadow_gain,
+                          gaps=tuple(self.gaps),
                           extra_compute=extra_compute(m), episode_length=self.cfg.episode_length)
         self.acc = acc
         info = {"val_acc": self.result.val_acc, "episode": self.episode, "host_seed": self.host_seed}

@@ -37,6 +37,9 @@ class RewardConfig:
     # paired: reward per pct-pt of accuracy gained over the shadow during the step
     paired_bound: float = 5.0
     # paired: |paired_gain| <= this
+    paired_window: int = 3
+    # paired: the gap is read as its mean over the last this-many epochs, so the episode's paired
+    # gains sum to the mean gap of its last epochs (less validation noise than the last one alone)
     param_rent: float = 0.05
     # paired: an episode with seeds of p parameters throughout pays param_rent * ln(1 + p / host)
     # (spread over its steps): 0.05 ~ 0.5 pct-pt for a seed as large as the host
@@ -113,10 +116,9 @@ class StepFacts:
     # last step of the episode (terminal accuracy term)
     acc_gain: float = 0.0
     # accuracy now minus at the episode's first epoch, pp
-    step_gain: float = 0.0
-    # accuracy change over this step, pp (0 when the step died)
-    shadow_gain: float = 0.0
-    # the host-only shadow's accuracy change over the same step, pp
+    gaps: tuple[float, ...] = ()
+    # the episode's accuracy gaps to the host-only shadow, pp, one per epoch so far (the first, 0:
+    # both start from the same weights), this step's last
     extra_compute: float = 0.0
     # the step's training FLOPs over the host alone's, minus 1 (0 = no seed ran)
     episode_length: int = 1
@@ -158,13 +160,23 @@ def attribution(f: StepFacts, cfg: RewardConfig) -> float:
     return _clip(sign * cfg.attribution_scale * f.contribution, cfg.attribution_bound)
 
 
+def windowed_change(gaps: Sequence[float], window: int) -> float:
+    """How the moving mean of the last ``window`` gaps changed with the last gap. Over an episode
+    these changes telescope to the mean of its last ``window`` gaps minus its first gap."""
+    if len(gaps) < 2:
+        return 0.0
+    now = gaps[-window:]
+    before = gaps[-window - 1:-1]
+    return sum(now) / len(now) - sum(before) / len(before)
+
+
 def paired(f: StepFacts, cfg: RewardConfig) -> dict[str, float]:
     """The paired components: gain over the shadow, parameter and compute rent, death."""
     out = dict.fromkeys(COMPONENTS, 0.0)
     if f.died:
         out["death"] = cfg.death_penalty
         return out
-    out["paired_gain"] = _clip(cfg.paired_scale * (f.step_gain - f.shadow_gain), cfg.paired_bound)
+    out["paired_gain"] = _clip(cfg.paired_scale * windowed_change(f.gaps, cfg.paired_window), cfg.paired_bound)
     steps = max(1, f.episode_length)
     out["rent"] = -cfg.param_rent * math.log1p(max(0, f.added_params) / max(1, f.host_params)) / steps
     out["compute_rent"] = -_clip(cfg.compute_rent * max(0.0, f.extra_compute) / steps, cfg.compute_rent_bound)

@@ -17,6 +17,7 @@ from esper.simic.rewards import (
     rent,
     reward_bounds,
     shaping,
+    windowed_change,
 )
 
 S = SeedStage
@@ -91,7 +92,7 @@ finite = st.floats(-1e6, 1e6, allow_nan=False)
 def test_every_component_is_bounded(op, eff, c, imp, before, after, host, added, died, end, gain):
     for cfg in (CFG, PAIRED, RewardConfig(mode="sparse")):
         f = StepFacts(op, eff, c, imp, tuple(before), tuple(after), host, added, died, end, gain,
-                      step_gain=gain, shadow_gain=-gain, extra_compute=abs(gain), episode_length=1)
+                      gaps=(0.0, gain, -gain), extra_compute=abs(gain), episode_length=1)
         r = compute_reward(f, cfg)
         assert tuple(r) == COMPONENTS
         bounds = reward_bounds(cfg, 3, max_ratio=10 ** 9)
@@ -101,20 +102,33 @@ def test_every_component_is_bounded(op, eff, c, imp, before, after, host, added,
 
 
 def test_paired_reward_nets_out_the_host_s_own_learning():
+    one = RewardConfig(paired_window=1)
     # the host learned 3 pp this step, the shadow 2.5 pp: the decisions are credited with 0.5 pp
-    r = compute_reward(facts(step_gain=3.0, shadow_gain=2.5, episode_length=10), PAIRED)
+    r = compute_reward(facts(gaps=(0.0, 1.0, 1.5), episode_length=10), one)
     assert r["paired_gain"] == pytest.approx(0.1 * 0.5)
     assert r["terminal"] == r["shaping"] == r["attribution"] == r["action"] == 0.0
-    # an episode's paired gains telescope to the final gap to the host alone
-    accs, shadow = [50.0, 53.0, 55.5, 57.0], [50.0, 52.5, 55.0, 57.5]
-    total = sum(compute_reward(facts(step_gain=b - a, shadow_gain=d - c), PAIRED)["paired_gain"]
-                for a, b, c, d in zip(accs, accs[1:], shadow, shadow[1:]))
-    assert total == pytest.approx(0.1 * ((accs[-1] - accs[0]) - (shadow[-1] - shadow[0])))
+    # an episode's paired gains telescope to its final gap (window 1) or the mean of its last
+    # three gaps (the default window)
+    accs, shadow = [50.0, 53.0, 55.5, 57.0, 58.0], [50.0, 52.5, 55.0, 57.5, 57.0]
+    gaps = [a - b for a, b in zip(accs, shadow)]
+    for cfg, expected in ((one, gaps[-1]), (PAIRED, sum(gaps[-3:]) / 3)):
+        total = sum(compute_reward(facts(gaps=tuple(gaps[:t + 1])), cfg)["paired_gain"] for t in range(1, 5))
+        assert total == pytest.approx(0.1 * expected)
+
+
+def test_windowed_change_against_a_slow_reference():
+    gaps = [0.0, 1.0, -2.0, 4.0, 0.5]
+    for w in (1, 2, 3, 4):
+        for t in range(1, len(gaps)):
+            now = gaps[max(0, t - w + 1):t + 1]
+            before = gaps[max(0, t - w):t]
+            assert windowed_change(gaps[:t + 1], w) == pytest.approx(sum(now) / len(now) - sum(before) / len(before))
+    assert windowed_change([0.0], 3) == 0.0
 
 
 def test_paired_rents_are_per_episode_spread_over_steps():
     r = compute_reward(facts(host_params=1000, added_params=1000, extra_compute=2.0, episode_length=8), PAIRED)
     assert r["rent"] == pytest.approx(-0.05 * math.log(2) / 8)
     assert r["compute_rent"] == pytest.approx(-0.05 * 2.0 / 8)
-    died = compute_reward(facts(died=True, step_gain=5.0, added_params=1000), PAIRED)
+    died = compute_reward(facts(died=True, gaps=(0.0, 5.0), added_params=1000), PAIRED)
     assert died["death"] == -10.0 and died["paired_gain"] == 0.0 and died["rent"] == 0.0
