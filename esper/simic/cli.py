@@ -59,6 +59,8 @@ def add_ppo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--run-name", default=None)
     p.add_argument("--gates", choices=("strict", "permissive"), default=env.gates)
     p.add_argument("--lr", type=float, default=PPOConfig.lr, help="policy learning rate")
+    p.add_argument("--entropy-scale", type=float, default=1.0,
+                   help="multiplies every head's entropy coefficient (more exploration above 1)")
     p.add_argument("--train-size", type=int, default=env.synthetic_train,
                    help="training samples per epoch of the synthetic task")
     p.add_argument("--val-size", type=int, default=env.synthetic_val, help="validation samples of the synthetic task")
@@ -87,6 +89,8 @@ def configs_from_args(args: argparse.Namespace) -> Configs:
         raise ValueError("--time-budget must be a number of seconds >= 0")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise ValueError("--lr must be > 0")
+    if not (args.entropy_scale >= 0 and math.isfinite(args.entropy_scale)):
+        raise ValueError("--entropy-scale must be >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
     run = RunConfig(envs=args.envs, rounds=args.rounds or RunConfig.rounds, rollout_steps=args.rollout_steps,
@@ -95,7 +99,9 @@ def configs_from_args(args: argparse.Namespace) -> Configs:
     env = EnvConfig(task=args.task, episode_length=args.episode_length, seed=args.seed, device=args.device,
                     synthetic_train=args.train_size, synthetic_val=args.val_size, gates=args.gates,
                     data_dir=args.data_dir)
-    ppo = dataclasses.replace(PPOConfig(), lr=args.lr)
+    ppo = PPOConfig()
+    ppo = dataclasses.replace(ppo, lr=args.lr,
+                              entropy_coefs={h: c * args.entropy_scale for h, c in ppo.entropy_coefs.items()})
     return Configs(run=run, env=env, reward=RewardConfig(mode=args.reward_mode, gamma=ppo.gamma), ppo=ppo)
 
 

@@ -34,10 +34,13 @@ def test_defaults():
     cfgs = configs_from_args(a)
     assert cfgs.run.rounds == 150 and cfgs.run.time_budget_s == 780.0  # at most 13 min of learning
     assert cfgs.reward.gamma == cfgs.ppo.gamma
+    hot = configs_from_args(parse("--entropy-scale", "5"))
+    assert hot.ppo.entropy_coefs["op"] == pytest.approx(5 * cfgs.ppo.entropy_coefs["op"])
 
 
 @pytest.mark.parametrize("flags, match", [(("--envs", "0"), "--envs"), (("--rounds", "0"), "--rounds"),
                                           (("--time-budget", "-1"), "--time-budget"), (("--lr", "0"), "--lr"),
+                                          (("--entropy-scale", "-1"), "--entropy-scale"),
                                           (("--resume", "nowhere"), "no learner checkpoint")])
 def test_bad_flags_raise_value_error(tmp_path, flags, match):
     with pytest.raises(ValueError, match=match):
