@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from esper.leyline.actions import Observation, Op, SlotView
 from esper.leyline.stages import TRANSITIONS, SeedStage
-from esper.tamiyo.policy.actions import ALPHA_SPEEDS, ALPHA_TARGETS, OPS, ActionSpace
+from esper.tamiyo.policy.actions import ALPHA_SPEEDS, ALPHA_TARGETS, BLENDS, CURVES, OPS, TEMPOS, ActionSpace
 from esper.tamiyo.policy.features import FeatureConfig, encode_observation
 from esper.tamiyo.policy.masks import build_masks, stack_masks
 from esper.tamiyo.policy.network import NetworkConfig, PolicyNetwork
@@ -223,3 +223,9 @@ def test_a_new_policy_mostly_waits():
     flat = PolicyNetwork(4, SPACE, NetworkConfig(wait_bias=0.0))
     res = flat.act(torch.zeros(1, 4), masks, flat.initial_state(1), torch.ones(1, dtype=torch.bool))
     assert res.op_probs[0].tolist() == pytest.approx([1 / 6] * 6, abs=0.01)
+    # and it germinates with the slot's default settings (add, fast, linear) about 0.7 of the time each
+    logits, _, _ = net(torch.zeros(1, 1, 4), net.initial_state(1), torch.ones(1, 1, dtype=torch.bool))
+    e3 = float(torch.tensor(3.0).exp())
+    for head, choice, n in (("blend", BLENDS.index("add"), 3), ("tempo", TEMPOS.index("fast"), 3),
+                            ("curve", CURVES.index("linear"), 4)):
+        assert torch.softmax(logits[head][0, 0], -1)[choice].item() == pytest.approx(e3 / (e3 + n - 1), abs=0.01)
