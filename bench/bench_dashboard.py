@@ -6,7 +6,7 @@
 1. Time to first render of a synthetic run of ``--events`` events: read + fold the log (the
    run's follower), build every chart of the run page (downsampled, as shipped to the browser),
    the header and the tables. Peer measured in the same run: ``pyarrow.ipc.open_stream(...).
-   read_all()`` of the same file, the floor of any reader of that log.
+   read_all()`` of each of the run's stream files, the floor of any reader of that log.
 2. Live polling: a writer process appends a live synthetic run; ``--clients`` threads act as
    browsers, each POSTing the run page's live callbacks (cursor, then the first screen's charts,
    then the other charts, each chart group with the shipped-figure store it got back) once per
@@ -44,7 +44,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from telemetry_schema.arrays import choose_memory_pool
 from telemetry_schema.fold import Fold
-from telemetry_schema.rundir import RunFollower, stream_paths
+from telemetry_schema.reader import stream_files
+from telemetry_schema.rundir import read_run
 from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard.app import create_app
@@ -72,15 +73,17 @@ def first_render(logdir: Path, run_id: str) -> dict:
             "events": entry.length}
 
 
-def peer_read_all(path: Path) -> float:
+def peer_read_all(run_dir: Path) -> float:
+    """Seconds for pyarrow to read every stream file of the run (no checks, no fold)."""
     t0 = time.perf_counter()
-    pa.ipc.open_stream(str(path)).read_all()
+    for path in stream_files(run_dir):
+        pa.ipc.open_stream(str(path)).read_all()
     return time.perf_counter() - t0
 
 
 def full_reread(run_dir: Path) -> float:
     t0 = time.perf_counter()
-    Fold().update(RunFollower(run_dir).poll())
+    Fold().update(read_run(run_dir))
     return time.perf_counter() - t0
 
 
@@ -145,7 +148,7 @@ def live_polling(workdir: Path, clients: int, polls: int, period: float) -> dict
                                "200000", "--seed", "11", "--run-id", "live-run", "--live", "--epoch-seconds", "0.2"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while not stream_paths(logdir / "live-run"):
+        while not stream_files(logdir / "live-run"):
             time.sleep(0.05)
         time.sleep(1.0)
         app = create_app(logdir)
@@ -158,11 +161,11 @@ def live_polling(workdir: Path, clients: int, polls: int, period: float) -> dict
         offsets = []
         original = entry.follower.poll
 
-        def counting_poll():  # how many bytes each refresh reads
-            before = sum(f.offset for f in entry.follower.followers.values())
-            table = original()
-            offsets.append(sum(f.offset for f in entry.follower.followers.values()) - before)
-            return table
+        def counting_poll(final=False):  # how many bytes each refresh reads
+            before = sum(f.offset for f in entry.follower.streams.values())
+            tables = original(final)
+            offsets.append(sum(f.offset for f in entry.follower.streams.values()) - before)
+            return tables
 
         entry.follower.poll = counting_poll
         group = [Client(url, deps, "live-run") for _ in range(clients)]
@@ -180,7 +183,7 @@ def live_polling(workdir: Path, clients: int, polls: int, period: float) -> dict
             t.join()
         server.shutdown()
         lat = sorted(x for c in group for x in c.latencies)
-        log_bytes = sum(p.stat().st_size for p in stream_paths(logdir / "live-run"))
+        log_bytes = sum(p.stat().st_size for p in stream_files(logdir / "live-run"))
         reread = full_reread(logdir / "live-run")
         return {"requests": len(lat), "p50_ms": 1e3 * statistics.median(lat),
                 "p95_ms": 1e3 * lat[int(0.95 * (len(lat) - 1))], "max_ms": 1e3 * lat[-1],
@@ -289,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         renders, peers = [], []
         for _ in range(a.repeats):  # interleaved: both see the same machine load
             renders.append(first_render(tmp / "big", "big"))
-            peers.append(peer_read_all(stream_paths(run_dir)[0]))
+            peers.append(peer_read_all(run_dir))
         best = min(renders, key=lambda r: r["total_s"])
         peer = min(peers)
         print(f"first render: {best['total_s']:.3f} s (read+fold {best['read_fold_s']:.3f} s, figures+tables "

@@ -1,153 +1,218 @@
-"""Esper's event log vs TensorBoard on the same stream of scalar events, measured in one run.
+"""Esper's event log (format 2) against format 1 and TensorBoard, measured in one run.
 
-    python bench/bench_telemetry.py [--events 1000000] [--tb-events 100000]
+    python bench/bench_telemetry.py [--events 1000000] [--tb-events 100000] [--passes 5]
 
-Measures Esper's emit path (``EventWriter.scalar``: ns/event, flush and close included),
-bytes per event on disk, and replay + fold throughput (``read_log`` + ``fold_table``); then
-TensorBoard's ``SummaryWriter.add_scalar`` and ``EventAccumulator`` on the same values.
-Prints a table and, as its last line, one JSON object with the figures and ratios.
-Needs the bench extra (``pip install -e ".[bench]"``) for TensorBoard.
+For each writer: emit cost per scalar event (``EventWriter.scalar``, flush and close
+included), bytes per event of a burst, of a quiet run (20 events a second for 10 s, the
+default flush policy) and of a 10-event log (run start, 8 scalars, run end); then replay +
+fold of the burst (read every stream and fold it, median of ``--passes``; the first pass
+apart). Format 1 is the writer and reader of commit ``--v1-rev``, taken from this repository's
+history into a temporary directory and run in a subprocess of its own. Prints a table and, as
+its last line, one JSON object with the figures, the targets and the memory pool.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
+V1_REV = "a81920d"
+"""The last commit whose telemetry_schema wrote format 1."""
+TARGETS = {"quiet_bytes_per_event": 100, "ten_event_log_bytes": 4096, "burst_bytes_per_event": 25,
+           "emit_ns": 500, "replay_fold_1m_s": 0.5}
+
+COMMON = """
+import json, math, statistics, sys, time
+from pathlib import Path
 import pyarrow as pa
 
-
-def values(n: int) -> list[float]:
+def values(n):
     return [2.0 * math.exp(-i / n) + 0.01 * math.sin(i) for i in range(n)]
 
+def size(path):
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob('*') if p.is_file()) if path.is_dir() else path.stat().st_size
+"""
 
-def bench_esper(out: Path, vals: list[float]) -> dict:
-    from telemetry_schema.fold import fold_table
-    from telemetry_schema.reader import read_log
-    from telemetry_schema.writer import EventWriter, WriterConfig
+V2 = """
+from telemetry_schema import events as ev
+from telemetry_schema.arrays import choose_memory_pool
+from telemetry_schema.fold import fold_tables
+from telemetry_schema.rundir import create_run, read_run
+from telemetry_schema.writer import EventWriter, WriterConfig
 
-    pa.array([0.0]), pa.array(["warm"])  # pyarrow's one-off conversion set-up is not the emit path
-    path = out / "esper.arrows"
-    w = EventWriter(path, config=WriterConfig(heartbeat_s=0))
-    scalar = w.scalar
+def open_writer(path, **cfg):
+    return EventWriter(Path(path) / "events", config=WriterConfig(heartbeat_s=0, **cfg))
+
+def read_and_fold(path):
+    return fold_tables(read_run(path))
+
+def log_of(path):
+    return Path(path)
+"""
+
+V1 = """
+from telemetry_schema import events as ev
+from telemetry_schema.arrays import choose_memory_pool
+from telemetry_schema.fold import fold_table
+from telemetry_schema.reader import read_log
+from telemetry_schema.rundir import create_run
+from telemetry_schema.writer import EventWriter, WriterConfig
+
+def open_writer(path, **cfg):
+    return EventWriter(Path(path + ".arrows"), config=WriterConfig(heartbeat_s=0, **cfg))
+
+def read_and_fold(path):
+    return fold_table(read_log(Path(path + ".arrows")).table)
+
+def log_of(path):
+    return Path(path + ".arrows")
+"""
+
+MEASURE = """
+out, events, passes, quiet_s, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+pool = choose_memory_pool()
+pa.array([0.0]), pa.array(["warm"])  # pyarrow's one-off conversion set-up is not the emit path
+vals = values(events)
+burst = out + "/burst"
+w = open_writer(burst)
+scalar = w.scalar
+t0 = time.perf_counter()
+for i, v in enumerate(vals):
+    scalar("train/loss", v, step=i)
+w.close()
+emit_s = time.perf_counter() - t0
+timings = []
+for _ in range(passes + 1):
     t0 = time.perf_counter()
-    for i, v in enumerate(vals):
-        scalar("train/loss", v, step=i)
-    w.close()
-    write_s = time.perf_counter() - t0
-    timings = []
-    for _ in range(2):  # the first pass pays one-off costs (fresh memory pages, Arrow's thread pool)
-        t0 = time.perf_counter()
-        table = read_log(path).table
-        state = fold_table(table)
-        timings.append(time.perf_counter() - t0)
-    read_s = timings[1]
-    series = state.scalars["train/loss"]
-    assert len(series) == len(vals) and series["value"][-1] == vals[-1]
-    n = len(vals)
-    return {"ns": write_s / n * 1e9, "bytes": path.stat().st_size / n, "read_eps": n / read_s,
-            "write_s": write_s, "read_s": read_s, "first_read_s": timings[0]}
+    state = read_and_fold(burst)
+    timings.append(time.perf_counter() - t0)
+    assert len(state.scalars["train/loss"]) == events and state.scalars["train/loss"]["value"][-1] == vals[-1]
+quiet = out + "/quiet"
+w = open_writer(quiet)
+n = int(quiet_s * rate)
+t0 = time.perf_counter()
+for i in range(n):
+    w.scalar("train/loss", 1.0 / (i + 1), step=i)
+    time.sleep(max(0.0, t0 + (i + 1) / rate - time.perf_counter()))
+w.close()
+small = Path(out) / "small"
+with create_run(small, ev.RunStarted(run_id="r", task="synthetic-images", topology="cnn", host_params=6418,
+                                     slot_ids=["block1", "block2"])) as run:
+    for i in range(8):
+        run.writer.scalar("train/loss", 1.0 / (i + 1), step=i)
+print(json.dumps({"emit_ns": emit_s / events * 1e9, "burst_bytes_per_event": size(log_of(burst)) / events,
+                  "replay_fold_first_s": timings[0], "replay_fold_s": statistics.median(timings[1:]),
+                  "replay_fold_1m_s": statistics.median(timings[1:]) * 1e6 / events,
+                  "quiet_bytes_per_event": size(log_of(quiet)) / n,
+                  "ten_event_log_bytes": size(small / "r") - size(small / "r" / "run.json"),
+                  "memory_pool": pool}))
+"""
 
 
-def bench_tensorboard(out: Path, vals: list[float]) -> dict | None:
+def measure(package_root: Path, flavour: str, out: Path, a: argparse.Namespace) -> dict:
+    code = textwrap.dedent(COMMON) + textwrap.dedent(flavour) + textwrap.dedent(MEASURE)
+    env = dict(os.environ, PYTHONPATH=str(package_root))
+    res = subprocess.run([sys.executable, "-c", code, str(out), str(a.events), str(a.passes),
+                          str(a.quiet_seconds), str(a.quiet_rate)], env=env, capture_output=True, text=True,
+                         cwd=out)
+    if res.returncode != 0:
+        raise SystemExit(f"measurement failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def format1_package(rev: str, into: Path) -> Path | None:
+    """telemetry_schema as of ``rev``, extracted from git into ``into`` (None without git)."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "telemetry_schema"],
+                                 capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        sys.stderr.write(f"format 1 skipped: cannot take telemetry_schema at {rev} from git ({exc})\n")
+        return None
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def bench_tensorboard(out: Path, events: int, quiet_s: float, rate: float) -> dict | None:
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
         sys.stderr.write(f"TensorBoard not available ({exc}); install the bench extra\n")
         return None
-    logdir = out / "tb"
+    import math
+
+    vals = [2.0 * math.exp(-i / events) + 0.01 * math.sin(i) for i in range(events)]
+    size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
     t0 = time.perf_counter()
-    w = SummaryWriter(str(logdir), max_queue=1000, flush_secs=120)
+    w = SummaryWriter(str(out / "tb"), max_queue=1000, flush_secs=120)
     for i, v in enumerate(vals):
         w.add_scalar("train/loss", v, i)
     w.close()
-    write_s = time.perf_counter() - t0
-    size = sum(p.stat().st_size for p in logdir.rglob("*") if p.is_file())
+    emit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    got = acc.Scalars("train/loss")
+    assert len(acc.Scalars("train/loss")) == events
     read_s = time.perf_counter() - t0
-    assert len(got) == len(vals)
-    n = len(vals)
-    return {"ns": write_s / n * 1e9, "bytes": size / n, "read_eps": n / read_s,
-            "write_s": write_s, "read_s": read_s}
-
-
-def bench_quiet(out: Path, seconds: float, rate: float) -> dict:
-    """A quiet run: ``rate`` scalar events a second for ``seconds``, into Esper's writer with its
-    default flush policy and, beside it on the same schedule, with a flush every
-    ``flush_interval`` (the policy before quiet logs waited), and into TensorBoard."""
-    from telemetry_schema.writer import EventWriter, WriterConfig
-
-    writers = {"esper": EventWriter(out / "quiet.arrows", config=WriterConfig(heartbeat_s=0)),
-               "esper_every_interval": EventWriter(out / "quiet-busy.arrows",
-                                                   config=WriterConfig(heartbeat_s=0, small_flush=0))}
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-        tb = SummaryWriter(str(out / "tb-quiet"))
-    except ImportError:
-        tb = None
-    n = int(seconds * rate)
-    t0 = time.perf_counter()
+    q = SummaryWriter(str(out / "tb-quiet"))
+    n = int(quiet_s * rate)
+    t1 = time.perf_counter()
     for i in range(n):
-        for w in writers.values():
-            w.scalar("train/loss", 1.0 / (i + 1), step=i)
-        if tb is not None:
-            tb.add_scalar("train/loss", 1.0 / (i + 1), i)
-        time.sleep(max(0.0, t0 + (i + 1) / rate - time.perf_counter()))
-    result = {}
-    for name, w in writers.items():
-        w.close()
-        result[name] = (out / ("quiet.arrows" if name == "esper" else "quiet-busy.arrows")).stat().st_size / n
-    if tb is not None:
-        tb.close()
-        result["tensorboard"] = sum(p.stat().st_size for p in (out / "tb-quiet").rglob("*") if p.is_file()) / n
-    return result
+        q.add_scalar("train/loss", 1.0 / (i + 1), i)
+        time.sleep(max(0.0, t1 + (i + 1) / rate - time.perf_counter()))
+    q.close()
+    return {"emit_ns": emit_s / events * 1e9, "burst_bytes_per_event": size(out / "tb") / events,
+            "replay_1m_s": read_s * 1e6 / events, "quiet_bytes_per_event": size(out / "tb-quiet") / n}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--events", type=int, default=1_000_000, help="scalar events for Esper")
+    p.add_argument("--events", type=int, default=1_000_000, help="scalar events of the burst")
     p.add_argument("--tb-events", type=int, default=100_000, help="scalar events for TensorBoard (slower)")
-    p.add_argument("--quiet-seconds", type=float, default=10.0,
-                   help="length of the quiet-run measurement (0 skips it)")
+    p.add_argument("--passes", type=int, default=5, help="replay + fold passes after the first")
+    p.add_argument("--quiet-seconds", type=float, default=10.0, help="length of the quiet run")
     p.add_argument("--quiet-rate", type=float, default=20.0, help="events per second of the quiet run")
+    p.add_argument("--v1-rev", default=V1_REV, help="commit of the format 1 writer and reader")
     a = p.parse_args(argv)
+    here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        esper = bench_esper(out, values(a.events))
-        tb = bench_tensorboard(out, values(a.tb_events))
-        quiet = bench_quiet(out, a.quiet_seconds, a.quiet_rate) if a.quiet_seconds > 0 else {}
-    rows = [("esper", a.events, esper)] + ([("tensorboard", a.tb_events, tb)] if tb else [])
-    sys.stdout.write(f"{'writer':<12} {'events':>9} {'emit ns/ev':>11} {'bytes/ev':>9} {'replay+fold ev/s':>17}\n")
-    for name, n, r in rows:
-        sys.stdout.write(f"{name:<12} {n:>9} {r['ns']:>11.0f} {r['bytes']:>9.1f} {r['read_eps']:>17,.0f}\n")
-    if quiet:
-        sys.stdout.write(f"quiet run, {a.quiet_rate:g} events/s for {a.quiet_seconds:g} s, bytes/event: "
-                         + ", ".join(f"{k} {v:,.0f}" for k, v in quiet.items()) + "\n")
-    result = {
-        "events": a.events, "cpus": os.cpu_count(),
-        "esper_emit_ns": round(esper["ns"], 1),
-        "esper_bytes_per_event": round(esper["bytes"], 2),
-        "esper_fold_events_per_s": round(esper["read_eps"]),
-        "esper_replay_fold_1m_s": round(esper["read_s"] * 1_000_000 / a.events, 3),
-        "esper_replay_fold_1m_first_s": round(esper["first_read_s"] * 1_000_000 / a.events, 3),
-        "tb_emit_ns": round(tb["ns"], 1) if tb else None,
-        "tb_bytes_per_event": round(tb["bytes"], 2) if tb else None,
-        "tb_read_events_per_s": round(tb["read_eps"]) if tb else None,
-        "tb_write_ratio": round(tb["ns"] / esper["ns"], 1) if tb else None,
-        "tb_read_ratio": round(esper["read_eps"] / tb["read_eps"], 1) if tb else None,
-        "quiet_bytes_per_event": {k: round(v, 1) for k, v in quiet.items()},
-    }
-    sys.stdout.write(json.dumps(result) + "\n")
+        tmp = Path(tmp)
+        (tmp / "v2").mkdir()
+        (tmp / "v1").mkdir()
+        results = {"format 2": measure(here, V2, tmp / "v2", a)}
+        old = format1_package(a.v1_rev, tmp / "v1-src")
+        if old is not None:
+            results["format 1"] = measure(old, V1, tmp / "v1", a)
+        tb = bench_tensorboard(tmp, a.tb_events, a.quiet_seconds, a.quiet_rate)
+    out = sys.stdout
+    out.write(f"{'writer':<10} {'emit ns/ev':>10} {'burst B/ev':>10} {'quiet B/ev':>10} {'10-ev log B':>11} "
+              f"{'replay+fold 1M s':>17}\n")
+    for name, r in results.items():
+        out.write(f"{name:<10} {r['emit_ns']:>10.0f} {r['burst_bytes_per_event']:>10.1f} "
+                  f"{r['quiet_bytes_per_event']:>10.1f} {r['ten_event_log_bytes']:>11.0f} {r['replay_fold_1m_s']:>17.3f}\n")
+    if tb:
+        out.write(f"{'tensorbd':<10} {tb['emit_ns']:>10.0f} {tb['burst_bytes_per_event']:>10.1f} "
+                  f"{tb['quiet_bytes_per_event']:>10.1f} {'':>11} {tb['replay_1m_s']:>17.3f}\n")
+    v2 = results["format 2"]
+    out.write("targets (format 2): " + ", ".join(
+        f"{k} {v2[k]:.3g} {'<=' if v2[k] <= t else '>'} {t} {'ok' if v2[k] <= t else 'MISSED'}"
+        for k, t in TARGETS.items()) + f"; memory pool {v2['memory_pool']}\n")
+    summary = {"events": a.events, "passes": a.passes, "cpus": os.cpu_count(), "results": results,
+               "tensorboard": tb, "targets": TARGETS,
+               "vs_format1": {k: round(results["format 1"][k] / v2[k], 2) for k in TARGETS} if "format 1" in results else None,
+               "vs_tensorboard_emit": round(tb["emit_ns"] / v2["emit_ns"], 1) if tb else None}
+    out.write(json.dumps(summary) + "\n")
     return 0
 
 

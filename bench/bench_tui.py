@@ -30,8 +30,11 @@ PEER_EVENTS = 2_000
 
 
 def ensure_log(cache: Path, events: int) -> Path:
-    run = cache / f"bench-{events}"
-    if not (run / "events.arrows").exists():
+    """A synthetic run of about ``events`` events (log format 2), generated once into ``cache``."""
+    from telemetry_schema.reader import stream_files
+
+    run = cache / f"bench-v2-{events}"
+    if not stream_files(run) or not (run / "run.json").exists():
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "telemetry_schema.synth", "--out", str(cache), "--events",
                         str(events), "--seed", "7", "--run-id", run.name], check=True, stdout=subprocess.DEVNULL)
@@ -86,7 +89,7 @@ async def _measure_open(app, pilot, out: dict, refreshes: int) -> None:
     from tui.widgets.eventpanel import EventLogPanel
 
     s = app.session
-    chunk = s.table.slice(s.length // 2, 400)  # ~ what a 0.2 s poll of a fast run brings
+    chunk = s.log.slice(s.length // 2, s.length // 2 + 400)  # ~ what a 0.2 s poll of a fast run brings
     for tab in TABS:
         await pilot.press(str(TABS.index(tab) + 1))
         await pilot.pause()

@@ -1,12 +1,14 @@
-"""Log data for the dashboard: the runs of a log directory, each with a cached follower and fold.
+"""Log data for the dashboard: the runs of a log directory, each followed and folded once.
 
 A ``RunStore`` is created by the app factory (no module-level state). It holds one ``RunEntry``
-per run that a page has asked about; an entry's ``RunFollower`` keeps its byte offsets, so a
-refresh reads only the bytes appended since the last one. The entry keeps the polled Arrow
-tables (one copy of the log, shared) and one fold per selection (rank, env) that a page has
-viewed: the default selection's fold is brought up to date on every refresh, the others when
-they are next viewed, each folding only the rows it has not seen. A lock per entry serialises
-the refresh and the readers of the folded state.
+per run that a page has asked about. An entry follows its run directory with a
+``RunFollower`` (byte offsets kept per stream, so a refresh reads only what was appended; a
+format 1 log is read whole, once) and feeds a ``RunModel``: the run's events in one
+``EventLog`` (shared by every client and scope, never copied), the live fold of the default
+scope (rank 0, every environment), the ranks and environments, the torn tail and the corrupt
+streams. A scope other than the default gets its own ``ScopedFold``, brought up to date when it
+is next viewed (folding only the events it has not seen), and a replay (``ScopedReplay``) when
+a page replays it. A lock per entry serialises the refresh and the readers of folded state.
 
 ``RunStore.prefetch`` reads and folds the newest runs in a daemon thread while the server starts:
 it goes through the same entries and locks, so a page that asks for a run meanwhile waits for
@@ -21,17 +23,22 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-import pyarrow as pa
+import numpy as np
 
+from telemetry_schema.arrays import to_numpy
+from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import RunState
-from telemetry_schema.reader import LogError
-from telemetry_schema.rundir import RunFollower, is_run_dir, read_manifest, stream_paths, validate_run_id
+from telemetry_schema.reader import LogError, RunFollower, stream_files
+from telemetry_schema.rundir import is_run_dir, read_run, validate_run_id
+from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay
+from telemetry_schema.runs import RunSummary, run_files, summary_of
+from telemetry_schema.tables import KindTables
+from telemetry_schema.v1 import v1_streams
 
-from dashboard.selection import DEFAULT, Choices, FoldCursor, RankAlerts, Selection, StreamIndex, rank_alerts
+from dashboard.selection import DEFAULT, Choices, RankAlerts, rank_alerts
 from dashboard.settings import DashboardConfig
 
 log = logging.getLogger(__name__)
@@ -42,131 +49,184 @@ class RunNotFound(LookupError):
     """A run id that is not valid or names no run directory of the log directory."""
 
 
-@dataclass
-class RunSummary:
-    """One row of the runs page."""
+class PageActivity:
+    """When a page last asked for a run, and how many runs are being read for pages now: the
+    prefetch reads a further run only once pages have been quiet for a while. A page waiting for
+    a run's lock (held by the prefetch's read) counts as asking until it is served."""
 
-    run_id: str
-    status: str
-    task: str
-    started: float | None
-    epochs: int
-    best_val_acc: float | None
-    fossilized: int
-    pruned: int
-    panics: int
-    events: int
-    error: str | None = None
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._last = float("-inf")  # time.monotonic()
 
+    def note(self) -> None:
+        if threading.current_thread().name != PREFETCH_THREAD:
+            with self._lock:
+                self._last = time.monotonic()
 
-def run_status(state: RunState, now: float) -> str:
-    """The runs-page status: 'finished', 'running', 'stalled', 'crashed' (or 'waiting')."""
-    if state.end_status in ("failed",):
-        return "crashed"
-    return state.status(now)
+    @contextmanager
+    def asking(self):
+        """Count the caller (a page's thread, not the prefetch) as asking while the block runs."""
+        if threading.current_thread().name == PREFETCH_THREAD:
+            yield
+            return
+        with self._lock:
+            self._busy += 1
+            self._last = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._last = time.monotonic()
+
+    def quiet_s(self) -> float:
+        """Seconds since a page last asked (0 while one is being served)."""
+        with self._lock:
+            return 0.0 if self._busy else time.monotonic() - self._last
 
 
 class RunEntry:
-    """One run: its follower, the events read so far, and a live fold and a replay cursor per
-    selection viewed."""
+    """One run: its follower, its run model, and a live fold and a replay per other scope viewed."""
 
-    def __init__(self, run_id: str, run_dir: Path, config: DashboardConfig, clock=time.time) -> None:
+    def __init__(self, run_id: str, run_dir: Path, config: DashboardConfig, clock=time.time,
+                 activity: PageActivity | None = None) -> None:
         self.run_id, self.run_dir, self.config, self.clock = run_id, run_dir, config, clock
+        self.activity = activity or PageActivity()
         self.lock = threading.RLock()
         self.follower = RunFollower(run_dir)
-        self.index = StreamIndex()
+        self.model = RunModel()
         self.error: str | None = None
-        self._tables: list[pa.Table] = []
-        self._rows = 0
-        self._live: OrderedDict[Selection, FoldCursor] = OrderedDict({DEFAULT: FoldCursor(DEFAULT)})
-        self._replays: OrderedDict[Selection, FoldCursor] = OrderedDict()
+        """Why the run's log cannot be read at all (one line), once found."""
+        self._v1_read = False  # a format 1 log, read whole once
+        self._live: OrderedDict[Scope, ScopedFold] = OrderedDict()
+        self._replays: OrderedDict[Scope, ScopedReplay] = OrderedDict()
         self._last_refresh = float("-inf")
         self._memo: OrderedDict = OrderedDict()  # recent built views, shared by clients
         self.reads = 0
         """Polls of the log that returned events (a finished run read once: 1)."""
 
     @property
+    def log(self) -> EventLog:
+        """Every event read so far, in the run's order."""
+        return self.model.log
+
+    @property
     def state(self) -> RunState:
-        """The live state of the default selection (rank 0, every env): runs page, run status."""
-        return self._live[DEFAULT].fold.state
+        """The live state of the default scope (rank 0, every env): runs page, run status."""
+        return self.model.fold.state
 
     @property
     def length(self) -> int:
-        """Rows of the merged log read so far (every rank and env): the replay cursor's range."""
-        return self._rows
+        """Events read so far (every rank and env): the replay cursor's range."""
+        return len(self.model.log)
+
+    @property
+    def corrupt(self) -> list[str]:
+        """One line per stream found corrupt or refused (read no further)."""
+        return self.model.corrupt
+
+    def failure(self) -> str | None:
+        """Why the run page cannot show this run: its log is unreadable, or every stream read so
+        far is corrupt and not one event came out of them."""
+        if self.error is not None:
+            return self.error
+        if self.model.corrupt and not self.length:
+            return "; ".join(self.model.corrupt)
+        return None
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will come: a format 1 log read, or every stream closed and shown."""
+        return self._v1_read or (self.follower.ended and not self.follower.pending)
 
     def refresh(self, force: bool = False) -> None:
         """Fold the events appended since the last refresh (at most every ``min_refresh_s``)."""
-        with self.lock:
+        with self.activity.asking(), self.lock:
             now = time.monotonic()
-            if self.error is not None or self.follower.ended:
-                return  # a broken log stays broken; a closed stream gets no more events
+            if self.error is not None or self.ended:
+                return  # a broken log stays broken; a closed run gets no more events
             if not force and now - self._last_refresh < self.config.min_refresh_s:
                 return
             self._last_refresh = now
             try:
-                new = self.follower.poll()
+                new = self._poll()
             except LogError as exc:
                 self.error = str(exc)
                 return
-            except Exception as exc:  # a log the fold cannot make sense of: this run only
+            except Exception as exc:  # a log the reader cannot make sense of: this run only
                 self.error = f"{self.run_dir}: unreadable log ({type(exc).__name__}: {exc})"
                 return
             if new.num_rows:
                 self.reads += 1
-                self._tables.append(new)
-                self._rows += new.num_rows
-                self._advance(self._live, DEFAULT, self._rows)
-                if self.error is None:  # the fold took these columns: the index can too
-                    self.index.update(new)
+            try:
+                self.model.ingest(new, new.torn_bytes, self.ended, self.clock(), new.corrupt)
+            except Exception as exc:  # never unpickled or evaluated: only the fold can fail here
+                self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
 
-    def table(self) -> pa.Table:
-        """Every event read so far, in log order."""
+    def _poll(self) -> KindTables:
+        """The new events, with the torn bytes and corrupt streams as of now."""
+        if not self.follower.streams and not stream_files(self.run_dir) and v1_streams(self.run_dir):
+            got = read_run(self.run_dir)  # format 1: read whole, once
+            self._v1_read = True
+            return got
+        # A corrupt stream never delivers the rest of its flushes: the other kinds' batches of
+        # those flushes are shown as they are rather than held back until ``hold_s``.
+        got = self.follower.poll(final=bool(self.follower.corrupt))
+        if self.follower.corrupt and self.follower.pending:  # found corrupt by this poll
+            got = got.extended(self.follower.poll(final=True))
+        got.torn_bytes, got.corrupt = self.follower.torn_bytes, self.follower.corrupt
+        return got
+
+    def _lru(self, cache: OrderedDict, scope: Scope, make):
+        """``cache[scope]`` (made on first use; the least recently used dropped beyond ``max_folds``)."""
+        got = cache.get(scope)
+        if got is None:
+            got = cache[scope] = make()
+            while len(cache) > max(1, self.config.max_folds):
+                cache.popitem(last=False)
+        cache.move_to_end(scope)
+        return got
+
+    def state_at(self, cursor: int | None, scope: Scope = DEFAULT) -> RunState:
+        """``scope``'s state after the first ``cursor`` events of the log (None or past the end:
+        live). A fold that fails marks the run broken, like a failed read."""
         with self.lock:
-            if len(self._tables) > 1:
-                table = pa.concat_tables(self._tables)
-                if table.column(0).num_chunks > self.config.max_chunks:  # one chunk per poll adds up
-                    table = table.combine_chunks()
-                self._tables[:] = [table]
-            return self._tables[0] if self._tables else pa.table({})
-
-    def _advance(self, cursors: OrderedDict, sel: Selection, rows: int) -> RunState:
-        """``sel``'s fold in ``cursors`` (made on first use, least recently used dropped) moved to
-        ``rows`` rows of the log. A fold that fails marks the run broken, like a failed read."""
-        cursor = cursors.get(sel)
-        if cursor is None:
-            cursor = cursors[sel] = FoldCursor(sel)
-            while len(cursors) > max(2, self.config.max_folds):
-                oldest = next(s for s in cursors if s != DEFAULT)  # the runs page needs the default
-                del cursors[oldest]
-        cursors.move_to_end(sel)
-        try:
-            return cursor.seek(self.table(), rows) if self._rows else cursor.fold.state
-        except Exception as exc:  # never unpickled or evaluated: only the fold can fail here
-            self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
-        return cursor.fold.state
-
-    def state_at(self, cursor: int | None, sel: Selection = DEFAULT) -> RunState:
-        """``sel``'s state after the first ``cursor`` rows of the log (None or past the end: live)."""
-        with self.lock:
-            if cursor is None or cursor >= self._rows:
-                return self._advance(self._live, sel, self._rows)
-            return self._advance(self._replays, sel, cursor)
+            log_ = self.model.log
+            try:
+                if cursor is None or cursor >= len(log_):
+                    if scope == DEFAULT:
+                        return self.model.fold.state
+                    fold = self._lru(self._live, scope, lambda: ScopedFold(scope))
+                    if fold.rows < len(log_):
+                        fold.update(log_.slice(fold.rows, len(log_)))
+                    return fold.state
+                replay = self._lru(self._replays, scope, lambda: ScopedReplay(log_, cursor, scope))
+                replay.seek(cursor)
+                return replay.state
+            except Exception as exc:
+                self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
+                return RunState()
 
     def choices(self) -> Choices:
         """The ranks and environments this run offers to choose from (as of a refresh: a
         browser's choice is checked against the log as it is now, not as first read)."""
         self.refresh()
         with self.lock:
-            return self.index.choices(self.state)
+            return Choices.of(self.model)
+
+    def finished_ranks(self) -> set[int]:
+        """Ranks that wrote their run_finished."""
+        table = self.model.log.tables.table("run_finished")
+        return set(np.unique(to_numpy(table.column("rank"))).tolist()) if table.num_rows else set()
 
     def alerts(self) -> RankAlerts:
         """Divergent, silent and missing ranks (empty for a run of one rank)."""
         with self.lock:
-            return rank_alerts(self.state, self.index.finished, self.config.silent_rank_s)
+            return rank_alerts(self.state, self.finished_ranks(), self.config.silent_rank_s)
 
     def memo(self, key, build):
-        """``build()``'s result for ``key``, reused while the key (selection, events, cursor,
+        """``build()``'s result for ``key``, reused while the key (scope, events, cursor,
         options) holds."""
         with self.lock:
             if key in self._memo:
@@ -178,31 +238,25 @@ class RunEntry:
             return value
 
     @contextmanager
-    def view(self, cursor: int | None = None, sel: Selection = DEFAULT):
-        """Refresh, then hold the lock while the caller reads ``sel``'s state as of ``cursor``."""
+    def view(self, cursor: int | None = None, scope: Scope = DEFAULT):
+        """Refresh, then hold the lock while the caller reads ``scope``'s state as of ``cursor``."""
         self.refresh()
         with self.lock:
-            yield self.state_at(cursor, sel)
+            yield self.state_at(cursor, scope)
+
+    def status(self) -> str:
+        """The run's status now (``run_status`` of the live default fold), or 'error'."""
+        with self.lock:
+            return "error" if self.failure() else self.model.status(self.clock())
 
     def summary(self) -> RunSummary:
-        with self.view() as st:
-            manifest = read_manifest(self.run_dir)
-            return RunSummary(
-                run_id=self.run_id, status="error" if self.error else run_status(st, self.clock()),
-                task=st.task or manifest.get("task", ""),
-                started=st.started_wall or manifest.get("started_at") or _first_wall(st),
-                epochs=st.epochs.length, best_val_acc=st.best_val_acc(),
-                fossilized=st.seeds_fossilized(), pruned=st.seeds_pruned(), panics=st.panics(),
-                events=st.events, error=self.error)
-
-
-def _error_summary(run_id: str, message: str) -> RunSummary:
-    return RunSummary(run_id, "error", "", None, 0, None, 0, 0, 0, 0, error=message)
-
-
-def _first_wall(state: RunState) -> float | None:
-    walls = state.batches["wall"]
-    return float(walls[0]) if len(walls) else None
+        """The runs-page row: ``runs.summary_of`` the live default fold, as ``summarize`` makes it."""
+        with self.view():
+            row = summary_of(self.run_dir, self.state, self.clock(), self.model.corrupt)
+            failure = self.failure()
+            if failure is not None:  # as esper-tui's picker shows it
+                row.status, row.error = "error", failure
+            return row
 
 
 class RunStore:
@@ -214,7 +268,7 @@ class RunStore:
         self.clock = clock
         self._entries: dict[str, RunEntry] = {}
         self._lock = threading.Lock()
-        self._asked = float("-inf")  # time.monotonic() of the last run a page asked for
+        self.activity = PageActivity()
 
     def run_ids(self) -> list[str]:
         """Run directories directly under the log directory (rescanned on every call)."""
@@ -237,11 +291,11 @@ class RunStore:
     def entry(self, run_id: str) -> RunEntry:
         run_id = self.resolve(run_id)
         with self._lock:
-            if threading.current_thread().name != PREFETCH_THREAD:  # a page asks
-                self._asked = time.monotonic()
+            self.activity.note()  # a page asks (the prefetch's own calls are not counted)
             entry = self._entries.get(run_id)
             if entry is None:
-                entry = self._entries[run_id] = RunEntry(run_id, self.logdir / run_id, self.config, self.clock)
+                entry = self._entries[run_id] = RunEntry(run_id, self.logdir / run_id, self.config, self.clock,
+                                                         self.activity)
             return entry
 
     def newest(self, limit: int) -> list[str]:
@@ -249,7 +303,7 @@ class RunStore:
         def written(run_id: str) -> float:
             run_dir = self.logdir / run_id
             try:
-                return max(p.stat().st_mtime for p in [run_dir, *stream_paths(run_dir)])
+                return max(p.stat().st_mtime for p in [run_dir, *run_files(run_dir)])
             except OSError:  # removed meanwhile
                 return float("-inf")
         return sorted(self.run_ids(), key=written, reverse=True)[:max(0, limit)]
@@ -269,7 +323,7 @@ class RunStore:
                 log.warning("prefetch: cannot list %s", self.logdir, exc_info=True)
                 return
             for i, run_id in enumerate(run_ids):
-                while i and (quiet := time.monotonic() - self._asked) < self.config.prefetch_idle_s:
+                while i and (quiet := self.activity.quiet_s()) < self.config.prefetch_idle_s:
                     time.sleep(self.config.prefetch_idle_s - quiet)
                 try:
                     self.entry(run_id).refresh(force=True)  # a broken log sets the entry's error
@@ -289,7 +343,7 @@ class RunStore:
             try:
                 rows.append(self.entry(run_id).summary())
             except RunNotFound as exc:  # e.g. a symlink out of the log directory
-                rows.append(_error_summary(run_id, str(exc)))
+                rows.append(RunSummary(self.logdir / run_id, run_id, status="error", error=str(exc)))
         return rows
 
 

@@ -3,7 +3,8 @@
 Every time chart shares the x-axis choice (epoch, step or wall seconds since the start), the
 governor markers (panics and rollbacks, on a hidden overlay axis so they sit at the top of the
 plot whatever the zoom) and ``uirevision`` (zoom and legend toggles survive updates). Series
-longer than ``max_points`` are min/max downsampled here, on the server. Trace data are
+longer than ``max_points`` are min/max thinned here, on the server, and smoothed with the EMA
+both viewers use (``telemetry_schema.series``). Trace data are
 lists, so the browser can extend them in place with ``Patch()``.
 """
 
@@ -15,8 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from telemetry_schema.fold import RunState, Series
+from telemetry_schema.series import ema, thin
 
-from dashboard.downsample import downsample, ema
 
 X_AXES = {"epoch": "epoch", "step": "step", "wall": "wall time (s since start)"}
 # A small template: plotly's named templates cost tens of ms to validate on every figure.
@@ -79,7 +80,8 @@ def new_figure(traces, layout: dict) -> go.Figure:
 def _shaped(x: np.ndarray, y: np.ndarray, opts: ChartOptions, smooth: bool = True):
     if smooth and opts.smoothing > 0:
         y = ema(y, opts.smoothing)
-    x, y = downsample(x, y, opts.max_points)
+    keep = thin(y, opts.max_points)  # each bucket's min and max: spikes survive
+    x, y = x[keep], y[keep]
     return x, np.where(np.isfinite(y), y, np.nan)
 
 

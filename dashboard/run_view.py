@@ -4,9 +4,10 @@ The run page's callbacks call these and return their results. Chart outputs go t
 ``live.prepare``/``live.diff`` so a growing run ships only what changed; the prepared charts
 are memoised per run, so clients polling the same run at the same point share one build.
 
-A selection (rank, env) picks the fold the page shows. Run-global events (the learner's PPO
-updates, run start and end) carry env 0, so an env's own fold lacks them: those come from the
-selected rank's fold of every env (``Selection.run_scope``) whatever env is viewed.
+A scope (``runmodel.Scope``: rank, env) picks the fold the page shows. Its state is what
+``ScopedFold`` makes of it: an environment's view takes the run-wide facts (the learner's PPO
+updates, run start and end, which carry env 0 or no env) from its rank's whole fold, so the PPO
+panel shows the run's updates whatever env is viewed.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import plotly.graph_objects as go
 from dash import html, no_update
 
 from telemetry_schema.fold import RunState
+from telemetry_schema.runmodel import Scope
+from telemetry_schema.search import QueryError
 
 from dashboard import figures, lifecycle_figures
-from dashboard.data import RunEntry, RunStore, run_status
+from dashboard.data import RunEntry, RunStore
 from dashboard.live import diff, prepare
-from dashboard.selection import ALL_ENVS, DEFAULT, Choices, RankAlerts, Selection
-from dashboard.tables import decision_rows, event_rows, fmt_time
+from dashboard.selection import ALL_ENVS, DEFAULT, Choices, RankAlerts, scope_key, scope_query
+from dashboard.tables import decision_rows, event_rows, find_events, fmt_time
 
 CHARTS = {
     "g-loss": figures.loss_figure,
@@ -41,8 +44,6 @@ FIRST_CHARTS = ("g-loss", "g-acc")
 drawn by a second callback chained after the first one's answer, so the browser paints these
 two without waiting for the eight others."""
 LATER_CHARTS = tuple(gid for gid in CHARTS if gid not in FIRST_CHARTS)
-RUN_SCOPED = ("g-ppo",)
-"""Charts of run-global events, drawn from the selected rank's fold of every env."""
 SHIPPED_SELECTION = "_selection"
 """Key of the shipped record that says which selection the browser's figures show."""
 
@@ -56,16 +57,13 @@ class RunRequest:
     """Events to replay (None: live, everything read so far)."""
     xaxis: str = "epoch"
     smoothing: float = 0.0
-    sel: Selection = DEFAULT
+    scope: Scope = DEFAULT
     """The rank and env shown."""
 
 
-def build_charts(state: RunState, opts: figures.ChartOptions, run: RunState | None = None,
-                 gids=tuple(CHARTS)) -> dict[str, go.Figure]:
-    """The charts ``gids`` (default: every chart of the run page), by graph id; ``run`` (default
-    ``state``) feeds the run-scoped ones."""
-    run = run or state
-    return {gid: CHARTS[gid](run if gid in RUN_SCOPED else state, opts) for gid in gids}
+def build_charts(state: RunState, opts: figures.ChartOptions, gids=tuple(CHARTS)) -> dict[str, go.Figure]:
+    """The charts ``gids`` (default: every chart of the run page), by graph id."""
+    return {gid: CHARTS[gid](state, opts) for gid in gids}
 
 
 def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None,
@@ -80,17 +78,18 @@ def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None,
     opts = figures.ChartOptions(xaxis=req.xaxis, smoothing=float(req.smoothing or 0),
                                 max_points=store.config.max_points, g2_threshold=store.config.g2_threshold,
                                 uirevision=req.run_id)
-    with entry.view(req.cursor, req.sel) as state:
-        run = entry.state_at(req.cursor, req.sel.run_scope)
-        if entry.error:
+    with entry.view(req.cursor, req.scope) as state:
+        if entry.failure():
             return [go.Figure() for _ in gids], {}, [{"display": "none"}] * 3
-        # clients polling the same run and selection at the same point share one build
-        key = (req.sel, state.events, run.events, req.cursor, opts.xaxis, opts.smoothing, gids)
-        charts, optional = entry.memo(key, lambda: _prepared(state, run, opts, gids))
-    # figures of another selection are no base for a patch: send every chart whole
-    same = (shipped or {}).get(SHIPPED_SELECTION) == req.sel.key()
+        # clients polling the same run and scope at the same point share one build: live, the
+        # state is the fold of every event read so far; in replay, of the first ``cursor``
+        point = entry.length if req.cursor is None or req.cursor >= entry.length else req.cursor
+        key = (req.scope, point, opts.xaxis, opts.smoothing, gids)
+        charts, optional = entry.memo(key, lambda: _prepared(state, opts, gids))
+    # figures of another scope are no base for a patch: send every chart whole
+    same = (shipped or {}).get(SHIPPED_SELECTION) == scope_key(req.scope)
     shipped = dict(shipped or {}) if same else {}
-    shipped[SHIPPED_SELECTION] = req.sel.key()
+    shipped[SHIPPED_SELECTION] = scope_key(req.scope)
     outputs = []
     for gid, (data, meta) in charts.items():
         outputs.append(diff(data, meta, shipped.get(gid)))
@@ -98,45 +97,57 @@ def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None,
     return outputs, shipped, optional
 
 
-def _prepared(state: RunState, run: RunState, opts: figures.ChartOptions, gids: tuple[str, ...]):
-    charts = {gid: prepare(fig) for gid, fig in build_charts(state, opts, run, gids).items()}
-    # the panels stay whatever env is viewed: PPO updates are the run's, rewards each env's
-    optional = [{} if len(run.ppo) else {"display": "none"}, {} if len(run.rewards) else {"display": "none"},
-                {} if len(run.ppo) else {"display": "none"}]  # the action mix: a learned policy's panel
-    return charts, optional
+def _prepared(state: RunState, opts: figures.ChartOptions, gids: tuple[str, ...]):
+    charts = {gid: prepare(fig) for gid, fig in build_charts(state, opts, gids).items()}
+    # PPO updates are the run's whatever env is viewed (an env's view takes them from its rank)
+    shown = [len(state.ppo), len(state.rewards), len(state.ppo)]  # the action mix: a learned policy's panel
+    return charts, [{} if n else {"display": "none"} for n in shown]
 
 
-def header(store: RunStore, run_id: str, cursor: int | None, sel: Selection = DEFAULT) -> html.Div:
+def header(store: RunStore, run_id: str, cursor: int | None, scope: Scope = DEFAULT) -> html.Div:
+    """The run's title, facts (status, scope, progress, outcome, torn tail), slots, and the
+    banners of corrupt streams and of ranks that disagree; an error card when the run cannot
+    be shown at all."""
     entry = store.entry(run_id)
-    with entry.view(cursor, sel) as st:
-        run = entry.state_at(cursor, sel.run_scope)
-        if entry.error:
-            return html.Div([html.H3(f"Run {run_id}: cannot read its log"), html.P(entry.error)],
+    with entry.view(cursor, scope) as st:
+        failure = entry.failure()
+        if failure:
+            return html.Div([html.H3(f"Run {run_id}: cannot read its log"), html.P(failure)],
                             className="card error-card", id="run-error")
-        status = run_status(entry.state, store.clock())
-        facts = [("status", status), ("task", run.task), ("topology", run.topology),
-                 *_selection_facts(entry.choices(), sel), ("epoch", st.epoch),
+        facts = [("status", entry.status()), ("task", st.task), ("topology", st.topology),
+                 *_selection_facts(entry.choices(), scope), ("epoch", st.epoch),
                  ("step", st.step), ("events", f"{st.events:,}"), ("best val acc", _pct(st.best_val_acc())),
                  ("fossilized", st.seeds_fossilized()), ("pruned", st.seeds_pruned()), ("panics", st.panics()),
-                 ("torn bytes", entry.follower.torn_bytes)]
+                 ("torn bytes", entry.model.torn_bytes)]
         slots = [html.Span(f"{s.slot_id}: {s.stage}" + (f" a={s.alpha:.2f}" if s.seed_id else ""),
                            className=f"slot stage-{s.stage.lower()}") for s in st.slots.values() if s.slot_id != "?"]
-        alerts = entry.alerts()
+        alerts, corrupt = entry.alerts(), list(entry.corrupt)
     return html.Div([
         html.H2(run_id, id="run-title"),
         html.Div([html.Span([html.B(f"{k}: "), str(v)], className=f"fact fact-{k.replace(' ', '-')}")
                   for k, v in facts], className="facts", id="run-facts"),
         html.Div(slots, className="slots"),
+        corrupt_banner(corrupt),
         rank_banner(alerts),
     ], className="card")
 
 
-def _selection_facts(choices: Choices, sel: Selection) -> list[tuple[str, object]]:
+def corrupt_banner(corrupt: list[str]) -> html.Div:
+    """The streams found corrupt (hidden when none). A torn tail (a write under way, or cut short
+    by a killed writer) is no corruption: it is the 'torn bytes' fact."""
+    if not corrupt:
+        return html.Div(id="corrupt-banner", style={"display": "none"})
+    return html.Div([html.B("Corrupt log: what follows the corruption in these streams is not shown"),
+                     *[html.P(line, className="corrupt-stream") for line in corrupt]],
+                    id="corrupt-banner", className="corrupt-banner")
+
+
+def _selection_facts(choices: Choices, scope: Scope) -> list[tuple[str, object]]:
     facts = []
     if choices.multi_rank:
-        facts.append(("rank", f"{sel.rank} of {len(choices.ranks)}"))
+        facts.append(("rank", f"{scope.rank} of {len(choices.ranks)}"))
     if choices.multi_env:
-        facts.append(("env", "all" if sel.env is None else f"{sel.env} of {len(choices.envs)}"))
+        facts.append(("env", "all" if scope.env is None else f"{scope.env} of {len(choices.envs)}"))
     return facts
 
 
@@ -144,9 +155,7 @@ def rank_banner(alerts: RankAlerts) -> html.Div:
     """The warning of a distributed run whose ranks disagree or went quiet (hidden when none)."""
     if not alerts:
         return html.Div(id="rank-banner", style={"display": "none"})
-    lines = []
-    if alerts.divergence:
-        lines.append(html.P(["Ranks disagree: ", alerts.divergence], className="rank-divergence"))
+    lines = [html.P(["Ranks disagree: ", d.describe()], className="rank-divergence") for d in alerts.divergences]
     lines += [html.P(f"Rank {r} is silent: its last event is {behind:,.0f} s older than the newest of any rank.",
                      className="rank-silent") for r, behind in alerts.silent]
     lines += [html.P(f"Rank {r} has written no events.", className="rank-silent") for r in alerts.missing]
@@ -172,9 +181,9 @@ def selector_update(choices: Choices, rank_options, env_options) -> tuple:
     return props
 
 
-def env_value(sel: Selection):
-    """The env dropdown's value of a selection."""
-    return ALL_ENVS if sel.env is None else sel.env
+def env_value(scope: Scope):
+    """The env dropdown's value of a scope."""
+    return ALL_ENVS if scope.env is None else scope.env
 
 
 def sync_selection(choices: Choices, rank, env, search: str | None, triggers) -> tuple:
@@ -185,10 +194,10 @@ def sync_selection(choices: Choices, rank, env, search: str | None, triggers) ->
     """
     search = search or ""
     if "run-url.search" in triggers and not {"sel-rank.value", "sel-env.value"} & set(triggers):
-        sel = choices.from_query(search)
-        return (_changed(sel.query(), search), _changed(sel.rank, rank), _changed(env_value(sel), env))
-    sel = choices.parse(rank, env)
-    return _changed(sel.query(), search), no_update, no_update
+        scope = choices.from_query(search)
+        return (_changed(scope_query(scope), search), _changed(scope.rank, rank), _changed(env_value(scope), env))
+    scope = choices.parse(rank, env)
+    return _changed(scope_query(scope), search), no_update, no_update
 
 
 def _changed(new, old):
@@ -199,19 +208,27 @@ def _pct(v) -> str:
     return "-" if v is None else f"{v:.2f}%"
 
 
-def cursor_info(entry: RunEntry, cursor: int | None, sel: Selection = DEFAULT) -> str:
+def cursor_info(entry: RunEntry, cursor: int | None, scope: Scope = DEFAULT) -> str:
     total = entry.length
     if cursor is None or cursor >= total:
         return f"live: {total:,} events"
-    with entry.view(cursor, sel) as st:
+    with entry.view(cursor, scope) as st:
         return f"replay: event {cursor:,} / {total:,} (epoch {st.epoch}, {fmt_time(st.last_wall)})"
 
 
-def table_outputs(store: RunStore, req: RunRequest, kinds: list[str] | None, search: str) -> tuple[list, list]:
+def table_outputs(store: RunStore, req: RunRequest, kinds: list[str] | None, query: str) -> tuple[list, list, str]:
+    """(decision rows, event rows, the query's error or ''): the events before the cursor that
+    ``query`` finds (the query language both viewers share), of the chosen kinds and scope. A
+    query that cannot be run shows its one-line error and no rows."""
     entry = store.entry(req.run_id)
     cfg = store.config
-    with entry.view(req.cursor, req.sel) as st:
+    with entry.view(req.cursor, req.scope) as st:
         decisions = decision_rows(st, cfg.decision_rows)
-        table = entry.table()  # immutable: searched below without holding the run's lock
-        rank = req.sel.rank if entry.choices().multi_rank else None
-    return decisions, event_rows(table, req.cursor, kinds, search, cfg.event_rows, rank=rank, env=req.sel.env)
+        stop = entry.length if req.cursor is None else min(req.cursor, entry.length)
+        rank = req.scope.rank if entry.choices().multi_rank else None
+    # searched without holding the run's lock: the log only grows, and ``stop`` bounds what is read
+    try:
+        found = find_events(entry.log, query, kinds, stop, rank=rank, env=req.scope.env)
+    except QueryError as exc:
+        return decisions, [], str(exc)
+    return decisions, event_rows(entry.log, found, cfg.event_rows), ""

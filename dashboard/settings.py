@@ -15,15 +15,13 @@ class DashboardConfig:
     """Most points one trace ships to the browser; longer series are min/max downsampled."""
     g2_threshold: float = 0.05
     """Gradient-ratio threshold of gate G2, drawn on the gradient-ratio chart."""
-    max_chunks: int = 256
-    """A live run's event table is compacted into one chunk once its polls add this many."""
     memo_size: int = 16
     """Built chart sets kept per run: one per chart group (the first screen's charts, the others)
     and selection/cursor/option combination recently viewed."""
     max_folds: int = 8
-    """Live folds kept per run, one per (rank, env) selection viewed; the least recently viewed
-    is dropped beyond this (and refolded from the shared log if viewed again). Replay cursors
-    are bounded the same way."""
+    """Live folds kept per run for scopes (rank, env) other than the default, one per scope
+    viewed; the least recently viewed is dropped beyond this (and refolded from the shared log
+    if viewed again). Replays are bounded the same way."""
     prefetch_runs: int = 2
     """``esper-dashboard`` reads and folds this many of the newest runs in the background as it
     starts, so the run someone opens first is (being) read already (0: none)."""

@@ -1,23 +1,32 @@
-"""Table rows for the DataTables: runs, controller decisions, events, compare outcomes (pure)."""
+"""Table rows for the DataTables: runs, controller decisions, events, compare outcomes (pure).
+
+The events table shows what ``telemetry_schema.search.search`` finds (the query language both
+viewers share), newest first; the rows are taken from the run's ``EventLog`` one kind at a time.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import RunState
-
-from dashboard.data import RunSummary
+from telemetry_schema.runs import RunSummary
+from telemetry_schema.schema import ENVELOPE_NAMES
+from telemetry_schema.search import search
 
 RUN_COLUMNS = [("run", "run"), ("status", "status"), ("task", "task"), ("started", "started"),
                ("epochs", "epochs"), ("best_val_acc", "best val acc"), ("fossilized", "fossilized"),
                ("pruned", "pruned"), ("panics", "panics"), ("events", "events")]
 EVENT_COLUMNS = ("seq", "time", "epoch", "step", "kind", "slot", "seed", "payload")
 DECISION_COLUMNS = ("seq", "epoch", "env", "controller", "op", "slot", "blueprint", "reason", "value", "top_actions")
+CORRUPT = " · corrupt"
+"""Appended to the status of a run some of whose streams are corrupt (the rest were read)."""
 
 
 def fmt_time(wall: float | None) -> str:
@@ -25,12 +34,20 @@ def fmt_time(wall: float | None) -> str:
 
 
 def run_rows(summaries: list[RunSummary]) -> list[dict]:
-    """Runs-page rows; the run column is a markdown link to the run page."""
-    return [{"run": f"[{s.run_id}](/run/{s.run_id})", "run_id": s.run_id, "status": s.status,
-             "task": s.task if not s.error else s.error, "started": fmt_time(s.started),
-             "epochs": s.epochs, "best_val_acc": None if s.best_val_acc is None else round(s.best_val_acc, 2),
-             "fossilized": s.fossilized, "pruned": s.pruned, "panics": s.panics, "events": s.events}
-            for s in summaries]
+    """Runs-page rows (``runs.RunSummary``, as esper-tui's picker lists them); the run column is
+    a markdown link to the run page (by directory name). A run that cannot be read shows its
+    error in the task column; one read in part is marked corrupt."""
+    rows = []
+    for s in summaries:
+        run_id = s.path.name
+        failed = s.status == "error"
+        rows.append({
+            "run": f"[{run_id}](/run/{run_id})", "run_id": run_id,
+            "status": s.status + (CORRUPT if s.error and not failed else ""),
+            "task": s.error if failed else s.task, "problem": s.error, "started": fmt_time(s.started),
+            "epochs": s.epochs, "best_val_acc": None if s.best_val_acc is None else round(s.best_val_acc, 2),
+            "fossilized": s.fossilized, "pruned": s.pruned, "panics": s.panics, "events": s.events})
+    return rows
 
 
 def outcome_rows(states: dict[str, RunState]) -> list[dict]:
@@ -59,74 +76,43 @@ def decision_rows(state: RunState, limit: int) -> list[dict]:
     return rows
 
 
-def event_rows(table: pa.Table, cursor: int | None, kinds: list[str] | None, search: str, limit: int,
-               window: int = 20_000, payload_scan: int = 5_000, rank: int | None = None,
-               env: int | None = None) -> list[dict]:
-    """The newest ``limit`` events before ``cursor`` whose kind is in ``kinds`` (all when empty),
-    of ``rank`` and ``env`` (None: any), and whose kind, slot or seed (anywhere in the log) or
-    payload (among the newest ``payload_scan`` events of those kinds) contains ``search``.
-    Payloads are shown as JSON text.
+def find_events(log: EventLog, query: str, kinds: list[str] | None = None, stop: int | None = None,
+                rank: int | None = None, env: int | None = None) -> np.ndarray:
+    """Positions (ascending) of the events before ``stop`` that match ``query`` (the shared
+    query language: raises ``QueryError``), are of one of ``kinds`` (all when empty) and come
+    from ``rank`` and ``env`` (None: any; kinds about the whole run match every env)."""
+    found = search(log, query or "", rank=rank, env=env, stop=stop)
+    if kinds and len(found):
+        kind_of, _ = log.order()
+        codes = [i for i, k in enumerate(log.kinds) if k in set(kinds)]
+        found = found[np.isin(kind_of[found], codes)]
+    return found
 
-    The log is walked backwards in zero-copy slices of ``window`` rows, so the cost follows
-    the rows looked at, not the size of the log.
-    """
-    end = table.num_rows if cursor is None else max(0, min(int(cursor), table.num_rows))
-    search = (search or "").strip().lower()
-    rows: list[dict] = []
-    scanned = 0  # rows of the chosen kinds already searched payload and all
-    for stop in range(end, 0, -window):
-        start = max(0, stop - window)
-        sub = _chosen(table.slice(start, stop - start), kinds, rank, env)
-        if search and scanned >= payload_scan:
-            sub = sub.filter(_envelope_match(sub, search))  # older rows: kind, slot, seed only
-        scanned += sub.num_rows
-        if not sub.num_rows:
-            continue
-        if not search:  # every row shown: convert only the newest ones still needed
-            sub = sub.slice(max(0, sub.num_rows - (limit - len(rows))))
-        for rec in reversed(_rows(sub)):
-            row = _event_row(rec)
-            if not search or search in " ".join(str(row[c]) for c in ("kind", "slot", "seed", "payload")).lower():
-                rows.append(row)
-                if len(rows) >= limit:
-                    return rows
+
+def event_rows(log: EventLog, positions: np.ndarray, limit: int) -> list[dict]:
+    """The newest ``limit`` events of ``positions`` (ascending), newest first; payloads as JSON."""
+    chosen = np.asarray(positions, np.int64)[-limit:][::-1] if limit > 0 else np.zeros(0, np.int64)
+    if not len(chosen):
+        return []
+    kind_of, row_of = log.order()
+    kinds, tables = list(log.kinds), log.tables.tables
+    codes = kind_of[chosen]
+    rows: list[dict | None] = [None] * len(chosen)
+    for code in np.unique(codes):
+        at = np.flatnonzero(codes == code)
+        kind = kinds[int(code)]
+        table = tables[kind].take(pa.array(row_of[chosen[at]]))
+        wall = table.schema.get_field_index("wall_time")
+        table = table.set_column(wall, "wall_time", pc.cast(table.column(wall), pa.int64()))
+        for i, rec in zip(at.tolist(), table.to_pylist()):
+            rows[i] = _event_row(kind, rec)
     return rows
 
 
-def _chosen(table: pa.Table, kinds: list[str] | None, rank: int | None, env: int | None) -> pa.Table:
-    """The rows of the chosen kinds, rank and env (one filter, or none when nothing is chosen)."""
-    masks = []
-    if kinds:
-        masks.append(pc.is_in(table.column("kind"), pa.array(kinds, pa.string())))
-    for name, value in (("rank", rank), ("env", env)):
-        if value is not None:
-            masks.append(pc.equal(table.column(name), value))
-    if not masks:
-        return table
-    mask = masks[0]
-    for m in masks[1:]:
-        mask = pc.and_(mask, m)
-    return table.filter(mask)
-
-
-def _envelope_match(table: pa.Table, search: str) -> pa.Array:
-    hits = [pc.fill_null(pc.match_substring(table.column(c), search, ignore_case=True), False)
-            for c in ("kind", "slot", "seed")]
-    return pc.or_(pc.or_(hits[0], hits[1]), hits[2])
-
-
-_ENVELOPE = ("seq", "wall_time", "epoch", "step", "kind", "slot", "seed")
-
-
-def _rows(table: pa.Table) -> list[dict]:
-    """Rows as dicts with only the envelope and the payload columns of the kinds they hold."""
-    kinds = pc.unique(table.column("kind")).to_pylist()
-    return table.select(list(_ENVELOPE) + [k for k in kinds if k in table.column_names]).to_pylist()
-
-
-def _event_row(rec: dict) -> dict:
-    payload = rec.get(rec["kind"]) or {}
+def _event_row(kind: str, rec: dict) -> dict:
+    payload = {k: v for k, v in rec.items() if k not in ENVELOPE_NAMES}
     wall = rec.get("wall_time")
-    return {"seq": rec["seq"], "time": wall.strftime("%H:%M:%S.%f")[:-3] if wall else "",
-            "epoch": rec["epoch"], "step": rec["step"], "kind": rec["kind"], "slot": rec["slot"],
-            "seed": rec["seed"], "payload": json.dumps(payload, default=str, separators=(", ", ": "))[:300]}
+    when = datetime.fromtimestamp(wall / 1e6, timezone.utc).strftime("%H:%M:%S.%f")[:-3] if wall is not None else ""
+    return {"seq": rec["seq"], "time": when, "epoch": rec.get("epoch"), "step": rec.get("step"), "kind": kind,
+            "slot": rec.get("slot"), "seed": rec.get("seed"),
+            "payload": json.dumps(payload, default=str, separators=(", ", ": "))[:300]}

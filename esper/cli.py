@@ -8,18 +8,25 @@ import logging
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from telemetry_schema.sinks import TelemetryError
+
 from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
 from esper.nissa.sink import Sink
-from esper.runtime.synthetic import SyntheticConfig
-from esper.runtime.tasks import TASK_NAMES, TaskOptions
-from esper.session import RunSpec, run_training
-from esper.tolaria.trainer import FaultSpec
+
+if TYPE_CHECKING:
+    from esper.session import RunSpec
+
+# torch is imported by the commands that need it (``esper --help`` and ``esper export`` do not)
+COMMANDS = {"train": "train a morphogenetic model",
+            "ppo": "learn the controller with PPO over vectorised environments",
+            "export": "write a run's events as CSV, Parquet or JSON Lines tables, or TensorBoard event files"}
 
 STAGE_STYLE = {"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta", "FOSSILIZED": "green",
                "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"}
@@ -94,10 +101,20 @@ class ProgressSink(Sink):
         self.console.log(f"[red]governor rollback[/] to epoch {to_epoch} ({reason})")
 
 
-def make_parser() -> OneLineParser:
+def command_parser() -> OneLineParser:
+    """The command list alone, for ``esper --help`` (no torch)."""
     p = OneLineParser(prog="esper", description="Train neural networks that grow, and watch them grow.")
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
-    t = sub.add_parser("train", help="train a morphogenetic model")
+    for name, text in COMMANDS.items():
+        sub.add_parser(name, help=text)
+    return p
+
+
+def make_parser() -> OneLineParser:
+    from esper.runtime.tasks import TASK_NAMES, TaskOptions
+    p = OneLineParser(prog="esper", description="Train neural networks that grow, and watch them grow.")
+    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
+    t = sub.add_parser("train", help=COMMANDS["train"])
     t.add_argument("--task", default="synthetic-images", help=f"one of {', '.join(TASK_NAMES)}")
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     t.add_argument("--controller", default="heuristic", metavar="heuristic|none|policy:PATH",
@@ -113,6 +130,9 @@ def make_parser() -> OneLineParser:
                         "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
                         "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history)")
     t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
+    t.add_argument("--npz-kind", choices=("auto", "image", "signal", "features"), default="auto",
+                   help="npz:PATH tasks: what x holds; auto: 4-D and square 3-D image, other 3-D signal, "
+                        "2-D features")
     t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
     t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
     t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
@@ -120,14 +140,21 @@ def make_parser() -> OneLineParser:
                    help="override heuristic controller thresholds, e.g. min_epoch=1,plateau_window=1")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="data-parallel training on N local processes (re-launches under torch.distributed.run)")
+    t.add_argument("--on-telemetry-error", choices=("stop", "continue"), default="stop",
+                   help="when the log cannot be written (a full disk): stop training with an error, or "
+                        "continue training without a log (default: stop)")
     t.add_argument("--dist-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="distributed runs: how long a collective waits for a dead or stuck rank")
     from esper.simic.cli import add_ppo_arguments
-    add_ppo_arguments(sub.add_parser("ppo", help="learn the controller with PPO over vectorised environments"))
+    add_ppo_arguments(sub.add_parser("ppo", help=COMMANDS["ppo"]))
     return p
 
 
 def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
+    from esper.runtime.synthetic import SyntheticConfig
+    from esper.runtime.tasks import TaskOptions
+    from esper.session import RunSpec
+    from esper.tolaria.trainer import FaultSpec
     if args.epochs < 1:
         raise CliError("--epochs must be >= 1")
     if args.controller not in ("heuristic", "none") and not args.controller.startswith("policy:"):
@@ -154,8 +181,9 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
     spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
                    run_name=args.run_name, fault=fault, train=train,
                    heuristic=parse_heuristic(args.heuristic), dist_timeout_s=args.dist_timeout,
+                   telemetry_errors=args.on_telemetry_error,
                    task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
-                                            synthetic=synthetic))
+                                            synthetic=synthetic, npz_kind=args.npz_kind))
     return spec, args.slots
 
 
@@ -202,7 +230,7 @@ def relaunch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def train(args: argparse.Namespace, console: Console, argv: list[str] | None = None) -> int:
     from esper.distributed import RankFailure, launched_by_torchrun
-    from esper.session import build_model
+    from esper.session import build_model, run_training
     spec, slots_text = spec_from_args(args)
     if args.nproc is not None:
         if args.nproc < 1:
@@ -231,6 +259,10 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
             outcome = run_training(spec)
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(f"run failed: {exc}") from None
+    except TelemetryError as exc:
+        raise CliError(f"the log could not be written, training stopped: {exc} "
+                       f"(it ends at its last complete batch; --on-telemetry-error continue trains on "
+                       f"without a log)") from None
     except RankFailure as exc:
         sys.stderr.write(f"esper: rank {rank}: distributed run failed: {exc}\n")
         return 3
@@ -242,16 +274,21 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
     console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
                   f"governor rollbacks {s.rollbacks}")
-    from telemetry_schema.rundir import stream_paths
-    logs = ", ".join(str(p) for p in stream_paths(outcome.run_dir)) or str(outcome.run_dir)
-    console.print(f"log: {logs}")
+    console.print(f"log: {outcome.run_dir / 'events'}")
     return 130 if outcome.status == "interrupted" else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
+        if words[:1] == ["export"]:
+            from esper.export import run_export
+            return run_export(words[1:])
+        if words[:1] not in (["train"], ["ppo"]):
+            command_parser().parse_args(words)  # --help, or a one-line error for an unknown command
+            raise CliError("usage: esper train|ppo|export [...] (try: esper --help)")
         args = make_parser().parse_args(argv)
         if args.command == "ppo":
             from esper.simic.cli import run_ppo
@@ -260,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise CliError(str(exc)) from None
         if args.command != "train":
-            raise CliError("usage: esper train|ppo [...] (try: esper train --help)")
+            raise CliError("usage: esper train|ppo|export [...] (try: esper --help)")
         return train(args, console, argv)
     except CliError as exc:
         sys.stderr.write(f"esper: error: {exc}\n")

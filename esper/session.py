@@ -19,6 +19,7 @@ from esper import distributed as D
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.config import HeuristicConfig, SlotConfig, TrainConfig
 from esper.nissa import MultiSink, Sink, new_run_id, start_run
+from esper.nissa.system import SystemSampler
 from esper.runtime.tasks import TaskOptions, build_task
 from esper.tamiyo import HeuristicController, NoController
 from esper.tolaria.trainer import FaultSpec, RunSummary, Trainer
@@ -55,6 +56,9 @@ class RunSpec:
     # gain little, and OpenMP spin-waits made epochs ~25x slower when the 2 cores were shared
     dist_timeout_s: float = 60.0
     # under torchrun: seconds a collective waits for the other ranks before the run fails
+    telemetry_errors: str = "stop"
+    # a log that cannot be written (a full disk): 'stop' training with an error, or 'continue'
+    # training without a log (the model is still saved)
 
 
 @dataclass
@@ -113,14 +117,14 @@ def build_model(spec: RunSpec, slots_text: str | None = None):
 
 def run_training(spec: RunSpec, extra_sink: Sink | None = None,
                  on_start: Callable[[Path], None] | None = None) -> RunOutcome:
-    """Train, logging every event to ``runs_dir/<run_id>/events.arrows``.
+    """Train, logging every event to ``runs_dir/<run_id>/events/``.
 
     KeyboardInterrupt ends the run cleanly with status 'interrupted' (returned, not raised);
     any other exception closes the log as 'failed' and is re-raised.
 
     Under torchrun (WORLD_SIZE > 1) the run is data parallel: every rank joins the process group,
-    rank 0 makes the run id and broadcasts it, each rank writes ``events.rank<R>.arrows`` into the
-    one run directory, trains on its shard of the batches through DDP (see ``Trainer``) and
+    rank 0 makes the run id and broadcasts it, each rank writes its own streams into the one run
+    directory, trains on its shard of the batches through DDP (see ``Trainer``) and
     applies the lifecycle decisions rank 0 broadcasts. A dead rank makes the others' next
     collective fail within ``dist_timeout_s``: their logs close 'failed' naming the peer, and the
     ``RankFailure`` is re-raised.
@@ -137,7 +141,10 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
     rw, event_sink = start_run(spec.runs_dir, run_id=run_id, task=task.name,
                                topology=task.topology, host_params=model.host_param_count(),
                                slot_ids=list(model.order), config=config, device=spec.train.device,
-                               torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size)
+                               torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size,
+                               on_error="drop" if spec.telemetry_errors == "continue" else "raise",
+                               planned_epochs=spec.train.epochs)
+    sampler = SystemSampler(rw.writer.emit, rw.writer.config.heartbeat_s, spec.train.device).start()
     if on_start is not None:
         on_start(rw.run_dir)
     sink = MultiSink(event_sink, extra_sink) if extra_sink else event_sink
@@ -160,6 +167,7 @@ def run_training(spec: RunSpec, extra_sink: Sink | None = None,
         rw.close("failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        sampler.stop()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
     if spec.save_model:

@@ -29,9 +29,11 @@ def to_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if values.num_chunks == 1:
             return to_numpy(values.chunk(0))
         if values.num_chunks == 0:
-            return to_numpy(values.combine_chunks())
+            return _empty(values.type)
         return np.concatenate([to_numpy(c) for c in values.chunks])
     t = values.type
+    if len(values) == 0:
+        return _empty(t)
     if pa.types.is_timestamp(t) and values.null_count == 0:
         return to_numpy(values.view(pa.int64())).view(f"datetime64[{t.unit}]")
     if pa.types.is_boolean(t) and values.null_count == 0:
@@ -43,6 +45,17 @@ def to_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if pa.types.is_floating(t):
             return np.from_dlpack(pc.coalesce(values, from_numpy(np.full(len(values), np.nan, values.type.to_pandas_dtype()))))
     return values.to_numpy(zero_copy_only=False)
+
+
+_EMPTY = {pa.bool_(): np.bool_, pa.float64(): np.float64, pa.float32(): np.float32, pa.int64(): np.int64,
+          pa.int32(): np.int32, pa.int16(): np.int16, pa.int8(): np.int8}
+
+
+def _empty(t: pa.DataType) -> np.ndarray:
+    """No values of ``t`` (pyarrow's conversion of an empty array goes through pandas)."""
+    if pa.types.is_timestamp(t):
+        return np.zeros(0, f"datetime64[{t.unit}]")
+    return np.zeros(0, _EMPTY.get(t, object))
 
 
 def floats(values: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -10,21 +10,25 @@ import sys
 from pathlib import Path
 
 from telemetry_schema.events import EVENT_TYPES, field_docs
-from telemetry_schema.schema import ENVELOPE, SCHEMA, SCHEMA_VERSION
+from telemetry_schema.schema import ENVELOPE, SCHEMA_VERSION, SLOT_ENVELOPE, kind_schema
 
 BEGIN, END = "<!-- catalogue:begin -->", "<!-- catalogue:end -->"
 README = Path(__file__).with_name("README.md")
 
 
 def render() -> str:
-    lines = [f"Schema version **{SCHEMA_VERSION}**.", "", "### Envelope (every event)", "",
+    lines = [f"Schema version **{SCHEMA_VERSION}**.", "", "### Envelope (the first columns of every kind)", "",
              "| column | Arrow type | meaning |", "|---|---|---|"]
-    lines += [f"| `{name}` | `{dtype}` | {doc} |" for name, dtype, doc in ENVELOPE]
+    lines += [f"| `{name}` | `{dtype}` | {doc} |" for name, dtype, doc in ENVELOPE + SLOT_ENVELOPE]
     for cls in EVENT_TYPES:
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        lines += ["", f"### `{cls.KIND}` — {summary}", "", "| field | Arrow type | meaning |", "|---|---|---|"]
-        types = {f.name: f.type for f in SCHEMA.field(cls.KIND).type}
-        lines += [f"| `{name}` | `{types[name]}` | {doc} |" for name, doc in field_docs(cls)]
+        schema = kind_schema(cls.KIND)
+        payload = {name for name, _ in field_docs(cls)}
+        envelope = ", ".join(f"`{n}`" for n in schema.names if n not in payload)
+        lines += ["", f"### `{cls.KIND}` — {summary}", "",
+                  f"Stream `events/{cls.KIND}.rank<R>.arrows`; envelope {envelope}.", "",
+                  "| field | Arrow type | meaning |", "|---|---|---|"]
+        lines += [f"| `{name}` | `{schema.field(name).type}` | {doc} |" for name, doc in field_docs(cls)]
     return "\n".join(lines)
 
 

@@ -25,9 +25,13 @@ def doc(text: str, default: Any = dataclasses.MISSING) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Base of every event kind. ``KIND`` is the string stored in the ``kind`` column."""
+    """Base of every event kind. ``KIND`` names the kind's stream in a log; ``SLOTTED`` kinds
+    concern one slot and carry the envelope's slot and seed columns; ``RUN_WIDE`` kinds
+    concern the whole process and carry no environment, epoch or step."""
 
     KIND: ClassVar[str] = ""
+    SLOTTED: ClassVar[bool] = False
+    RUN_WIDE: ClassVar[bool] = False
 
 
 # --- run ---------------------------------------------------------------------------------
@@ -37,6 +41,7 @@ class RunStarted(Event):
     """The run began. Always the first event of a stream."""
 
     KIND: ClassVar[str] = "run_started"
+    RUN_WIDE: ClassVar[bool] = True
     run_id: str = doc("Run identifier; also the run directory's name.")
     task: str = doc("Task name, e.g. 'synthetic-images', 'cifar10', 'pydoc-text'.")
     topology: str = doc("Host topology: 'cnn' or 'transformer'.")
@@ -49,6 +54,7 @@ class RunStarted(Event):
     world_size: int = doc("Number of distributed ranks (1 for a single process).", 1)
     num_envs: int = doc("Number of vectorised environments (1 for plain training).", 1)
     heartbeat_s: float = doc("Seconds between heartbeats; viewers judge staleness by it.", 5.0)
+    planned_epochs: int = doc("Epochs the run is set to train (0 when not known): progress and time left.", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ class RunFinished(Event):
     """The run ended. A clean end is always this event, never inferred from end-of-file."""
 
     KIND: ClassVar[str] = "run_finished"
+    RUN_WIDE: ClassVar[bool] = True
     status: str = doc("'completed', 'failed' or 'interrupted'.")
     reason: str = doc("Human-readable reason, e.g. the exception text of a failed run.", "")
 
@@ -65,6 +72,7 @@ class Heartbeat(Event):
     """The process is alive. Emitted every ``RunStarted.heartbeat_s`` seconds."""
 
     KIND: ClassVar[str] = "heartbeat"
+    RUN_WIDE: ClassVar[bool] = True
     events_emitted: int = doc("Events emitted by this writer so far.")
     backpressure_waits: int = doc("Times an emit had to wait because the buffer bound was hit.", 0)
 
@@ -76,6 +84,21 @@ class LogMessage(Event):
     KIND: ClassVar[str] = "log"
     level: str = doc("'debug', 'info', 'warning' or 'error'.")
     text: str = doc("The message.")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMetrics(Event):
+    """The machine and the training process, sampled at the heartbeat's cadence."""
+
+    KIND: ClassVar[str] = "system"
+    cpu_percent: float = doc("CPU use of the training process since the last sample, percent of one core.")
+    cpu_total_percent: float = doc("CPU use of the whole machine since the last sample, percent of all cores.", 0.0)
+    rss_bytes: int = doc("Resident memory of the training process, bytes.", 0)
+    mem_used_bytes: int = doc("Memory in use on the machine, bytes.", 0)
+    mem_total_bytes: int = doc("Memory of the machine, bytes.", 0)
+    gpu_util_percent: float | None = doc("GPU utilisation over the last sample period, percent (null: no GPU or no NVML).", None)
+    gpu_mem_used_bytes: int | None = doc("GPU memory in use, bytes (null: no GPU).", None)
+    gpu_mem_total_bytes: int | None = doc("GPU memory in all, bytes (null: no GPU).", None)
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -122,6 +145,7 @@ class SeedGerminated(Event):
     """A seed was created in a slot (envelope slot and seed are set)."""
 
     KIND: ClassVar[str] = "seed_germinated"
+    SLOTTED: ClassVar[bool] = True
     blueprint: str = doc("Blueprint name, e.g. 'conv_light', 'lora'.")
     params: int = doc("Trainable parameters of the seed.")
     blend: str = doc("Blend operator: 'add', 'multiply' or 'gate'.", "add")
@@ -134,6 +158,7 @@ class StageChanged(Event):
     """A seed moved between lifecycle stages."""
 
     KIND: ClassVar[str] = "stage_changed"
+    SLOTTED: ClassVar[bool] = True
     from_stage: str = doc("Stage left, e.g. 'TRAINING'.")
     to_stage: str = doc("Stage entered, e.g. 'BLENDING'.")
     reason: str = doc("Why: the gate passed, the controller's op, a governor rollback, ...", "")
@@ -144,6 +169,7 @@ class GateEvaluated(Event):
     """A quality gate was evaluated for a seed."""
 
     KIND: ClassVar[str] = "gate_evaluated"
+    SLOTTED: ClassVar[bool] = True
     gate: str = doc("'G0' to 'G5'.")
     target_stage: str = doc("The stage the gate guards entry to.")
     passed: bool = doc("Whether every check passed.")
@@ -156,6 +182,7 @@ class AlphaChanged(Event):
     """The blending alpha of a slot ticked or was retargeted."""
 
     KIND: ClassVar[str] = "alpha"
+    SLOTTED: ClassVar[bool] = True
     value: float = doc("Alpha now, in [0, 1].")
     target: float = doc("Alpha the controller is moving toward.")
     mode: str = doc("'hold', 'up' or 'down'.")
@@ -167,6 +194,7 @@ class GradientStats(Event):
     """Gradient statistics of a live seed, collected on the gradient stride."""
 
     KIND: ClassVar[str] = "gradient_stats"
+    SLOTTED: ClassVar[bool] = True
     seed_norm: float = doc("L2 norm of the seed's gradients (before clipping).")
     host_norm: float = doc("L2 norm of the host's gradients (before clipping).")
     ratio: float | None = doc("Bias-corrected EMA of the parameter-normalised ratio; null when unmeasurable.", None)
@@ -180,6 +208,7 @@ class Counterfactual(Event):
     """Counterfactual attribution: accuracy with the slot on vs forced off."""
 
     KIND: ClassVar[str] = "counterfactual"
+    SLOTTED: ClassVar[bool] = True
     real_acc: float = doc("Validation accuracy with the seed as it is, percent.")
     off_acc: float = doc("Validation accuracy with the slot's alpha forced to 0, percent.")
     contribution: float = doc("real_acc - off_acc, percentage points.")
@@ -190,6 +219,7 @@ class SeedFossilized(Event):
     """A seed became a permanent part of the host."""
 
     KIND: ClassVar[str] = "seed_fossilized"
+    SLOTTED: ClassVar[bool] = True
     reason: str = doc("Why it was fossilized, e.g. 'G5 passed, contribution 2.1pp'.")
     initiator: str = doc("'policy', 'heuristic' or 'governor'.")
     params: int = doc("Parameters the host gained.", 0)
@@ -200,6 +230,7 @@ class SeedPruned(Event):
     """A seed was removed."""
 
     KIND: ClassVar[str] = "seed_pruned"
+    SLOTTED: ClassVar[bool] = True
     reason: str = doc("Why it was pruned.")
     initiator: str = doc("'policy', 'heuristic' or 'governor'.")
 
@@ -245,6 +276,7 @@ class ControllerDecision(Event):
     """The controller chose an action (envelope slot set when the action targets one)."""
 
     KIND: ClassVar[str] = "controller_decision"
+    SLOTTED: ClassVar[bool] = True
     controller: str = doc("'heuristic', 'policy' or 'none'.")
     op: str = doc("'WAIT', 'GERMINATE', 'SET_ALPHA_TARGET', 'PRUNE', 'FOSSILIZE' or 'ADVANCE'.")
     blueprint: str | None = doc("Blueprint for GERMINATE, else null.", None)
@@ -284,7 +316,7 @@ class Reward(Event):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
-    RunStarted, RunFinished, Heartbeat, LogMessage,
+    RunStarted, RunFinished, Heartbeat, LogMessage, SystemMetrics,
     Scalar, BatchMetrics, EpochCompleted,
     SeedGerminated, StageChanged, GateEvaluated, AlphaChanged, GradientStats, Counterfactual,
     SeedFossilized, SeedPruned,

@@ -1,10 +1,10 @@
 """Replay: the state of a run as of a cursor, with the seeks both viewers offer.
 
-The cursor counts events (rows of the merged log table): cursor ``n`` shows the state after
-the first ``n`` events. Moving forward folds only the events in between. Moving forward also
-leaves a checkpoint of the fold every ``checkpoint_every`` events (cheap: metric series share
-their arrays, see ``Series.__deepcopy__``), so moving backward restarts from the nearest
-checkpoint instead of the start of the log.
+The cursor counts events in the run's order (``EventLog``): cursor ``n`` shows the state
+after the first ``n`` events. Moving forward folds only the events in between. Moving forward
+also leaves a checkpoint of the fold every ``checkpoint_every`` events (cheap: metric series
+share their arrays, see ``Series.__deepcopy__``), so moving backward restarts from the
+nearest checkpoint instead of the start of the log.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import copy
 from typing import Callable
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry_schema.arrays import rows_equal, to_numpy
+from telemetry_schema.arrays import to_numpy
+from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import Fold, RunState
 
 # Named targets for next/previous seeks: kind, plus an optional condition on a boolean payload field.
@@ -30,21 +30,21 @@ TARGETS = {
 
 
 class Replay:
-    """A cursor over a fixed table of events and the folded state as of that cursor."""
+    """A cursor over an event log and the folded state as of that cursor."""
 
-    def __init__(self, table: pa.Table, cursor: int | None = None, *,
+    def __init__(self, log: EventLog, cursor: int | None = None, *,
                  fold_factory: Callable[[], Fold] = Fold, checkpoint_every: int = 65_536,
                  rank: int | None = None, env: int | None = None) -> None:
         """``rank`` / ``env`` (None: any) keep the seek targets to one stream, as the fold from
         ``fold_factory`` keeps the state to it."""
-        self.table = table
+        self.log = log
         self._stream = {"rank": rank, "env": env}
         self.cursor = 0
         self._every = max(1, int(checkpoint_every))
         self._fold = fold_factory()
         self._checkpoints: dict[int, Fold] = {0: copy.deepcopy(self._fold)}
-        self._positions: dict[str, np.ndarray] = {}
-        self.seek(table.num_rows if cursor is None else cursor)
+        self._positions: dict[tuple[str, int], np.ndarray] = {}
+        self.seek(len(log) if cursor is None else cursor)
 
     @property
     def fold(self) -> Fold:
@@ -57,24 +57,10 @@ class Replay:
 
     @property
     def length(self) -> int:
-        return self.table.num_rows
-
-    def extend(self, new: pa.Table) -> None:
-        """Append newly followed events; the cursor (and every checkpoint) stays valid."""
-        if new.num_rows:
-            self.table = pa.concat_tables([self.table, new])
-            self._positions.clear()
-
-    def rebase(self, table: pa.Table) -> None:
-        """Replay ``table`` from now on: the same events as before (rechunked, say) followed by
-        any new ones. The cursor and every checkpoint stay valid."""
-        if table.num_rows < self.table.num_rows:
-            raise ValueError("rebase needs every event replayed so far")
-        self.table = table
-        self._positions.clear()
+        return len(self.log)
 
     def seek(self, cursor: int) -> RunState:
-        cursor = max(0, min(int(cursor), self.table.num_rows))
+        cursor = max(0, min(int(cursor), len(self.log)))
         if cursor < self.cursor:
             start = max(c for c in self._checkpoints if c <= cursor)
             self._fold = copy.deepcopy(self._checkpoints[start])
@@ -82,7 +68,7 @@ class Replay:
         while self.cursor < cursor:
             boundary = (self.cursor // self._every + 1) * self._every
             end = min(cursor, boundary)
-            self._fold.update(self.table.slice(self.cursor, end - self.cursor))
+            self._fold.update(self.log.slice(self.cursor, end))
             self.cursor = end
             if end == boundary and end not in self._checkpoints:
                 self._checkpoints[end] = copy.deepcopy(self._fold)
@@ -92,20 +78,26 @@ class Replay:
         return self.seek(self.cursor + events)
 
     def positions(self, target: str) -> np.ndarray:
-        """Row indices of the events a target names (sorted)."""
-        pos = self._positions.get(target)
+        """Positions of the events a target names (sorted)."""
+        key = (target, len(self.log))
+        pos = self._positions.get(key)
         if pos is None:
             kind, cond = TARGETS[target]
-            pos = rows_equal(self.table.column("kind"), kind)
-            if cond is not None and len(pos):
-                field, value = cond  # a boolean field (nulls never match)
-                hit = pc.struct_field(self.table.column(kind), field)
-                hit = hit if value else pc.invert(hit)
-                pos = pos[to_numpy(pc.and_kleene(pc.is_valid(hit), hit))[pos]]
-            for column, value in self._stream.items():
-                if value is not None and len(pos):
-                    pos = pos[to_numpy(self.table.column(column))[pos] == value]
-            self._positions[target] = pos
+            pos = self.log.positions(kind)
+            table = self.log.tables.tables.get(kind)
+            if table is not None and len(pos):
+                keep = np.ones(len(pos), bool)
+                if cond is not None:
+                    field, value = cond  # a boolean field (nulls never match)
+                    hit = table.column(field) if value else pc.invert(table.column(field))
+                    keep &= to_numpy(pc.and_kleene(pc.is_valid(hit), hit))
+                for column, value in self._stream.items():
+                    if value is not None and column in table.column_names:
+                        keep &= to_numpy(table.column(column)) == value
+                pos = pos[keep]
+            if any(k[1] != key[1] for k in self._positions):
+                self._positions.clear()  # the log grew: every target is looked up again
+            self._positions[key] = pos
         return pos
 
     def next(self, target: str) -> RunState:

@@ -1,8 +1,9 @@
-"""Run directories: ``runs/<run_id>/`` with a ``run.json`` manifest and one stream per rank.
+"""Run directories: ``runs/<run_id>/`` with a ``run.json`` manifest and one stream per kind and rank.
 
-    runs/<run_id>/run.json            manifest: id, task, config, schema version, times, status
-    runs/<run_id>/events.arrows       the stream of a single-process run (rank 0)
-    runs/<run_id>/events.rank<R>.arrows   one stream per rank of a distributed run
+    runs/<run_id>/run.json                           id, task, config, schema version, times, status
+    runs/<run_id>/events/<kind>.rank<R>.arrows       one Arrow IPC stream per event kind and rank
+
+Format 1 run directories (``events.arrows`` / ``events.rank<R>.arrows``) are read too.
 """
 
 from __future__ import annotations
@@ -15,33 +16,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
 from telemetry_schema.events import RunStarted
-from telemetry_schema.reader import LogError, LogFollower, merge_streams
+from telemetry_schema.reader import EVENTS_DIR, LogError, RunFollower, read_stream, stream_files
 from telemetry_schema.schema import SCHEMA_VERSION
+from telemetry_schema.tables import KindTables
+from telemetry_schema.v1 import V1Error, is_v1, read_v1, v1_streams
 from telemetry_schema.writer import EventWriter, WriterConfig, exit_status
 
 MANIFEST = "run.json"
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def stream_name(rank: int, world_size: int) -> str:
-    return "events.arrows" if world_size == 1 else f"events.rank{rank}.arrows"
-
-
-def stream_paths(run_dir: Path) -> list[Path]:
-    """The event streams of a run directory, rank 0 first."""
-    run_dir = Path(run_dir)
-    single = run_dir / "events.arrows"
-    ranked = sorted(run_dir.glob("events.rank*.arrows"),
-                    key=lambda p: int(re.sub(r"\D", "", p.name.split(".")[1]) or 0))
-    return ([single] if single.exists() else []) + ranked
-
-
 def is_run_dir(path: Path) -> bool:
     path = Path(path)
-    return path.is_dir() and ((path / MANIFEST).exists() or bool(stream_paths(path)))
+    return path.is_dir() and ((path / MANIFEST).exists() or bool(stream_files(path)) or bool(v1_streams(path)))
 
 
 def new_run_id(name: str | None = None, clock=time.time) -> str:
@@ -53,23 +41,25 @@ def new_run_id(name: str | None = None, clock=time.time) -> str:
 
 def validate_run_id(run_id: str) -> str:
     """Reject ids that could escape a log directory (path traversal) or are not ours."""
-    if not RUN_ID_RE.match(run_id) or ".." in run_id:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
         raise ValueError(f"invalid run id: {run_id!r}")
     return run_id
 
 
 def read_manifest(run_dir: Path) -> dict:
-    """The run.json of a run directory ({} when absent or unreadable)."""
+    """The run.json of a run directory: a dict ({} when absent, unreadable or not an object)."""
     try:
-        return json.loads((Path(run_dir) / MANIFEST).read_text())
+        data = json.loads((Path(run_dir) / MANIFEST).read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _write_manifest(run_dir: Path, data: dict) -> None:
-    tmp = run_dir / (MANIFEST + ".tmp")
+def write_manifest(run_dir: Path, data: dict) -> None:
+    """Replace run.json atomically (a temporary file renamed over it)."""
+    tmp = Path(run_dir) / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, run_dir / MANIFEST)
+    os.replace(tmp, Path(run_dir) / MANIFEST)
 
 
 @dataclass
@@ -81,11 +71,24 @@ class RunWriter:
     manifest: dict
 
     def close(self, status: str = "completed", reason: str = "") -> None:
-        self.writer.close(status, reason)
+        """Close the log, then record the end in run.json (rank 0). A log that could not be
+        written is recorded as failed, with the write error as the reason."""
+        error = None
+        try:
+            self.writer.close(status, reason)
+        except OSError as exc:
+            error = exc
+        if self.writer.error is not None:  # the run may have gone on without its log
+            reason = reason or f"the log stops early: {self.writer.error}"
         self.manifest.update(status=status, reason=reason, ended_at=time.time(),
                              events=self.writer.events_written)
         if self.writer.rank == 0:
-            _write_manifest(self.run_dir, self.manifest)
+            try:
+                write_manifest(self.run_dir, self.manifest)
+            except OSError:
+                pass  # the disk that failed the log fails this too; the log's own end stands
+        if error is not None:
+            raise error
 
     def __enter__(self) -> "RunWriter":
         return self
@@ -96,18 +99,16 @@ class RunWriter:
 
 def create_run(runs_dir: str | Path, started: RunStarted, *, rank: int = 0,
                config: WriterConfig | None = None, **writer_kwargs) -> RunWriter:
-    """Create ``runs_dir/<run_id>/``, write run.json, open the rank's stream and emit ``started``.
+    """Create ``runs_dir/<run_id>/``, write run.json, open the rank's streams and emit ``started``.
 
-    Refuses to overwrite an existing stream: data already written is never lost.
+    Refuses to overwrite existing streams of the rank: data already written is never lost.
     """
     run_id = validate_run_id(started.run_id)
     run_dir = Path(runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / stream_name(rank, started.world_size)
-    if path.exists():
-        raise FileExistsError(f"{path}: already exists; choose another --run-name")
     config = config or WriterConfig(heartbeat_s=started.heartbeat_s)
-    writer = EventWriter(path, rank=rank, config=config, **writer_kwargs)
+    writer = EventWriter(run_dir / EVENTS_DIR, rank=rank, config=config,
+                         summary_dir=run_dir if rank == 0 else None, **writer_kwargs)
     manifest = {
         "run_id": run_id, "task": started.task, "topology": started.topology,
         "config": json.loads(started.config_json or "{}"), "schema_version": SCHEMA_VERSION,
@@ -115,34 +116,36 @@ def create_run(runs_dir: str | Path, started: RunStarted, *, rank: int = 0,
         "host": platform.node(), "pid": os.getpid(),
     }
     if rank == 0:
-        _write_manifest(run_dir, manifest)
+        write_manifest(run_dir, manifest)
     writer.emit(started)
     writer.flush()  # a viewer opening the run sees it at once, and a run that dies early leaves it
     return RunWriter(run_dir, writer, manifest)
 
 
-@dataclass
-class RunFollower:
-    """Follows every rank stream of one run; ``poll()`` returns the merged new events."""
+def read_run(path: str | Path) -> KindTables:
+    """Every readable event of a run directory (every kind and rank) or of one stream file,
+    format 1 or 2. Raises LogError when there is nothing to read."""
+    path = Path(path)
+    if path.is_file():
+        return _read_v1(path) if is_v1(path) else read_stream(path)
+    if not path.is_dir():
+        raise LogError(f"{path}: no such run directory or log file")
+    if stream_files(path):
+        follower = RunFollower(path)
+        tables = follower.poll(final=True)
+        tables.corrupt, tables.torn_bytes = follower.corrupt, follower.torn_bytes
+        return tables
+    old = v1_streams(path)
+    if not old:
+        raise LogError(f"{path}: no event log in this directory")
+    result = KindTables()
+    for stream in old:
+        result = result.extended(_read_v1(stream))
+    return result
 
-    run_dir: Path
 
-    def __post_init__(self) -> None:
-        self.run_dir = Path(self.run_dir)
-        self.followers: dict[Path, LogFollower] = {}
-
-    def poll(self) -> pa.Table:
-        for path in stream_paths(self.run_dir):
-            self.followers.setdefault(path, LogFollower(path))
-        if not self.followers:
-            if not self.run_dir.exists():
-                raise LogError(f"{self.run_dir}: no such run directory")
-        return merge_streams([f.poll().table for f in self.followers.values()])
-
-    @property
-    def torn_bytes(self) -> int:
-        return sum(f.torn_bytes for f in self.followers.values())
-
-    @property
-    def ended(self) -> bool:
-        return bool(self.followers) and all(f.ended for f in self.followers.values())
+def _read_v1(path: Path) -> KindTables:
+    try:
+        return read_v1(path)
+    except V1Error as exc:
+        raise LogError(str(exc)) from None

@@ -14,17 +14,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from telemetry_schema.arrays import take_rows, to_numpy
+from telemetry_schema.arrays import to_numpy
 
 
-def _wall_seconds(col) -> np.ndarray:
+def wall_seconds(col) -> np.ndarray:
+    """A timestamp column as float seconds since the epoch."""
     return to_numpy(pc.cast(col, pa.int64())) / 1e6
-
 
 
 STAGES = ("DORMANT", "GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED",
           "PRUNED", "EMBARGOED", "RESETTING")
 LIVE_STAGES = ("GERMINATED", "TRAINING", "BLENDING", "HOLDING")
+ENDED = ("completed", "failed", "interrupted")
+"""How a run can end (the status of its run_finished event)."""
 
 
 class _Lazy:
@@ -220,6 +222,7 @@ class RunState:
     world_size: int = 1
     num_envs: int = 1
     heartbeat_s: float = 5.0
+    planned_epochs: int = 0
     versions: dict = field(default_factory=dict)
     started_wall: float | None = None
     end_status: str | None = None  # 'completed' | 'failed' | 'interrupted' once finished
@@ -228,11 +231,14 @@ class RunState:
     last_seq: int = -1
     epoch: int = 0
     step: int = 0
+    first_wall: float | None = None
     last_wall: float | None = None
     last_progress_wall: float | None = None
     kind_counts: Counter = field(default_factory=Counter)
     slots: dict[str, SlotState] = field(default_factory=dict)
     spans: list[StageSpan] = field(default_factory=list)
+    resets: dict[str, list[int]] = field(default_factory=dict)
+    """Per slot, the seq of each germination and return to DORMANT: a plot breaks its lines there."""
     marks: list[Mark] = field(default_factory=list)
     gates: list[GateRecord] = field(default_factory=list)
     governor: list[GovernorRecord] = field(default_factory=list)
@@ -260,24 +266,16 @@ class RunState:
     # -- derived ---------------------------------------------------------------------------
 
     def status(self, now: float, stall_after: float | None = None, crash_after: float | None = None) -> str:
-        """'finished', 'running', 'stalled' or 'crashed' as seen at wall time ``now``.
+        """The run's status as seen at wall time ``now``: how it ended ('completed', 'failed',
+        'interrupted', from its run_finished event), else 'waiting' (no event yet),
+        'running', 'stalled' or 'crashed'.
 
         Crashed: no run_finished and no event at all (heartbeats included) for
         ``crash_after`` seconds. Stalled: heartbeats arrive (or the silence is short) but no
         progress event for ``stall_after`` seconds.
         """
-        if self.end_status is not None:
-            return "finished"
-        if self.last_wall is None:
-            return "waiting"
-        hb = max(self.heartbeat_s, 0.5)
-        crash_after = crash_after if crash_after is not None else max(30.0, 6 * hb)
-        stall_after = stall_after if stall_after is not None else max(60.0, 12 * hb)
-        if now - self.last_wall > crash_after:
-            return "crashed"
-        if now - self.last_wall > 3 * hb or now - (self.last_progress_wall or self.last_wall) > stall_after:
-            return "stalled"
-        return "running"
+        return status_of(self.end_status, self.last_wall, self.last_progress_wall, self.heartbeat_s, now,
+                         stall_after, crash_after)
 
     def best_val_acc(self) -> float | None:
         acc = self.epochs["val_acc"]
@@ -298,6 +296,25 @@ class RunState:
 
 
 
+def status_of(end_status: str | None, last_wall: float | None, last_progress_wall: float | None,
+              heartbeat_s: float, now: float, stall_after: float | None = None,
+              crash_after: float | None = None) -> str:
+    """The status rule (see ``RunState.status``), from the few facts it needs, so a run list can
+    judge a run from its summary file without reading its log."""
+    if end_status is not None:
+        return end_status if end_status in ENDED else "failed"
+    if last_wall is None:
+        return "waiting"
+    hb = max(heartbeat_s or 0.0, 0.5)
+    crash_after = crash_after if crash_after is not None else max(30.0, 6 * hb)
+    stall_after = stall_after if stall_after is not None else max(60.0, 12 * hb)
+    if now - last_wall > crash_after:
+        return "crashed"
+    if now - last_wall > 3 * hb or now - (last_progress_wall or last_wall) > stall_after:
+        return "stalled"
+    return "running"
+
+
 class RankCheck:
     """Compares the lifecycle moves of every rank of a distributed run.
 
@@ -311,19 +328,21 @@ class RankCheck:
         self.last_wall: dict[int, float] = {}
         self.divergence: str | None = None
 
-    def update(self, table: pa.Table, ranks: np.ndarray, wall: np.ndarray, stage_rows: np.ndarray | None) -> None:
-        """Take in ``table``, given its rank and wall-time (seconds) columns as numpy and the
-        indices of its ``stage_changed`` rows (the fold has them at hand)."""
-        lo, hi = int(ranks.min()), int(ranks.max())
-        for rank in [lo] if lo == hi else np.unique(ranks).tolist():  # one rank: no sort, no mask
-            latest = float(wall.max() if lo == hi else wall[ranks == rank].max())
-            self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), latest)
-            self.moves.setdefault(rank, [])
-        if stage_rows is None or not len(stage_rows):
+    def update(self, tables: dict[str, pa.Table]) -> None:
+        """Take in new events, by kind (every rank's)."""
+        for table in tables.values():
+            ranks = to_numpy(table.column("rank"))
+            wall = wall_seconds(table.column("wall_time"))
+            lo, hi = int(ranks.min()), int(ranks.max())
+            for rank in [lo] if lo == hi else np.unique(ranks).tolist():  # one rank: no mask
+                latest = float(wall.max() if lo == hi else wall[ranks == rank].max())
+                self.last_wall[rank] = max(self.last_wall.get(rank, 0.0), latest)
+                self.moves.setdefault(rank, [])
+        stages = tables.get("stage_changed")
+        if stages is None:
             return
-        sub = take_rows(table.select(["rank", "epoch", "slot", "stage_changed"]), stage_rows).to_pylist()
-        for r in sub:
-            self.moves[r["rank"]].append((r["epoch"], r["slot"], r["stage_changed"]["to_stage"]))
+        for r in stages.select(["rank", "epoch", "slot", "to_stage"]).to_pylist():
+            self.moves[r["rank"]].append((r["epoch"], r["slot"], r["to_stage"]))
         self._compare()
 
     def _compare(self) -> None:

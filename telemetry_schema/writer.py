@@ -1,36 +1,39 @@
-"""The event-log writer: cheap appends on the caller's thread, Arrow batches written off it.
+"""The event-log writer: cheap appends on the caller's thread, batches written off it.
 
-``EventWriter.emit`` (typed events) and ``EventWriter.scalar`` (the hot path) append a
-tuple to an in-memory list, without a lock. Pending records become one record batch in
-emission order (sequence numbers are assigned there), and a background thread compresses and
-appends the batches to the Arrow IPC stream, so the training loop never waits on the disk.
+``EventWriter.scalar`` (the hot path) and ``EventWriter.emit`` (typed events) append to a
+list, without a lock. A flush takes everything queued, builds one batch per kind
+(``builder.BatchBuilder``, pure), encodes each with its checksum (``codec.BatchEncoder``)
+and appends it to that kind's stream (``sinks``). A background thread flushes every
+``flush_interval`` seconds while a batch's worth waits and every ``quiet_interval`` otherwise,
+and sends heartbeats; an emitter that finds ``flush_rows`` records waiting builds them into a
+batch itself (converting Python objects needs the interpreter lock, and doing it on a second
+thread beside a fast emitter costs that emitter more than doing it in place).
 
-Who turns records into a batch: the background thread every ``flush_interval`` seconds (or,
-while fewer than ``small_flush`` records wait, every ``quiet_interval``), and the emitting
-thread itself when ``flush_rows`` records are pending. Converting Python objects
-to columns needs the GIL, and done on a second thread beside a fast emitter it costs that
-emitter about three times as much as doing it in place (the two threads hand the GIL and the
-objects' memory back and forth); compression and the write release the GIL and stay on the
-background thread. If ``max_pending`` events pile up (the disk cannot keep up), emit writes
-on the caller's thread instead of dropping anything; each wait is counted and reported in the
-log as a warning and in every heartbeat.
+Time comes from an injected clock. ``EventWriter(..., background=False)`` starts no thread:
+a test drives the flusher with ``tick()`` under a fake clock.
+
+When a write fails (a full disk), the stream is truncated to its last complete batch and
+the writer stops: the next ``emit`` raises ``TelemetryError`` (``on_error="raise"``), or
+every later event is dropped and counted (``on_error="drop"``), as the caller chose.
 """
 
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pyarrow as pa
-
-from telemetry_schema.events import EVENT_TYPES, Event, Heartbeat, LogMessage, RunFinished, Scalar
-from telemetry_schema.schema import SCHEMA, null_array, zero_buffer
+from telemetry_schema.builder import SCALAR_WIDTH, BatchBuilder, Flush
+from telemetry_schema.codec import BatchEncoder
+from telemetry_schema.endings import ending
+from telemetry_schema.events import Event, Heartbeat, LogMessage, RunFinished
+from telemetry_schema.schema import kind_schema
+from telemetry_schema.sinks import DirectorySink, MemorySink, TelemetryError
+from telemetry_schema.summary import Tally
 
 log = logging.getLogger(__name__)
 
@@ -41,66 +44,78 @@ Clock = Callable[[], float]
 class WriterConfig:
     flush_interval: float = 0.25
     """Seconds between time-based flushes of a busy log (the latency a live viewer sees)."""
-    small_flush: int = 512
+    small_flush: int = 256
     """A time-based flush of fewer pending events than this waits for ``quiet_interval``
-    instead: every record batch repeats the whole schema's buffer layout (about 13 KB), so a
-    run that emits a few events a second would otherwise write kilobytes per event."""
+    instead: every record batch costs a few hundred bytes of layout, so a run that emits a
+    few events a second would otherwise write far more layout than data."""
     quiet_interval: float = 2.0
     """Seconds between time-based flushes of a quiet log (never less than ``flush_interval``)."""
     flush_rows: int = 65_536
-    """Pending events that trigger an early flush."""
+    """Pending events that make the emitter build a batch itself."""
     max_pending: int = 4_000_000
-    """Pending events at which emit waits for the flusher (never drops)."""
+    """Pending events at which emit waits for the writer (never drops)."""
     heartbeat_s: float = 5.0
     """Seconds between heartbeats; 0 disables them."""
-    compression: str | None = "zstd"
-    """IPC buffer compression: 'zstd', 'lz4' or None."""
+    compress_rows: int = 64
+    """Batches of at least this many rows are zstd-compressed; smaller ones are not."""
+    on_error: str = "raise"
+    """After a failed write: 'raise' (the next emit raises TelemetryError) or 'drop' (later
+    events are dropped and counted in ``dropped``)."""
+    summary_every: float = 5.0
+    """Seconds between updates of the run's summary file (when the writer keeps one)."""
 
 
 class EventWriter:
-    """Writes events to an Arrow IPC stream at ``sink`` (a path or a ``pyarrow.NativeFile``).
+    """Writes events to one stream per kind in ``sink`` (a directory, or a ``MemorySink``).
 
     Set ``writer.epoch`` and ``writer.step`` as the loop advances; events take them unless
     given explicitly. Use as a context manager, or call ``close()``; closing flushes
     everything and writes ``run_finished`` unless one was already emitted.
     """
 
-    def __init__(self, sink, *, rank: int = 0, config: WriterConfig | None = None,
-                 clock: Clock = time.perf_counter, wall_clock: Clock = time.time) -> None:
+    def __init__(self, sink: str | Path | DirectorySink | MemorySink, *, rank: int = 0,
+                 config: WriterConfig | None = None, clock: Clock = time.perf_counter,
+                 wall_clock: Clock = time.time, background: bool = True,
+                 summary_dir: str | Path | None = None) -> None:
+        """``summary_dir``: keep that run directory's summary.json current (rank 0 of a run)."""
         self.config = config or WriterConfig()
+        if self.config.on_error not in ("raise", "drop"):
+            raise ValueError(f"on_error must be 'raise' or 'drop', not {self.config.on_error!r}")
         self.rank = rank
         self.epoch = 0
         self.step = 0
+        self.sink = sink if isinstance(sink, (DirectorySink, MemorySink)) else DirectorySink(sink, rank)
         self._clock = clock
-        self._t0 = clock()
-        self._wall0 = wall_clock()
-        self._owns_sink = not isinstance(sink, pa.NativeFile)
-        self._sink = pa.OSFile(str(sink), "wb") if self._owns_sink else sink
-        options = pa.ipc.IpcWriteOptions(compression=self.config.compression)
-        self._stream = pa.ipc.new_stream(self._sink, SCHEMA, options=options)
-        # Emit appends to these lists without a lock (list.extend/append of a tuple is atomic
-        # under the GIL); the flusher swaps them out and re-checks a retired list once more
-        # later, so an append that raced the swap is still written.
+        self._builder = BatchBuilder(rank, clock(), wall_clock())
+        self._encoders: dict[str, BatchEncoder] = {}
+        # Emit appends to these lists without a lock (list.extend/append of a tuple is one
+        # operation under the interpreter lock); a build takes records from their front.
         self._sq: list = []  # flat scalar records: t, name, value, step, epoch, env
         self._eq: list = []  # typed records: (t, event, slot, seed, step, epoch, env)
-        self._retired: list[list] = []  # [list_s, list_e, taken_s, taken_e, age]
-        self._soft_scalar = self.config.flush_rows * _SCALAR_WIDTH
-        self._flush_lock = threading.Lock()  # taking records and building batches
-        self._write_lock = threading.Lock()  # writing built batches, in the order built
-        self._ready: deque[pa.RecordBatch] = deque()
-        self._built = 0  # rows built into batches (under _flush_lock)
-        self._last_build = time.monotonic()
-        self._wake = threading.Event()
-        self._seq = 0
+        self._soft_scalar = self.config.flush_rows * SCALAR_WIDTH
+        self._ready: deque[Flush] = deque()
+        self._build_lock = threading.Lock()  # taking records and building flushes
+        self._write_lock = threading.Lock()  # writing built flushes, in the order built
+        self._built = 0  # rows built into flushes
+        self._last_build = clock()
+        self._next_beat = clock() + self.config.heartbeat_s
+        self.events_written = 0
         self.backpressure_waits = 0
-        self.events_written = 0  # rows written (under _write_lock)
+        self.dropped = 0
+        self.error: TelemetryError | None = None
+        self.tally = Tally() if summary_dir is not None else None
+        self._summary_dir = Path(summary_dir) if summary_dir is not None else None
+        self._summary_at = float("-inf")
+        self._error_raised = False  # raised to an emitter already (close does not raise it again)
         self.flusher_cpu_s = 0.0
         """CPU seconds the background writer thread has used (for overhead accounting)."""
         self._finished = False
         self._closed = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="esper-telemetry-flush", daemon=True)
-        self._thread.start()
+        self._wake = threading.Event()
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="esper-telemetry-flush", daemon=True)
+            self._thread.start()
 
     # -- the emit API ----------------------------------------------------------------------
 
@@ -115,9 +130,17 @@ class EventWriter:
 
     def emit(self, event: Event, *, slot: str | None = None, seed: str | None = None,
              epoch: int | None = None, step: int | None = None, env: int = 0) -> None:
-        """Append one typed event; ``slot`` and ``seed`` fill the envelope where they apply."""
+        """Append one typed event; ``slot`` and ``seed`` fill the envelope of kinds about a slot."""
+        if self.error is not None:
+            if self.config.on_error == "raise":
+                self._error_raised = True
+                raise self.error
+            self.dropped += 1
+            return
         if self._closed:
             raise ValueError("emit on a closed EventWriter")
+        if (slot is not None or seed is not None) and not event.SLOTTED:
+            raise ValueError(f"{event.KIND} events do not concern a slot: no slot or seed")
         if isinstance(event, RunFinished):
             self._finished = True
         q = self._eq
@@ -130,27 +153,30 @@ class EventWriter:
         """Emit a free-form log message."""
         self.emit(LogMessage(level=level, text=text))
 
+    @property
+    def events_emitted(self) -> int:
+        """Events emitted so far (written or not yet)."""
+        return self._builder.seq + self._queued()
+
     # -- flushing ----------------------------------------------------------------------------
 
     def _queued(self) -> int:
-        """Records emitted and not yet taken into a batch."""
-        return len(self._sq) // _SCALAR_WIDTH + len(self._eq)
+        return len(self._sq) // SCALAR_WIDTH + len(self._eq)
 
     def _pending(self) -> int:
         return self._queued() + self._built - self.events_written
 
     def _on_full(self) -> None:
-        """``flush_rows`` records are pending: build them into a batch here (unless a flush is
-        already building) and wake the writer thread; past max_pending, write here too."""
-        if self._flush_lock.acquire(blocking=False):  # else a flush is building: it takes these
+        """``flush_rows`` records wait: build them here (unless a build is running) and wake the
+        writer thread; past ``max_pending``, write here too."""
+        if self._build_lock.acquire(blocking=False):
             try:
                 self._build_locked()
             finally:
-                self._flush_lock.release()
+                self._build_lock.release()
             self._wake.set()
         if self._pending() >= self.config.max_pending:
-            # The writer cannot keep up: wait for the disk rather than drop events.
-            self.backpressure_waits += 1
+            self.backpressure_waits += 1  # the disk cannot keep up: wait for it, drop nothing
             if self.backpressure_waits == 1 or self.backpressure_waits % 1000 == 0:
                 self.log("warning", f"telemetry writer backpressure: emit waited for the disk "
                                     f"({self.backpressure_waits} waits so far); no event was dropped")
@@ -159,214 +185,148 @@ class EventWriter:
     def _run(self) -> None:
         cpu0 = time.thread_time()
         try:
-            self._loop()
+            while not self._closed:
+                self._wake.wait(self._wait_s())
+                self._wake.clear()
+                if not self._closed:
+                    self.tick()
+        except TelemetryError:
+            pass  # kept in self.error; the emitter sees it
+        except BaseException:
+            log.exception("telemetry writer thread failed")
         finally:
             self.flusher_cpu_s = time.thread_time() - cpu0
 
-    def _loop(self) -> None:
-        next_beat = self._clock() + self.config.heartbeat_s
-        interval = self.config.flush_interval
-        quiet = max(interval, self.config.quiet_interval)
-        while not self._closed:
-            # Sleep until a flush may be due: a fast emitter builds its own batches (each build
-            # restarts the clock), so this thread then only writes; a quiet log is looked at
-            # every ``interval`` until it holds a batch's worth or ``quiet`` has passed.
-            age = time.monotonic() - self._last_build
-            self._wake.wait(interval - age if age < interval else min(interval, max(0.0, quiet - age)))
-            self._wake.clear()
-            if self.config.heartbeat_s > 0 and self._clock() >= next_beat and not self._closed:
-                self.emit(Heartbeat(events_emitted=self._seq + self._pending(),
-                                    backpressure_waits=self.backpressure_waits))
-                next_beat = self._clock() + self.config.heartbeat_s
-            try:
-                if flush_due(self.config, time.monotonic() - self._last_build, self._queued()):
-                    self.flush()
-                else:
-                    self._write_ready()
-            except BaseException:  # kept in self._error and raised to the caller by flush()
-                log.exception("telemetry flush failed")
-                return
+    def _wait_s(self) -> float:
+        """Seconds until a flush or heartbeat may be due."""
+        since = self._clock() - self._last_build
+        quiet = max(self.config.flush_interval, self.config.quiet_interval)
+        wait = self.config.flush_interval - since if since < self.config.flush_interval else \
+            min(self.config.flush_interval, max(0.0, quiet - since))
+        if self.config.heartbeat_s > 0:
+            wait = min(wait, max(0.0, self._next_beat - self._clock()))
+        return max(wait, 0.001)
+
+    def tick(self) -> None:
+        """One pass of the writer thread's work at the clock's present reading: a heartbeat if
+        one is due, then a flush if one is due, else a write of what emitters built."""
+        if self.error is not None:
+            return
+        now = self._clock()
+        if self.config.heartbeat_s > 0 and now >= self._next_beat:
+            self.emit(Heartbeat(events_emitted=self.events_emitted,
+                                backpressure_waits=self.backpressure_waits))
+            self._next_beat = now + self.config.heartbeat_s
+        if flush_due(self.config, now - self._last_build, self._queued()):
+            self.flush()
+        else:
+            self._write_ready()
 
     def flush(self) -> None:
-        """Write every event emitted so far (called by the writer thread; callers may call it too)."""
-        with self._flush_lock:
-            self._build_locked()
-        self._write_ready()
-
-    def _write_ready(self) -> None:
-        """Write the batches built so far, in the order they were built."""
-        with self._write_lock:
-            self._check()
-            try:
-                while self._ready:
-                    batch = self._ready.popleft()
-                    self._stream.write_batch(batch)
-                    self.events_written += batch.num_rows
-                self._sink.flush()
-            except BaseException as exc:
-                self._error = exc
-                raise
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"telemetry writer failed: {self._error}") from self._error
-
-    def _build_locked(self) -> None:
-        """Turn the pending records into the next batch (the caller holds ``_flush_lock``)."""
-        self._check()
-        self._last_build = time.monotonic()
+        """Write every event emitted so far (raises TelemetryError if the log cannot be written)."""
         try:
-            s_flat, e_recs = self._take_records()
-            if s_flat or e_recs:
-                batch, codes = self._build_batch(s_flat, e_recs)
-                if codes is not None and batch.num_rows >= _SEGMENT_ROWS:
-                    self._ready.extend(batch.slice(lo, hi - lo) for lo, hi in kind_segments(codes))
-                else:
-                    self._ready.append(batch)
-                self._built += batch.num_rows
-        except BaseException as exc:
-            self._error = exc
+            with self._build_lock:
+                self._build_locked()
+            self._write_ready()
+        except TelemetryError:
+            if threading.current_thread() is not self._thread:
+                self._error_raised = True  # the caller has it: close need not raise it again
             raise
 
-    def _take_records(self) -> tuple[list, list]:
-        """Swap the emit lists out; return every record not yet taken, in order.
+    def _build_locked(self) -> None:
+        self._last_build = self._clock()
+        built = self._builder.build(*self._take_records())
+        if built is not None:
+            self._ready.append(built)
+            self._built += built.rows
 
-        Each swapped-out list stays on ``_retired`` for a few flushes with the length already
-        taken, so a record appended by an emitter that fetched the list just before the swap
-        is picked up by a later flush instead of being lost. Lengths are read once per list,
-        so concurrent appends never tear a column.
+    def _take_records(self) -> tuple[list, list]:
+        """Take every record emitted so far, in order, from the front of the emit lists.
+
+        The lists are never replaced: an emitter may hold one while it appends. Copying the
+        first ``n`` items and deleting them are each one operation under the interpreter lock,
+        and an append only ever adds at the end, so nothing appended meanwhile is lost.
         """
         sq, eq = self._sq, self._eq
-        self._sq, self._eq = [], []
-        self._retired.append([sq, eq, 0, 0, 0])
-        s_parts: list[list] = []
-        e_recs: list = []
-        keep = []
-        for entry in self._retired:
-            lst_s, lst_e, done_s, done_e, age = entry
-            ns = len(lst_s) // _SCALAR_WIDTH * _SCALAR_WIDTH
-            ne = len(lst_e)
-            if ns > done_s:
-                s_parts.append(lst_s[done_s:ns])
-            if ne > done_e:
-                e_recs.extend(lst_e[done_e:ne])
-            entry[2:] = [ns, ne, age + 1]
-            if age < 3:
-                keep.append(entry)
-        self._retired = keep
-        s_flat = s_parts[0] if len(s_parts) == 1 else [x for part in s_parts for x in part]
+        ns, ne = len(sq), len(eq)
+        s_flat, e_recs = sq[:ns], eq[:ne]
+        del sq[:ns], eq[:ne]
         return s_flat, e_recs
 
-    def _build_batch(self, s_flat: list, e_recs: list) -> tuple[pa.RecordBatch, np.ndarray | None]:
-        """One batch of the records, ordered by clock reading and, among equal readings, by
-        emission (typed events keep the order they were emitted in; scalars, kept in a list of
-        their own, come first); and each row's kind as a code, or None when it holds one kind."""
-        parts, emitted = [], []
-        if s_flat:
-            w = _SCALAR_WIDTH
-            payload = pa.StructArray.from_arrays(
-                [pa.array(s_flat[1::w], pa.string()), pa.array(s_flat[2::w], pa.float64())],
-                fields=list(SCHEMA.field(Scalar.KIND).type))
-            env = (s_flat[0::w], s_flat[3::w], s_flat[4::w], s_flat[5::w], None, None)
-            parts.append(self._kind_table(Scalar.KIND, env, payload))
-            emitted.append(np.arange(-parts[0].num_rows, 0))
-        by_kind: dict[str, list] = {}
-        for i, rec in enumerate(e_recs):
-            by_kind.setdefault(rec[1].KIND, []).append((i, *rec))
-        for kind, recs in by_kind.items():
-            index, t, events, slot, seed, step, epoch, env = zip(*recs)
-            getter = _GETTERS[kind]
-            rows = [getter(e) for e in events]
-            if rows and not isinstance(rows[0], tuple):
-                rows = [(r,) for r in rows]
-            payload = _payload_array(kind, rows)
-            parts.append(self._kind_table(kind, (t, step, epoch, env, slot, seed), payload))
-            emitted.append(np.array(index))
-        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        codes = None
-        if len(parts) > 1:
-            t = table.column("t").to_numpy()
-            order = np.lexsort((np.concatenate(emitted), t))
-            table = table.take(pa.array(order))
-            codes = np.repeat(np.arange(len(parts)), [p.num_rows for p in parts])[order]
-        seq = np.arange(self._seq, self._seq + table.num_rows, dtype=np.int64)
-        self._seq += table.num_rows
-        table = table.set_column(0, SCHEMA.field("seq"), pa.array(seq))
-        return table.combine_chunks().to_batches()[0], codes
+    def _write_ready(self) -> None:
+        with self._write_lock:
+            if self.error is not None:
+                raise self.error
+            try:
+                while self._ready:
+                    flush = self._ready[0]
+                    for kind, batch in flush.batches.items():
+                        self._write_batch(kind, batch, flush)
+                    self._ready.popleft()
+                    self.events_written += flush.rows
+                    if self.tally is not None:
+                        self.tally.add(flush.batches)
+                self._write_summary()
+            except TelemetryError as exc:
+                self._fail(exc)
+                raise
 
-    def _kind_table(self, kind, envelope, payload) -> pa.Table:
-        t_list, step, epoch, env, slot, seed = envelope
-        t = np.array(t_list, np.float64) - self._t0
-        n = len(t)
-        wall = np.rint((self._wall0 + t) * 1e6).astype(np.int64)
-        zero = zero_buffer(n)
-        columns = {
-            "seq": null_array(pa.int64(), n, zero),  # assigned after the kinds are merged in order
-            "wall_time": pa.array(wall, SCHEMA.field("wall_time").type),
-            "t": pa.array(t),
-            "rank": pa.array(np.full(n, self.rank, np.int16)),
-            "env": pa.array(np.array(env, np.int16)),
-            "epoch": pa.array(np.array(epoch, np.int32)),
-            "step": pa.array(np.array(step, np.int64)),
-            "kind": _repeated_string(kind, n),
-            "slot": pa.array(slot, pa.string()) if slot is not None else null_array(pa.string(), n, zero),
-            "seed": pa.array(seed, pa.string()) if seed is not None else null_array(pa.string(), n, zero),
-        }
-        cols = [columns[f.name] if f.name in columns else
-                (payload if f.name == kind else null_array(f.type, n, zero)) for f in SCHEMA]
-        return pa.Table.from_arrays(cols, schema=SCHEMA)
+    def _write_summary(self, force: bool = False) -> None:
+        """Update the run's summary file, at most every ``summary_every`` seconds (or now)."""
+        if self.tally is None or not (force or self._clock() - self._summary_at >= self.config.summary_every):
+            return
+        self._summary_at = self._clock()
+        try:
+            self.tally.write(self._summary_dir)
+        except OSError as exc:  # a list falls back to reading the log; the log itself is intact
+            log.warning("cannot update %s/summary.json: %s", self._summary_dir, exc)
+
+    def _write_batch(self, kind: str, batch, flush: Flush) -> None:
+        encoder = self._encoders.get(kind)
+        if encoder is None:
+            encoder = self._encoders[kind] = BatchEncoder(kind_schema(kind), self.config.compress_rows)
+        if not self.sink.has(kind):
+            self.sink.create(kind, encoder.schema_message)
+        self.sink.append(kind, encoder.encode(batch, flush.lo, flush.hi))
+
+    def _fail(self, exc: TelemetryError) -> None:
+        if self.error is None:
+            self.error = exc
+            log.error("telemetry stopped: %s", exc)
+        self.dropped += self._pending()
+        self._ready.clear()
 
     def close(self, status: str = "completed", reason: str = "") -> None:
-        """Write ``run_finished`` (unless already emitted), flush everything, end the stream."""
+        """Write ``run_finished`` (unless already emitted), flush everything, end the streams.
+
+        Raises TelemetryError when the log could not be written and no emit has raised it yet
+        (the log still ends at its last complete batch).
+        """
         if self._closed:
             return
-        if not self._finished:
+        if not self._finished and self.error is None:
             self.emit(RunFinished(status=status, reason=reason))
         self._closed = True
         self._wake.set()
-        self._thread.join(timeout=30)
-        self.flush()
-        self._stream.close()
-        if self._owns_sink:
-            self._sink.close()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            if self.error is None:
+                self.flush()
+        except TelemetryError:
+            pass  # kept in self.error
+        finally:
+            self.sink.close()
+            self._write_summary(force=True)
+        if self.error is not None and self.config.on_error == "raise" and not self._error_raised:
+            self._error_raised = True
+            raise self.error
 
     def __enter__(self) -> "EventWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(*exit_status(exc_type, exc))
-
-
-_SEGMENT_ROWS = 2_048
-"""Batches of at least this many rows are written in segments (``kind_segments``)."""
-
-
-def kind_segments(codes: np.ndarray, min_rows: int = 256, rare_share: int = 1024,
-                  max_segments: int = 64) -> list[tuple[int, int]]:
-    """Row ranges [lo, hi) to write a big batch in, given each row's kind code.
-
-    A reader decodes, for every row of a record batch, each kind the batch holds. In a big
-    flush a few rare events (an epoch's end: epoch metrics, gates, decisions) would make it
-    decode every rare kind for tens of thousands of rows. So rows of kinds holding at most
-    1/``rare_share`` of the batch are cut out in clusters (rows closer than ``min_rows`` stay
-    together), and the runs between them hold only the common kinds. Every range costs a record
-    batch's layout (about 10 KB), hence ``min_rows``, and at most ``max_segments`` ranges."""
-    n = len(codes)
-    rare = np.bincount(codes)[codes] * rare_share <= n
-    if not rare.any() or rare.all():
-        return [(0, n)]
-    rows = np.flatnonzero(rare)
-    gaps = np.flatnonzero(np.diff(rows) >= min_rows)
-    starts = np.r_[rows[0], rows[gaps + 1]]
-    stops = np.r_[rows[gaps], rows[-1]] + 1
-    if starts[0] < min_rows:
-        starts[0] = 0
-    if n - stops[-1] < min_rows:
-        stops[-1] = n
-    cuts = sorted({0, n, *starts.tolist(), *stops.tolist()})
-    if len(cuts) - 1 > max_segments:
-        return [(0, n)]
-    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def flush_due(config: WriterConfig, since_build: float, queued: int) -> bool:
@@ -380,30 +340,4 @@ def flush_due(config: WriterConfig, since_build: float, queued: int) -> bool:
 
 def exit_status(exc_type, exc) -> tuple[str, str]:
     """(status, reason) of a run leaving a ``with`` block: completed, interrupted or failed."""
-    if exc_type is None:
-        return "completed", ""
-    if issubclass(exc_type, KeyboardInterrupt):
-        return "interrupted", "KeyboardInterrupt"
-    return "failed", f"{exc_type.__name__}: {exc}"
-
-
-_SCALAR_WIDTH = 6
-_GETTERS = {cls.KIND: operator.attrgetter(*[f.name for f in fields(cls)]) for cls in EVENT_TYPES}
-
-
-def _repeated_string(text: str, n: int) -> pa.Array:
-    """``n`` copies of ``text`` as a string array, built from its buffers (no Python list)."""
-    raw = text.encode()
-    offsets = np.arange(n + 1, dtype=np.int32) * len(raw)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
-
-
-def _payload_array(kind: str, rows: list[tuple]) -> pa.StructArray:
-    stype = SCHEMA.field(kind).type
-    columns = list(zip(*rows))
-    children = []
-    for field, values in zip(stype, columns):
-        if pa.types.is_map(field.type):
-            values = [list(v.items()) if v is not None else None for v in values]
-        children.append(pa.array(values, field.type))
-    return pa.StructArray.from_arrays(children, fields=list(stype))
+    return ending(exc_type, exc)

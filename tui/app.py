@@ -14,16 +14,15 @@ from textual.widgets import Static, TabbedContent, TabPane
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
-from telemetry_schema.reader import LogError
-from tui.loader import Prefetch
+from telemetry_schema import runmodel
+from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay, refold
+from tui.loader import Prefetch, one_line
 from tui.messages import EventsArrived, Loaded, Refolded, ReplayReady, SourceFailed
 from tui.screens.detail import EventDetail, SeedDetail
 from tui.screens.help import HelpScreen
 from tui.screens.picker import RunPicker
-from tui.scope import Scope, ScopedFold, ScopedReplay, refold
-from tui.session import Session
 from tui.source import Target
-from tui.widgets.eventlog import EventList, envelope_and_payload
+from tui.widgets.eventlog import EventList, event_fields
 from tui.widgets.eventpanel import EventLogPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
@@ -89,7 +88,7 @@ class EsperApp(App):
             prefetch = Prefetch(target)
         self.prefetch = prefetch
         self.poll_interval = poll_interval
-        self.session = Session()
+        self.session = RunModel()
         self.error = ""
         self._dirty = False
         self._last_refresh = 0.0
@@ -129,7 +128,7 @@ class EsperApp(App):
         self.set_interval(0.1, self._tick)
         self._show_banner(f"loading {self.target.path} …")
         if self.target.kind == "runs":
-            self.push_screen(RunPicker(self.target.path), self._picked)
+            self.push_screen(RunPicker(self.target.path, self.clock), self._picked)
             self.call_after_refresh(self._first_screen_shown)
         else:
             self.follow()
@@ -165,27 +164,28 @@ class EsperApp(App):
             self.post_message(SourceFailed(first.error))
             return
         source = first.source
-        self.post_message(Loaded(first.table, first.fold, source.torn_bytes, source.ended, source.manifest()))
-        torn = source.torn_bytes
+        self.post_message(Loaded(first.log, first.fold, source.torn_bytes, source.ended, source.manifest(),
+                                 list(source.corrupt)))
+        torn, corrupt = source.torn_bytes, len(source.corrupt)
         while not source.ended and not worker.is_cancelled and not self._stop.wait(self.poll_interval):
             try:
                 new = source.poll()
-            except LogError as exc:
-                self.post_message(SourceFailed(str(exc)))
+            except Exception as exc:  # any failure is shown, never a silent stop
+                self.post_message(SourceFailed(one_line(exc, self.target.path)))
                 return
-            if new.num_rows or source.torn_bytes != torn or source.ended:
-                torn = source.torn_bytes
-                self.post_message(EventsArrived(new, torn, source.ended))
+            if new.num_rows or source.torn_bytes != torn or source.ended or len(source.corrupt) != corrupt:
+                torn, corrupt = source.torn_bytes, len(source.corrupt)
+                self.post_message(EventsArrived(new, torn, source.ended, list(source.corrupt)))
 
     def on_loaded(self, msg: Loaded) -> None:
-        self.session.adopt(msg.table, msg.fold, msg.torn_bytes, msg.ended, msg.manifest)
+        self.session.adopt(msg.log, msg.fold, msg.torn_bytes, msg.ended, msg.manifest, msg.corrupt)
         if self.start_replay:
             self.session.start_replay(0)
         self.refresh_panels(force=True)
         self.call_after_refresh(self._first_screen_shown)
 
     def on_events_arrived(self, msg: EventsArrived) -> None:
-        self.session.ingest(msg.table, msg.torn_bytes, msg.ended, self.clock())
+        self.session.ingest(msg.chunk, msg.torn_bytes, msg.ended, self.clock(), msg.corrupt)
         self._dirty = True
 
     def on_source_failed(self, msg: SourceFailed) -> None:
@@ -278,19 +278,19 @@ class EsperApp(App):
     def _go(self, cursor: int) -> None:
         """Move the replay cursor (starting a replay if needed); far folds go to a worker."""
         s = self.session
-        if s.replay is None and (cursor <= 50_000):
+        if s.replay is None and cursor <= runmodel.SYNC_EVENTS:
             s.start_replay(cursor)
         elif s.replay is not None and s.is_cheap(cursor):
             s.seek(cursor)
         else:
             self._request += 1
-            self._build_replay(s.table, cursor, s.scope, self._request)
+            self._build_replay(s.log, cursor, s.scope, self._request)
             return
         self.refresh_panels(force=True)
 
     @work(thread=True, exclusive=True, group="seek")
-    def _build_replay(self, table, cursor: int, scope: Scope, request: int) -> None:
-        self.post_message(ReplayReady(ScopedReplay(table, cursor, scope), request))
+    def _build_replay(self, log, cursor: int, scope: Scope, request: int) -> None:
+        self.post_message(ReplayReady(ScopedReplay(log, cursor, scope), request))
 
     def on_replay_ready(self, msg: ReplayReady) -> None:
         if msg.request != self._request:
@@ -352,15 +352,15 @@ class EsperApp(App):
         self._scope_request += 1
         cursor = s.cursor if s.replay is not None else None
         if s.is_small():
-            self._adopt_scope(*refold(s.table, scope, cursor))
+            self._adopt_scope(*refold(s.log, scope, cursor))
             return
         s.pending = scope
-        self._refold(s.table, scope, cursor, self._scope_request)
+        self._refold(s.log, scope, cursor, self._scope_request)
         self.refresh_panels(force=True)
 
     @work(thread=True, exclusive=True, group="scope")
-    def _refold(self, table, scope: Scope, cursor: int | None, request: int) -> None:
-        self.post_message(Refolded(*refold(table, scope, cursor), request))
+    def _refold(self, log, scope: Scope, cursor: int | None, request: int) -> None:
+        self.post_message(Refolded(*refold(log, scope, cursor), request))
 
     def on_refolded(self, msg: Refolded) -> None:
         if msg.request == self._scope_request:
@@ -392,4 +392,4 @@ class EsperApp(App):
 
     @on(EventList.Opened)
     def _open_event(self, event: EventList.Opened) -> None:
-        self.push_screen(EventDetail(*envelope_and_payload(self.session.table, event.row)))
+        self.push_screen(EventDetail(*event_fields(self.session.log, event.row)))

@@ -21,7 +21,8 @@ STAGE_STYLES = {
 MARK_GLYPHS = {"fossilized": ("◆", "bold green"), "pruned": ("✗", "bold red"),
                "rollback": ("↺", "bold yellow")}
 STATUS_STYLES = {"running": "bold green", "stalled": "bold yellow", "crashed": "bold red",
-                 "finished": "bold blue", "waiting": "grey62"}
+                 "completed": "bold blue", "failed": "bold red", "interrupted": "bold yellow",
+                 "waiting": "grey62", "loading": "grey62", "error": "bold red"}
 G2_THRESHOLD = 0.05
 """Gradient ratio below which the G2 gate (TRAINING -> BLENDING) fails."""
 

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 from textual.message import Message
 
-from tui.scope import ScopedFold, ScopedReplay
+from telemetry_schema.eventlog import EventLog
+from telemetry_schema.runmodel import ScopedFold, ScopedReplay
+from telemetry_schema.tables import KindTables
 
 
 class Loaded(Message):
     """The first poll: every event already in the log, folded off the UI thread."""
 
-    def __init__(self, table: pa.Table, fold: ScopedFold, torn_bytes: int, ended: bool, manifest: dict) -> None:
+    def __init__(self, log: EventLog, fold: ScopedFold, torn_bytes: int, ended: bool, manifest: dict,
+                 corrupt: list[str]) -> None:
         super().__init__()
-        self.table, self.fold, self.torn_bytes, self.ended = table, fold, torn_bytes, ended
-        self.manifest = manifest
+        self.log, self.fold, self.torn_bytes, self.ended = log, fold, torn_bytes, ended
+        self.manifest, self.corrupt = manifest, corrupt
 
 
 class EventsArrived(Message):
     """New events from a later poll (small: what was flushed since the last poll)."""
 
-    def __init__(self, table: pa.Table, torn_bytes: int, ended: bool) -> None:
+    def __init__(self, chunk: KindTables, torn_bytes: int, ended: bool, corrupt: list[str]) -> None:
         super().__init__()
-        self.table, self.torn_bytes, self.ended = table, torn_bytes, ended
+        self.chunk, self.torn_bytes, self.ended, self.corrupt = chunk, torn_bytes, ended, corrupt
 
 
 class SourceFailed(Message):

@@ -1,27 +1,25 @@
 """What ``esper-tui PATH`` points at, and the event source that follows it.
 
-A target is a run directory, a single ``.arrows`` log, or a directory of runs. ``resolve``
-turns a path into a ``Target`` or raises ``TargetError`` (one line, for stderr). ``Source``
-follows a run directory or a log file with the telemetry_schema followers.
+A target is a run directory, a single log file, or a directory of runs. ``resolve`` turns a
+path into a ``Target`` or raises ``TargetError`` (one line, for stderr). ``Source`` follows a
+run directory (or one stream file) with telemetry_schema's followers; a format 1 log is read
+whole once.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from telemetry_schema.reader import LogError, LogFollower, read_log
-from telemetry_schema.rundir import RunFollower, is_run_dir, read_manifest, stream_paths
-from telemetry_schema.schema import SchemaVersionError, check_version
-
-_PROBE_BYTES = 1 << 20
-_CONTINUATION = b"\xff\xff\xff\xff"
-LIVE_WINDOW_S = 60.0
-"""A run whose log changed this recently and has no clean end counts as live."""
+from telemetry_schema.events import KINDS
+from telemetry_schema.reader import LogError, RunFollower, StreamFollower, probe, stream_files
+from telemetry_schema.rundir import is_run_dir, read_manifest, read_run
+from telemetry_schema.runs import list_runs, run_files
+from telemetry_schema.schema import conform
+from telemetry_schema.tables import KindTables
+from telemetry_schema.v1 import is_v1, v1_streams
 
 
 class TargetError(Exception):
@@ -47,120 +45,72 @@ def resolve(path: str | Path | None) -> Target:
     p = Path(path)
     if not p.exists():
         raise TargetError(f"{p}: no such file or directory")
-    if p.is_file():
-        probe_log(p)
-        return Target("log", p)
-    if is_run_dir(p):
-        for stream in stream_paths(p):
-            probe_log(stream)
-        return Target("run", p)
+    try:
+        if p.is_file():
+            probe(p)
+            return Target("log", p)
+        if is_run_dir(p):
+            _probe_run(p)
+            return Target("run", p)
+    except LogError as exc:
+        raise TargetError(str(exc)) from None
     if p.is_dir():
         if not list_runs(p) and not any(c.is_dir() for c in p.iterdir()):
-            raise TargetError(f"{p}: empty directory (no run.json, no events*.arrows, no runs)")
+            raise TargetError(f"{p}: empty directory (no run.json, no events/, no runs)")
         return Target("runs", p)
     raise TargetError(f"{p}: not a run directory, log file or directory of runs")
 
 
-def probe_log(path: Path) -> None:
-    """Refuse a file that is not an Esper Arrow stream, reading only its first bytes.
-
-    An empty file, or one whose schema is not complete yet, passes: a writer may be starting.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_PROBE_BYTES)
-    except OSError as exc:
-        raise TargetError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(head) >= 4 and head[:4] != _CONTINUATION:
-        raise TargetError(f"{path}: not an Arrow IPC stream (bad leading bytes)")
-    try:
-        msg = pa.ipc.read_message(pa.BufferReader(head))
-    except (pa.ArrowInvalid, OSError, EOFError, ValueError):
-        return
-    if msg.type != "schema":
-        raise TargetError(f"{path}: not an Esper event log (stream does not start with a schema)")
-    try:
-        check_version(pa.ipc.read_schema(msg), str(path))
-    except SchemaVersionError as exc:
-        raise TargetError(str(exc)) from None
-
-
-def list_runs(runs_dir: Path) -> list[Path]:
-    """Run directories directly under ``runs_dir``, newest first (by start time, then mtime)."""
-    runs = [p for p in Path(runs_dir).iterdir() if is_run_dir(p)]
-    return sorted(runs, key=_run_time, reverse=True)
-
-
-def _run_time(run_dir: Path) -> float:
-    started = read_manifest(run_dir).get("started_at")
-    if isinstance(started, (int, float)):
-        return float(started)
-    return max((s.stat().st_mtime for s in stream_paths(run_dir)), default=run_dir.stat().st_mtime)
-
-
-@dataclass
-class RunSummary:
-    """One row of the run picker."""
-
-    path: Path
-    run_id: str
-    status: str = "?"
-    task: str = ""
-    epochs: int = 0
-    fossilized: int = 0
-    pruned: int = 0
-    panics: int = 0
-    events: int = 0
-    live: bool = False
-    error: str = ""
-
-
-def summarize(run_dir: Path, now: float | None = None) -> RunSummary:
-    """A run's picker row, from its manifest and a vectorised count of its log's kinds."""
-    manifest = read_manifest(run_dir)
-    row = RunSummary(run_dir, manifest.get("run_id", run_dir.name), str(manifest.get("status", "?")),
-                     str(manifest.get("task", "")))
-    try:
-        streams = stream_paths(run_dir)
-        if not streams:
-            row.error = "no event stream yet"
-            return row
-        tables = [read_log(p).table.select(["kind", "epoch"]) for p in streams]
-    except LogError as exc:
-        row.error = str(exc)
-        return row
-    table = pa.concat_tables(tables)
-    counts = {d["values"]: d["counts"] for d in pc.value_counts(table.column("kind")).to_pylist()}
-    row.events = table.num_rows
-    row.epochs = counts.get("epoch_completed", 0)
-    row.fossilized, row.pruned = counts.get("seed_fossilized", 0), counts.get("seed_pruned", 0)
-    row.panics = counts.get("governor_panic", 0)
-    ended = counts.get("run_finished", 0) >= len(streams)
-    if ended and row.status == "running":
-        row.status = "completed"
-    mtime = max(p.stat().st_mtime for p in streams)
-    row.live = not ended and (now if now is not None else time.time()) - mtime < LIVE_WINDOW_S
-    return row
+def _probe_run(run_dir: Path) -> None:
+    """Refuse a run directory none of whose streams is an Esper log (LogError, the first
+    stream's reason); one with some readable streams opens, its corrupt ones reported."""
+    problems = []
+    streams = run_files(run_dir)
+    for stream in streams:
+        try:
+            probe(stream)
+        except LogError as exc:
+            problems.append(exc)
+    if streams and len(problems) == len(streams):
+        raise problems[0]
 
 
 class Source:
-    """Follows a run directory (every rank) or one log file; ``poll()`` -> new events."""
+    """Follows a run directory (every kind and rank) or one log file; ``poll()`` -> new events."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.follower = RunFollower(target.path) if target.kind == "run" else LogFollower(target.path)
+        self.torn_bytes = 0
+        self.ended = False
+        self.corrupt: list[str] = []
+        path = target.path
+        self._legacy = (target.kind == "run" and not stream_files(path) and bool(v1_streams(path))) or \
+            (target.kind == "log" and is_v1(path))
+        self._run = RunFollower(path) if target.kind == "run" and not self._legacy else None
+        self._stream = StreamFollower(path) if target.kind == "log" and not self._legacy else None
 
-    def poll(self) -> pa.Table:
-        res = self.follower.poll()
-        return res if isinstance(res, pa.Table) else res.table
-
-    @property
-    def torn_bytes(self) -> int:
-        return self.follower.torn_bytes
-
-    @property
-    def ended(self) -> bool:
-        return self.follower.ended
+    def poll(self) -> KindTables:
+        """The events that arrived since the last poll. Raises LogError for a log that cannot
+        be read, or a lone stream of a kind this viewer does not know."""
+        if self._legacy:  # format 1: read whole, once
+            if self.ended:
+                return KindTables()
+            got = read_run(self.target.path)
+            self.ended, self.torn_bytes, self.corrupt = True, got.torn_bytes, got.corrupt
+            return got
+        if self._run is not None:
+            got = self._run.poll()
+            self.torn_bytes, self.ended, self.corrupt = self._run.torn_bytes, self._run.ended, self._run.corrupt
+            return got
+        batches = self._stream.poll()
+        self.torn_bytes, self.ended = self._stream.torn_bytes, self._stream.ended
+        self.corrupt = [self._stream.corrupt] if self._stream.corrupt else []
+        kind = self._stream.kind
+        if kind and kind not in KINDS:  # (in a run directory, such streams are skipped)
+            raise LogError(f"{self.target.path}: events of kind {kind[:40]!r}, which this viewer does not know")
+        if not batches:
+            return KindTables()
+        return KindTables({kind: conform(pa.Table.from_batches([b.batch for b in batches]), kind)})
 
     def manifest(self) -> dict:
         return read_manifest(self.target.path) if self.target.kind == "run" else {}

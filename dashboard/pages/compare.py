@@ -16,7 +16,7 @@ def match(path: str):
 
 
 def layout(store: RunStore, search: str = ""):
-    readable = [s.run_id for s in store.summaries() if s.status != "error"]
+    readable = [s.path.name for s in store.summaries() if s.status != "error"]
     return html.Div([
         html.H2("Compare runs"),
         html.Div([dcc.Dropdown(id="compare-runs", options=store.run_ids(), value=readable[:3], multi=True,
@@ -44,7 +44,7 @@ def compare_view(store: RunStore, run_ids: list[str], metric: str):
         for entry in sorted(entries, key=lambda e: e.run_id):
             entry.refresh()
             stack.enter_context(entry.lock)
-        states = {e.run_id: e.state for e in entries if e.error is None}
+        states = {e.run_id: e.state for e in entries if e.failure() is None}
         return compare_figure(states, metric, opts), outcome_rows(states)
 
 

@@ -12,14 +12,14 @@ import functools
 from dash import Input, Output, State, callback_context, dash_table, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from telemetry_schema.fold import RunState
+from telemetry_schema.runmodel import Scope
 
 from dashboard.data import RunNotFound, RunStore
 from dashboard.figures import X_AXES
 from dashboard.live import next_cursor
 from dashboard.run_view import (CHARTS, FIRST_CHARTS, LATER_CHARTS, RunRequest, chart_outputs, cursor_info,
                                 env_value, header, selector_props, selector_update, sync_selection, table_outputs)
-from dashboard.selection import BadSelection, Choices, Selection
+from dashboard.selection import BadSelection, Choices
 from dashboard.tables import DECISION_COLUMNS, EVENT_COLUMNS
 
 SPEEDS = (1, 4, 16, 64)
@@ -36,22 +36,22 @@ def layout(store: RunStore, raw_id: str, search: str = ""):
         return html.Div([html.H3("Run refused"), html.P(str(exc))], className="card error-card", id="run-refused")
     entry = store.entry(run_id)
     entry.refresh(force=True)
-    if entry.error:
+    if entry.failure():
         return header(store, run_id, None)
     choices = entry.choices()
-    sel = choices.from_query(search)  # a value the run lacks is dropped (the URL is then corrected)
+    scope = choices.from_query(search)  # a value the run lacks is dropped (the URL is then corrected)
     return html.Div([
         dcc.Store(id="run-id", data=run_id),
         dcc.Store(id="shipped", data={}), dcc.Store(id="shipped-later", data={}),  # one per chart group
         dcc.Store(id="live-total", data=entry.length),  # the log's length as last polled
         dcc.Location(id="run-url", refresh=False),  # the query only: no reload, no re-route
-        html.Div(header(store, run_id, None, sel), id="run-header"),
-        controls(choices, sel), replay_bar(entry.length, cursor_info(entry, None)),
+        html.Div(header(store, run_id, None, scope), id="run-header"),
+        controls(choices, scope), replay_bar(entry.length, cursor_info(entry, None)),
         html.Div([dcc.Graph(id=gid, config={"displaylogo": False}, className="chart", style=chart_style(gid))
                   for gid in CHARTS], className="grid"),
         html.Div([html.H3("Controller decisions"),
                   table("decisions-table", DECISION_COLUMNS, page_size=10)], className="card"),
-        html.Div([html.H3("Events"), event_filters(entry.state), table("events-table", EVENT_COLUMNS)],
+        html.Div([html.H3("Events"), event_filters(entry.log.kinds), table("events-table", EVENT_COLUMNS)],
                  className="card"),
     ])
 
@@ -60,13 +60,13 @@ def chart_style(gid: str) -> dict:
     return {"gridColumn": "1 / -1"} if gid in ("g-swimlane", "g-loss") else {}
 
 
-def controls(choices: Choices, sel: Selection) -> html.Div:
+def controls(choices: Choices, scope: Scope) -> html.Div:
     rank_options, rank_style, env_options, env_style = selector_props(choices)
     return html.Div([
-        html.Div([html.Label("rank"), dcc.Dropdown(id="sel-rank", options=rank_options, value=sel.rank,
+        html.Div([html.Label("rank"), dcc.Dropdown(id="sel-rank", options=rank_options, value=scope.rank,
                                                    clearable=False, searchable=False, className="picker")],
                  id="rank-pick", className="pick", style=rank_style),
-        html.Div([html.Label("env"), dcc.Dropdown(id="sel-env", options=env_options, value=env_value(sel),
+        html.Div([html.Label("env"), dcc.Dropdown(id="sel-env", options=env_options, value=env_value(scope),
                                                   clearable=False, searchable=False, className="picker")],
                  id="env-pick", className="pick", style=env_style),
         html.Label("x-axis"), dcc.RadioItems(id="xaxis", options=[{"label": v.split(" ")[0], "value": k}
@@ -92,13 +92,21 @@ def replay_bar(total: int, info: str) -> html.Div:
     ], className="replay card")
 
 
-def event_filters(state: RunState) -> html.Div:
-    kinds = sorted(state.kind_counts)
-    default = [k for k in kinds if k not in ("batch_metrics", "heartbeat", "gradient_stats", "alpha")]
+QUERY_HELP = ("text, /regex/, field:value (contains), field=value, field>n (also <, >=, <=); "
+              "every term must match, e.g. kind:gate passed:false")
+
+
+def event_filters(kinds: list[str]) -> html.Div:
+    """The kinds to list and the search box (``telemetry_schema.search``'s query language), with
+    the line that says why a query cannot be run."""
+    kinds = sorted(kinds)
+    default = [k for k in kinds if k not in ("batch_metrics", "heartbeat", "gradient_stats", "alpha", "system")]
     return html.Div([dcc.Dropdown(id="event-kinds", options=kinds, value=default, multi=True,
                                   placeholder="all kinds"),
-                     dcc.Input(id="event-search", type="text", placeholder="search slot, seed, payload…",
-                               debounce=True)], className="controls")
+                     dcc.Input(id="event-search", type="text", debounce=True, className="event-search",
+                               placeholder="search events (e.g. kind:gate passed:false)"),
+                     html.Small(QUERY_HELP, className="muted"),
+                     html.Div("", id="event-search-error", className="query-error")], className="controls")
 
 
 def table(tid: str, columns, page_size: int = 15) -> dash_table.DataTable:
@@ -114,7 +122,7 @@ def _int(value) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value == value else None
 
 
-def _selection(store: RunStore, run_id, rank, env) -> Selection:
+def _selection(store: RunStore, run_id, rank, env) -> Scope:
     """The dropdowns' values checked against the run (``BadSelection`` when it lacks them)."""
     return store.entry(str(run_id)).choices().parse(rank, env)
 
@@ -188,7 +196,7 @@ def register(app, store: RunStore) -> None:
         req = _request(store, run_id, mode, cursor, rank, env)
         entry = store.entry(req.run_id)
         pickers = selector_update(entry.choices(), rank_options, env_options)
-        return header(store, req.run_id, req.cursor, req.sel), cursor_info(entry, req.cursor, req.sel), *pickers
+        return header(store, req.run_id, req.cursor, req.scope), cursor_info(entry, req.cursor, req.scope), *pickers
 
     @app.callback(Output("run-url", "search"), Output("sel-rank", "value"), Output("sel-env", "value"),
                   Input("sel-rank", "value"), Input("sel-env", "value"), Input("run-url", "search"),
@@ -222,9 +230,12 @@ def register(app, store: RunStore) -> None:
         return figs + [shipped] + optional
 
     @app.callback(Output("decisions-table", "data"), Output("events-table", "data"),
+                  Output("event-search-error", "children"),
                   Input("cursor", "value"), Input("mode", "value"), Input("event-kinds", "value"),
                   Input("event-search", "value"), Input("sel-rank", "value"), Input("sel-env", "value"),
                   State("run-id", "data"))
     @refusing
-    def render_tables(cursor, mode, kinds, search, rank, env, run_id):
-        return table_outputs(store, _request(store, run_id, mode, cursor, rank, env), kinds, search or "")
+    def render_tables(cursor, mode, kinds, query, rank, env, run_id):
+        kinds = [k for k in kinds if isinstance(k, str)] if isinstance(kinds, list) else None
+        query = query if isinstance(query, str) else ""
+        return table_outputs(store, _request(store, run_id, mode, cursor, rank, env), kinds, query)

@@ -18,6 +18,7 @@ from esper.kasmina.alpha import TEMPO_EPOCHS, AlphaController, AlphaMode
 from esper.kasmina.blueprints import build_blueprint
 from esper.kasmina.gradients import GradientStats, new_gradient_stats
 from esper.kasmina.isolation import blend_gate, blend_multiply, blend_with_isolation, ste_forward
+from esper.kasmina.layouts import pool_channels, probe_shape
 from esper.kasmina.protocol import InjectionSpec
 from esper.leyline.config import GradientConfig, SlotConfig
 from esper.leyline.stages import LIVE_STAGES, SEED_FORWARD_STAGES, SeedStage, check_transition
@@ -53,14 +54,14 @@ class SeedRecord:
 class GateNet(nn.Module):
     """Per-sample gate of the GATE blend: pool -> Linear(C, max(8, C/4)) -> ReLU -> Linear -> sigmoid."""
 
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, topology: str = "cnn") -> None:
         super().__init__()
+        self.topology = topology
         self.fc = nn.Sequential(nn.Linear(c, max(8, c // 4)), nn.ReLU(), nn.Linear(max(8, c // 4), 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = x.mean(dim=tuple(range(1, x.dim() - 1))) if x.dim() == 3 else x.mean(dim=(2, 3))
-        g = torch.sigmoid(self.fc(pooled))  # (B, 1)
-        return g.view(-1, *([1] * (x.dim() - 1)))  # (B, 1, 1, 1) or (B, 1, 1)
+        g = torch.sigmoid(self.fc(pool_channels(self.topology, x)))  # (B, 1)
+        return g.view(-1, *([1] * (x.dim() - 1)))  # (B, 1, ...) like x
 
 
 class SeedSlot(nn.Module):
@@ -130,7 +131,7 @@ class SeedSlot(nn.Module):
         """Build the seed, probe its shape, and enter GERMINATED. G0 is checked by the caller."""
         seed = build_blueprint(self.topology, blueprint, self.channels).to(device)
         self.seed = seed
-        self.gate_net = GateNet(self.channels).to(device) if self.cfg.blend == "gate" else None
+        self.gate_net = GateNet(self.channels, self.topology).to(device) if self.cfg.blend == "gate" else None
         params = sum(p.numel() for p in self.seed_parameters())
         self.record = SeedRecord(seed_id, blueprint, params, new_gradient_stats(self.grad_cfg),
                                  germinated_epoch=epoch, acc_at_germination=acc, acc_at_stage_start=acc)
@@ -141,8 +142,7 @@ class SeedSlot(nn.Module):
                                   self.cfg.tempo, TEMPO_EPOCHS[self.cfg.tempo])
 
     def _probe(self, device) -> bool:
-        shape = (2, self.channels, 4, 4) if self.topology == "cnn" else (2, 4, self.channels)
-        probe = torch.randn(shape, device=device)
+        probe = torch.randn(probe_shape(self.topology, self.channels), device=device)
         was_training = self.seed.training
         self.seed.eval()
         with torch.no_grad():

@@ -14,7 +14,7 @@ class GateConfig:
     min_training_epochs: int = 3
     # G2: epochs a seed must spend in TRAINING before it may blend
     gradient_ratio_threshold: dict[str, float] = field(
-        default_factory=lambda: {"cnn": 0.05, "transformer": 0.05})
+        default_factory=lambda: {"cnn": 0.05, "transformer": 0.05, "conv1d": 0.05, "mlp": 0.05})
     # G2: minimum seed gradient ratio, per host topology (review 001 §1.3)
     min_gradient_health: float = 0.7
     # G2/G4: minimum gradient health in [0, 1]
@@ -118,6 +118,10 @@ class HeuristicConfig:
     # rotation order of blueprints (transformer hosts map to their own list)
     transformer_blueprints: tuple[str, ...] = ("mlp", "lora", "attention", "mlp_small")
     # rotation order for transformer hosts
+    other_blueprints: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
+        "conv1d": ("conv_light", "bottleneck", "attention", "conv_heavy"),
+        "mlp": ("lora", "mlp_small", "attention", "mlp")})
+    # rotation order for the other host topologies: 1-D signals (conv1d), flat features (mlp)
     prune_penalty: float = 1.0
     # penalty added to a blueprint when its seed is pruned
     penalty_decay: float = 0.8

@@ -4,6 +4,7 @@
     pydoc-text         offline byte-level LM on the standard library's pydoc_data topics
     cifar10            CIFAR-10 python batches from --data-dir (random crop + flip, normalised)
     text:PATH          byte-level LM on any plain-text file
+    npz:PATH           classification on the arrays of a .npz file (see esper.runtime.npz)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from esper.kasmina.hosts import CNNConfig, CNNHost, TransformerConfig, Transform
 from esper.runtime.data import TensorLoader, lm_windows, random_crop_flip
 from esper.runtime.synthetic import FreshSyntheticLoader, SyntheticConfig, synthetic_val
 
-TASK_NAMES = ("synthetic-images", "pydoc-text", "cifar10", "text:PATH")
+TASK_NAMES = ("synthetic-images", "pydoc-text", "cifar10", "text:PATH", "npz:PATH")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -63,6 +64,8 @@ class TaskOptions:
     # bytes of a corpus used at most (keeps CPU epochs short)
     transformer: TransformerConfig = TransformerConfig()
     # host of the language tasks
+    npz_kind: str = "auto"
+    # npz tasks: what x holds, 'auto' (by its shape), 'image', 'signal' or 'features'
 
 
 def build_task(name: str, opts: TaskOptions = TaskOptions()) -> Task:
@@ -80,6 +83,9 @@ def build_task(name: str, opts: TaskOptions = TaskOptions()) -> Task:
         if not path.is_file():
             raise FileNotFoundError(f"text corpus not found: {path}")
         return _text(name, path.read_bytes(), opts)
+    if name.startswith("npz:"):
+        from esper.runtime.npz import npz_task
+        return npz_task(name, opts)
     raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASK_NAMES)}")
 
 

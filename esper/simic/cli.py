@@ -160,7 +160,7 @@ def _log_cpu(writer, i: int, before: tuple[float, list[float]], after: tuple[flo
 
 def run_ppo(args: argparse.Namespace, console: Console | None = None,
             clock: Callable[[], float] = time.perf_counter) -> int:
-    """Train a policy; writes ``<runs_dir>/<run_id>/events.arrows``, ``policy.pt`` and ``learner.pt``
+    """Train a policy; writes ``<runs_dir>/<run_id>/events/``, ``policy.pt`` and ``learner.pt``
     (both after every round). Returns the exit status (0, or 130 when interrupted); raises
     ValueError for bad flags."""
     console = console or Console()

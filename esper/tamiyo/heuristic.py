@@ -108,7 +108,8 @@ class HeuristicController:
                 Decision(Op.ADVANCE, slot.slot_id, reason="seed built: start incubation (G1)")]
 
     def _next_blueprint(self, topology: str) -> str:
-        names = self.cfg.blueprints if topology == "cnn" else self.cfg.transformer_blueprints
+        names = {"cnn": self.cfg.blueprints, "transformer": self.cfg.transformer_blueprints,
+                 **self.cfg.other_blueprints}[topology]
         order = [names[(self.rotation + i) % len(names)] for i in range(len(names))]
         best = min(order, key=lambda n: (self.penalty.get(n, 0.0), order.index(n)))
         self.rotation = (names.index(best) + 1) % len(names)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from esper.kasmina.gradients import GradientCollector
-from esper.kasmina.hosts import cross_entropy
+from esper.tolaria.objective import CLASSIFICATION, Objective
 
 PERPLEXITY_CLAMP = 20.0
 """Perplexity is exp(min(loss, 20))."""
@@ -76,7 +76,8 @@ def _to(batch, device):
 
 def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimizer,
                 seed_opts: dict[str, torch.optim.Optimizer], device: torch.device,
-                hooks: StepHooks = StepHooks(), step0: int = 0, clock=time.perf_counter) -> TrainStats:
+                hooks: StepHooks = StepHooks(), step0: int = 0, clock=time.perf_counter,
+                objective: Objective = CLASSIFICATION) -> TrainStats:
     """One pass over ``loader``; raises ValueError when it yields no batch."""
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -86,7 +87,7 @@ def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimi
     for i, batch in enumerate(loader):
         x, y = _to(batch, device)
         logits = model(x)  # (B, K) or (B, T, K)
-        loss = cross_entropy(logits, y)
+        loss = objective.loss(logits, y)
         if hooks.corrupt_loss is not None:
             loss = hooks.corrupt_loss(i, loss)
         for opt in opts:
@@ -100,9 +101,10 @@ def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimi
             if params:
                 nn.utils.clip_grad_norm_(params, hooks.clip_norm)
             opt.step()
-        loss_sum += loss.detach() * y.numel()
-        correct += (logits.detach().argmax(-1) == y).sum()
-        count += y.numel()
+        weight = objective.weight(y)
+        loss_sum += loss.detach() * weight
+        correct = correct + objective.hits(logits.detach(), y)
+        count += weight
         n += 1
         if hooks.batch_stride and (i + 1) % hooks.batch_stride == 0:
             now = clock()
@@ -117,7 +119,7 @@ def train_epoch(model: nn.Module, loader: Iterable, host_opt: torch.optim.Optimi
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
-             per_class: bool = True) -> tuple[float, float, list[float]]:
+             per_class: bool = True, objective: Objective = CLASSIFICATION) -> tuple[float, float, list[float]]:
     """(mean loss, accuracy %, per-class accuracy %); raises ValueError on an empty loader."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -127,23 +129,28 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, num_class
     for batch in loader:
         x, y = _to(batch, device)
         logits = model(x)
-        loss_sum += cross_entropy(logits, y) * y.numel()
-        ok = (logits.argmax(-1) == y).float().reshape(-1)
-        flat = y.reshape(-1)
-        hits.index_add_(0, flat, ok)
-        totals.index_add_(0, flat, torch.ones_like(ok))
-        count += y.numel()
+        weight = objective.weight(y)
+        loss_sum += objective.loss(logits, y) * weight
+        if per_class and objective.per_class:
+            ok = (logits.argmax(-1) == y).float().reshape(-1)
+            flat = y.reshape(-1)
+            hits.index_add_(0, flat, ok)
+            totals.index_add_(0, flat, torch.ones_like(ok))
+        else:
+            hits[0] += objective.hits(logits, y)
+        count += weight
     if count == 0:
         raise ValueError("empty validation loader: it yielded no batch")
     loss, correct, h, t = loss_sum.item(), hits.sum().item(), hits.tolist(), totals.tolist()  # one phase
-    pcs = [100.0 * a / b if b else float("nan") for a, b in zip(h, t)] if per_class else []
+    pcs = [100.0 * a / b if b else float("nan") for a, b in zip(h, t)] if per_class and objective.per_class else []
     return loss / count, 100.0 * correct / count, pcs
 
 
 def validate(model: nn.Module, loader: Iterable, device: torch.device, num_classes: int,
-             language: bool = False, train: TrainStats | None = None) -> ValidationResult:
+             language: bool = False, train: TrainStats | None = None,
+             objective: Objective = CLASSIFICATION) -> ValidationResult:
     """The epoch's ValidationResult (per-class accuracy for classification, perplexity for LM)."""
-    loss, acc, pcs = evaluate(model, loader, device, num_classes, per_class=not language)
+    loss, acc, pcs = evaluate(model, loader, device, num_classes, per_class=not language, objective=objective)
     return ValidationResult(
         val_loss=loss, val_acc=acc,
         train_loss=train.loss if train else float("nan"), train_acc=train.acc if train else float("nan"),

@@ -26,6 +26,7 @@ from esper.tolaria.agreement import (
 from esper.tolaria.attribution import counterfactual_contribution
 from esper.tolaria.governor import Governor, GovernorVerdict
 from esper.tolaria.lifecycle import Lifecycle
+from esper.tolaria.objective import CLASSIFICATION, Objective
 from esper.tolaria.runners import StepHooks, ValidationResult, train_epoch, validate
 
 S = SeedStage
@@ -89,8 +90,8 @@ class Trainer:
                  num_classes: int, language: bool = False, cfg: TrainConfig = TrainConfig(),
                  controller: Controller | None = None, sink: Sink | None = None,
                  fault: FaultSpec | None = None, clock=time.perf_counter,
-                 dist: D.DistContext | None = None) -> None:
-        self.model, self.cfg, self.clock = model, cfg, clock
+                 dist: D.DistContext | None = None, objective: Objective = CLASSIFICATION) -> None:
+        self.model, self.cfg, self.clock, self.objective = model, cfg, clock, objective
         self.dist = dist or D.DistContext()
         self._ddp, self._ddp_key = None, None
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -167,7 +168,8 @@ class Trainer:
         if self.dist.enabled:
             try:
                 stats = train_epoch(self._train_module(), loader, self.host_opt,
-                                    self._training_seed_opts(), self.device, hooks, self.step, self.clock)
+                                    self._training_seed_opts(), self.device, hooks, self.step, self.clock,
+                                    self.objective)
             except D.RankFailure:
                 raise
             except RuntimeError as exc:  # DDP's all-reduce in backward: gloo reports a dead peer so
@@ -178,13 +180,14 @@ class Trainer:
                                         acc=D.mean_scalar(self.dist, stats.acc))
         else:
             stats = train_epoch(self.model, loader, self.host_opt, self._training_seed_opts(),
-                                self.device, hooks, self.step, self.clock)
+                                self.device, hooks, self.step, self.clock, self.objective)
         self.step += stats.steps
         for step, loss, sps in stats.strided:
             self.sink.batch_metrics(step, loss, lr, sps)
         self.sink.set_position(epoch, self.step)
         self._feed_gradients()
-        result = validate(self.model, self.val_loader, self.device, self.num_classes, self.language, stats)
+        result = validate(self.model, self.val_loader, self.device, self.num_classes, self.language, stats,
+                          self.objective)
         if self.fault and self.fault.kind == "spike" and 0 <= epoch - self.fault.epoch < self.fault.span:
             result.val_loss *= self.fault.factor
         if self.dist.enabled:  # same weights, same data: equal already; the mean carries a lone NaN everywhere
@@ -269,7 +272,8 @@ class Trainer:
     def _measure_contributions(self, result: ValidationResult, epoch: int) -> None:
         for slot in self.model.slots_in(S.BLENDING, S.HOLDING):
             real, off, contribution = counterfactual_contribution(
-                self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc)
+                self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc,
+                self.objective)
             slot.record.contribution, slot.record.contribution_epoch = contribution, epoch
             slot.record.contributions.append(contribution)
             self.sink.counterfactual(slot.slot_id, slot.seed_id, real, off)

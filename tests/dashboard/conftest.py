@@ -21,14 +21,29 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory) -> Path:
-    """Two finished synthetic runs and one broken log."""
+    """Two finished synthetic runs, a broken log and a run one of whose streams is corrupt."""
     root = tmp_path_factory.mktemp("runs")
     generate(root, SynthConfig(events=8_000, seed=1, run_id="alpha-run"))
     generate(root, SynthConfig(events=5_000, seed=2, run_id="beta-run"))
     broken = root / "broken-run"
     broken.mkdir()
     (broken / "events.arrows").write_bytes(b"this is not an arrow stream")
+    generate(root, SynthConfig(events=2_000, seed=4, run_id="corrupt-run"))
+    corrupt_middle(root / "corrupt-run" / CORRUPT_STREAM)
     return root
+
+
+CORRUPT_STREAM = "events/batch_metrics.rank0.arrows"
+"""The stream of ``corrupt-run`` whose middle is overwritten."""
+
+
+def corrupt_middle(path: Path) -> None:
+    """Flip bytes in the middle of a stream: a complete message that fails its checksum (a
+    corruption, not a torn tail)."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+    path.write_bytes(bytes(data))
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from telemetry_schema import events as ev
-from telemetry_schema.rundir import create_run, stream_name
+from telemetry_schema.reader import STREAM_RE, stream_files
+from telemetry_schema.rundir import create_run
 from telemetry_schema.synth import SynthConfig, generate
 from telemetry_schema.writer import WriterConfig
 
@@ -71,13 +72,19 @@ def write_ddp_run(root: Path, run_id: str, moves: dict[int, list[tuple[int, str]
 
 
 def _kill(run) -> None:
-    """Close the writer, then cut its stream back to the last batch before run_finished."""
+    """Close the writer, then cut the rank's streams back to what they held before: no
+    run_finished, no end of stream, as a killed process leaves them."""
     run.writer.flush()
-    stream = Path(run.run_dir) / stream_name(run.writer.rank, 2)
-    size = stream.stat().st_size
+    rank = run.writer.rank
+    mine = lambda: [p for p in stream_files(run.run_dir) if int(STREAM_RE.match(p.name)["rank"]) == rank]  # noqa: E731
+    sizes = {p: p.stat().st_size for p in mine()}
     run.writer.close()
-    with open(stream, "r+b") as f:
-        f.truncate(size)
+    for path in mine():
+        if path not in sizes:
+            path.unlink()  # a stream the close began (run_finished)
+            continue
+        with open(path, "r+b") as f:
+            f.truncate(sizes[path])
 
 
 def write_ppo_run(root: Path, run_id: str = "ppo-run", envs: int = 3, rounds: int = 4) -> Path:

@@ -12,9 +12,11 @@ import urllib.request
 import pytest
 from plotly.offline import get_plotlyjs_version
 
+from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import Fold
+from telemetry_schema.reader import stream_files
 from telemetry_schema.replay import Replay
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.rundir import read_run
 from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard.app import basic_bundle_matches, create_app
@@ -64,9 +66,10 @@ def test_runs_page_lists_runs_and_opens_one(page, app_url):
     table = page.locator("#runs-table")
     expect(table).to_contain_text("alpha-run", timeout=15_000)
     expect(table).to_contain_text("beta-run")
-    expect(table).to_contain_text("finished")
+    expect(table).to_contain_text("completed")
     broken_row = page.locator("#runs-table tr", has_text="broken-run")
     expect(broken_row).to_contain_text("error")  # the broken log is one row, the page still works
+    expect(page.locator("#runs-table tr", has_text="corrupt-run")).to_contain_text("completed · corrupt")
     page.locator("#runs-table a", has_text="alpha-run").click()
     page.wait_for_url("**/run/alpha-run")
     expect(page.locator("#run-title")).to_have_text("alpha-run", timeout=15_000)
@@ -91,14 +94,14 @@ def test_runs_table_sorts(page, app_url):
 
     sort.click()
     expect(page.locator("#runs-table td[data-dash-column=events]").first).to_have_text("0")
-    assert events_column() == sorted(events_column()) and len(events_column()) == 3
+    assert events_column() == sorted(events_column()) and len(events_column()) == 4
     sort.click()
     expect(page.locator("#runs-table td[data-dash-column=events]").last).to_have_text("0")
     assert events_column() == sorted(events_column(), reverse=True)
 
 
 def test_run_page_renders_charts_with_expected_traces(page, app_url, logdir):
-    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    state = Fold().update(read_run(logdir / "alpha-run"))
     page.goto(f"{app_url}/run/alpha-run")
     page.wait_for_selector("#g-swimlane .main-svg", timeout=15_000)
     wait_points(page, "g-acc", 0, lambda n: n == state.epochs.length)
@@ -119,9 +122,9 @@ def test_run_page_renders_charts_with_expected_traces(page, app_url, logdir):
 
 
 def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
-    table = RunFollower(logdir / "alpha-run").poll()
+    log = EventLog(read_run(logdir / "alpha-run"))
     page.goto(f"{app_url}/run/alpha-run")
-    total = table.num_rows
+    total = len(log)
     wait_points(page, "g-acc", 0, lambda n: n > 10)
     page.get_by_text("Replay", exact=True).click()
     wait_points(page, "g-acc", 0, lambda n: n == 0)  # replay rewinds to the start
@@ -129,7 +132,7 @@ def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
     box = page.locator("#cursor input")
     box.fill(str(half))
     box.press("Tab")  # the number box commits on blur
-    expected = Replay(table, half).state.epochs.length
+    expected = Replay(log, half).state.epochs.length
     wait_points(page, "g-acc", 0, lambda n: n == expected)
     wait_points(page, "g-params", 0, lambda n: n == expected)  # the charts drawn second follow the cursor
     expect(page.locator("#cursor-info")).to_contain_text(f"replay: event {half:,}")
@@ -142,7 +145,7 @@ def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
 
 
 def test_first_screen_charts_are_drawn_before_the_others(page, app_url, logdir):
-    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    state = Fold().update(read_run(logdir / "alpha-run"))
     calls = []  # ("sent" | "answered", the callback's outputs), in the order the browser saw them
 
     def outputs(request) -> str | None:
@@ -170,7 +173,7 @@ def test_first_screen_charts_are_drawn_before_the_others(page, app_url, logdir):
 def test_pages_load_plotly_basic_bundle_of_plotly_py_version(page, app_url, logdir):
     if not basic_bundle_matches():
         pytest.skip("the installed plotly.py builds for another plotly.js than the vendored basic bundle")
-    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    state = Fold().update(read_run(logdir / "alpha-run"))
     page.goto(f"{app_url}/run/alpha-run")
     wait_points(page, "g-params", 0, lambda n: n > 0)
     assert page.evaluate("Plotly.version") == get_plotlyjs_version()
@@ -196,17 +199,53 @@ def test_traversal_refused(page, app_url, path):
 
 def test_broken_run_shows_error_card(page, app_url):
     page.goto(f"{app_url}/run/broken-run")
-    expect(page.locator("#run-error")).to_contain_text("not an Arrow IPC stream", timeout=15_000)
+    expect(page.locator("#run-error")).to_contain_text("not a readable format 1 log", timeout=15_000)
+
+
+def test_corrupt_run_shows_what_was_read_and_names_the_corrupt_stream(page, app_url, logdir):
+    state = Fold().update(read_run(logdir / "corrupt-run"))
+    page.goto(f"{app_url}/run/corrupt-run")
+    expect(page.locator("#corrupt-banner")).to_be_visible()
+    expect(page.locator("#corrupt-banner")).to_contain_text("batch_metrics.rank0.arrows: corrupt at byte")
+    expect(page.locator("#run-facts")).to_contain_text("status: completed")
+    expect(page.locator("#run-facts")).to_contain_text("torn bytes: 0")  # corruption is no torn tail
+    wait_points(page, "g-acc", 0, lambda n: n == state.epochs.length > 0)  # the readable events are drawn
+    page.goto(f"{app_url}/run/alpha-run")
+    expect(page.locator("#run-title")).to_have_text("alpha-run")
+    expect(page.locator("#corrupt-banner")).to_be_hidden()
+    assert not page.errors
+
+
+def test_event_search_query_language_and_bad_query_message(page, app_url, logdir):
+    log = EventLog(read_run(logdir / "alpha-run"))
+    failed_g2 = [p for p in log.positions("gate_evaluated")
+                 if (e := log.event(int(p))[1])["gate"] == "G2" and not e["passed"]]
+    page.goto(f"{app_url}/run/alpha-run")
+    expect(page.locator("#events-table")).to_contain_text("epoch_completed")
+    box = page.locator("#event-search")
+    box.fill("gate=G2 passed:false")
+    box.press("Enter")
+    rows = page.locator("#events-table td[data-dash-column=kind]")
+    expect(rows.first).to_have_text("gate_evaluated")
+    expect(page.locator("#events-table")).not_to_contain_text("epoch_completed")
+    expect(page.locator("#events-table td[data-dash-column=seq]").first).to_have_text(
+        str(log.event(int(failed_g2[-1]))[1]["seq"]))  # the newest match first
+    expect(page.locator("#event-search-error")).to_have_text("")
+    box.fill("loss>abc")
+    box.press("Enter")
+    expect(page.locator("#event-search-error")).to_have_text("loss>abc: 'abc' is not a number")
+    expect(page.locator("#events-table td[data-dash-column=kind]")).to_have_count(0)
+    assert not page.errors
 
 
 def test_compare_overlays_runs(page, app_url):
     page.goto(f"{app_url}/compare")
     page.wait_for_selector("#g-compare .main-svg", timeout=15_000)
     deadline = time.monotonic() + 15
-    while page.evaluate(TRACE_COUNT, "g-compare") != 2 and time.monotonic() < deadline:
+    while page.evaluate(TRACE_COUNT, "g-compare") != 3 and time.monotonic() < deadline:
         time.sleep(0.2)
     names = page.evaluate("() => document.querySelector('#g-compare .js-plotly-plot').data.map(t => t.name)")
-    assert names == ["alpha-run", "beta-run"]
+    assert names == ["alpha-run", "beta-run", "corrupt-run"]  # the readable runs (the broken one is left out)
     expect(page.locator("#compare-table")).to_contain_text("best_val_acc")
 
 
@@ -218,7 +257,7 @@ def live_run(tmp_path):
                              "--epoch-seconds", "0.25"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     run_dir = tmp_path / "live-run"
     deadline = time.monotonic() + 20
-    while not (run_dir / "events.arrows").exists() and time.monotonic() < deadline:
+    while not stream_files(run_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
     yield tmp_path, proc
     proc.kill()

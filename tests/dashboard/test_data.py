@@ -5,18 +5,28 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from dash import Patch, no_update
 
+from telemetry_schema import events as ev
+from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import Fold
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.rundir import create_run, read_run
+from telemetry_schema.runs import summarize
+from telemetry_schema.search import search
 from telemetry_schema.synth import SynthConfig, generate
+from telemetry_schema.writer import WriterConfig
 
 from dashboard import figures, live, tables
 from dashboard.data import RunNotFound, RunStore
-from dashboard.run_view import CHARTS, FIRST_CHARTS, LATER_CHARTS, RunRequest, chart_outputs
+from dashboard.run_view import CHARTS, FIRST_CHARTS, LATER_CHARTS, RunRequest, chart_outputs, table_outputs
 from dashboard.settings import DashboardConfig
+
+from .conftest import CORRUPT_STREAM
+
+NOW = 2_000_000_000.0
 
 
 @pytest.mark.parametrize("bad", ["../etc", "..%2F..%2Fetc", "a/b", "/etc/passwd", "..", "", "x" * 200,
@@ -36,7 +46,7 @@ def test_resolve_refuses_symlink_out_of_logdir(logdir, tmp_path):
         with pytest.raises(RunNotFound):
             RunStore(logdir).resolve("linked-run")
         rows = {r.run_id: r for r in RunStore(logdir).summaries()}  # the listing survives it
-        assert rows["linked-run"].status == "error" and rows["alpha-run"].status == "finished"
+        assert rows["linked-run"].status == "error" and rows["alpha-run"].status == "completed"
     finally:
         link.unlink()
 
@@ -44,16 +54,76 @@ def test_resolve_refuses_symlink_out_of_logdir(logdir, tmp_path):
 def test_runs_listed_with_outcomes_and_broken_log_isolated(logdir):
     store = RunStore(logdir)
     rows = {s.run_id: s for s in store.summaries()}
-    assert set(rows) == {"alpha-run", "beta-run", "broken-run"}
+    assert set(rows) == {"alpha-run", "beta-run", "broken-run", "corrupt-run"}
     good = rows["alpha-run"]
-    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
-    assert good.status == "finished" and good.task == state.task
+    state = Fold().update(read_run(logdir / "alpha-run"))
+    assert good.status == "completed" and good.task == state.task
     assert (good.epochs, good.fossilized, good.pruned, good.panics) == (
         state.epochs.length, state.seeds_fossilized(), state.seeds_pruned(), state.panics())
     assert good.best_val_acc == pytest.approx(state.best_val_acc())
-    assert rows["broken-run"].status == "error" and "not an Arrow IPC stream" in rows["broken-run"].error
+    assert rows["broken-run"].status == "error" and "not a readable format 1 log" in rows["broken-run"].error
     md = tables.run_rows([good])[0]["run"]
     assert md == "[alpha-run](/run/alpha-run)"
+
+
+def test_runs_page_rows_are_what_summarize_makes(logdir):
+    """The runs page and esper-tui's picker show one row per run: ``runs.summarize``'s, made here
+    from the run's followed fold (``summary_of``), corrupt streams included."""
+    rows = {s.run_id: s for s in RunStore(logdir, clock=lambda: NOW).summaries()}
+    for run_id in ("alpha-run", "beta-run", "broken-run", "corrupt-run"):
+        assert rows[run_id] == summarize(logdir / run_id, NOW, read_log=True), run_id
+    corrupt = rows["corrupt-run"]
+    assert corrupt.status == "completed" and f"{CORRUPT_STREAM.split('/')[1]}: corrupt at byte" in corrupt.error
+    shown = {r["run_id"]: r for r in tables.run_rows(list(rows.values()))}
+    assert shown["corrupt-run"]["status"] == "completed · corrupt" and shown["corrupt-run"]["task"] == corrupt.task
+    assert shown["alpha-run"]["status"] == "completed"
+    assert shown["broken-run"]["status"] == "error" and "format 1" in shown["broken-run"]["task"]
+
+
+def test_statuses_come_from_run_status_at_the_stores_clock(tmp_path):
+    """An unfinished run is 'running' while its events are fresh and 'crashed' once silent,
+    judged at the store's clock, as ``summarize`` judges it (never run.json's 'running')."""
+    run_dir = generate(tmp_path, SynthConfig(events=1_000, seed=3, run_id="cut", finish=False))
+    last = Fold().update(read_run(run_dir)).last_wall
+    for now, status in ((last + 1.0, "running"), (last + 3600.0, "crashed")):
+        (row,) = RunStore(tmp_path, clock=lambda: now).summaries()
+        assert row.status == status == summarize(run_dir, now).status
+
+
+def test_a_run_whose_every_stream_is_corrupt_is_an_error(tmp_path):
+    bad = tmp_path / "garbage-run" / "events"
+    bad.mkdir(parents=True)
+    (bad / "batch_metrics.rank0.arrows").write_bytes(b"this is not an arrow stream at all")
+    entry = RunStore(tmp_path).entry("garbage-run")
+    (row,) = RunStore(tmp_path).summaries()
+    assert row.status == "error" and "batch_metrics.rank0.arrows: corrupt at byte 0" in row.error
+    entry.refresh()
+    assert entry.failure() and entry.status() == "error" and entry.length == 0
+
+
+def test_corrupt_streams_are_shown_apart_from_a_torn_tail(logdir, tmp_path):
+    """A corrupt stream is named on the run page, its readable part and the other streams
+    shown; a torn tail (a write under way) is no corruption: only the torn bytes count it."""
+    from dashboard.run_view import header
+
+    store = RunStore(logdir)
+    text = str(header(store, "corrupt-run", None).to_plotly_json())
+    whole = Fold().update(read_run(logdir / "corrupt-run"))
+    entry = store.entry("corrupt-run")
+    assert "corrupt-banner" in text and "Corrupt log" in text and "corrupt at byte" in text
+    assert entry.length == whole.events > 0 and entry.state.status(NOW) == "completed"
+    clean = str(header(store, "alpha-run", None).to_plotly_json())
+    assert "Corrupt log" not in clean and "corrupt-banner" in clean  # the banner is there, hidden
+    # a torn tail: the end of a stream cut inside its last message
+    torn = tmp_path / "torn-run"
+    generate(tmp_path, SynthConfig(events=2_000, seed=4, run_id="torn-run", finish=False))
+    stream = max((torn / "events").iterdir(), key=lambda p: p.stat().st_size)
+    stream.write_bytes(stream.read_bytes()[:-10])
+    torn_store = RunStore(tmp_path)
+    torn_entry = torn_store.entry("torn-run")
+    torn_text = str(header(torn_store, "torn-run", None).to_plotly_json())
+    assert torn_entry.model.torn_bytes > 0 and torn_entry.corrupt == []
+    assert "Corrupt log" not in torn_text and f"{torn_entry.model.torn_bytes}" in torn_text
 
 
 def test_new_runs_appear_without_restart(tmp_path):
@@ -63,24 +133,47 @@ def test_new_runs_appear_without_restart(tmp_path):
     assert store.run_ids() == ["late-run"]
 
 
+def write_epochs(writer, first: int, last: int) -> None:
+    """Epochs ``first``..``last`` of 20 batches each, flushed at each epoch's end."""
+    for epoch in range(first, last + 1):
+        writer.epoch = epoch
+        for _ in range(20):
+            writer.step += 1
+            writer.emit(ev.BatchMetrics(loss=1.0 / writer.step, lr=0.1, samples_per_s=100.0))
+        writer.emit(ev.EpochCompleted(train_loss=1.0, train_acc=50.0, val_loss=1.0, val_acc=40.0 + epoch,
+                                      total_params=10, host_params=10))
+        writer.flush()
+
+
 def test_refresh_reads_only_new_bytes(tmp_path):
-    generate(tmp_path, SynthConfig(events=3000, seed=4, run_id="grow", finish=False, max_epochs=5))
-    src = tmp_path / "grow" / "events.arrows"
-    store = RunStore(tmp_path / "view", DashboardConfig(min_refresh_s=0))
-    (tmp_path / "view" / "grow").mkdir(parents=True)
-    shutil.copy(tmp_path / "grow" / "run.json", tmp_path / "view" / "grow" / "run.json")
-    data = src.read_bytes()
-    dst = tmp_path / "view" / "grow" / "events.arrows"
-    dst.write_bytes(data[: len(data) // 2])
-    entry = store.entry("grow")
+    started = ev.RunStarted(run_id="grow", task="t", topology="cnn", host_params=10)
+    run = create_run(tmp_path, started, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+    write_epochs(run.writer, 1, 3)
+    entry = RunStore(tmp_path, DashboardConfig(min_refresh_s=0)).entry("grow")
     entry.refresh()
-    first_offset, first_events = entry.follower.followers[dst].offset, entry.length
-    assert 0 < first_offset <= len(data) // 2
-    dst.write_bytes(data)  # the writer appended the rest
+    first = {p.name: f.offset for p, f in entry.follower.streams.items()}
+    first_events = entry.length
+    assert first == {p.name: p.stat().st_size for p in entry.follower.stream_files()}
+    assert first_events == 1 + 3 * 21 and entry.state.epochs.length == 3
+    write_epochs(run.writer, 4, 6)  # the writer appends
+    run.close()
     entry.refresh()
-    follower = entry.follower.followers[dst]
-    assert follower.offset == len(data) - entry.follower.torn_bytes
-    assert entry.length == Fold().update(RunFollower(tmp_path / "grow").poll()).events > first_events
+    for path, follower in entry.follower.streams.items():  # each stream read on from where it was
+        assert follower.offset == path.stat().st_size and follower.offset > first.get(path.name, 0)
+    assert entry.length == Fold().update(read_run(tmp_path / "grow")).events == first_events + 3 * 21 + 1
+    assert entry.reads == 2 and entry.ended and entry.state.epochs.length == 6
+
+
+def test_format_1_run_is_read_once(tmp_path):
+    """A format 1 run directory (one wide stream) is read whole, once, like esper-tui reads it."""
+    src = Path(__file__).parents[1] / "telemetry" / "data" / "v1"
+    run = next(p for p in sorted(src.iterdir()) if p.is_dir() and (p / "events.arrows").exists())
+    shutil.copytree(run, tmp_path / "old-run")
+    entry = RunStore(tmp_path, DashboardConfig(min_refresh_s=0)).entry("old-run")
+    entry.refresh()
+    entry.refresh()
+    assert entry.failure() is None and entry.reads == 1 and entry.ended
+    assert entry.length == read_run(tmp_path / "old-run").num_rows > 0
 
 
 def test_replay_state_at_cursor(logdir):
@@ -94,14 +187,14 @@ def test_replay_state_at_cursor(logdir):
 
 
 def test_figure_update_patches_appended_points_only(logdir):
-    table = RunFollower(logdir / "alpha-run").poll()
+    log = EventLog(read_run(logdir / "alpha-run"))
     fold = Fold()
-    fold.update(table.slice(0, 3000))
+    fold.update(log.slice(0, 3000))
     opts = figures.ChartOptions(max_points=100_000)
     first, meta = live.figure_update(figures.accuracy_figure(fold.state, opts), None)
     assert isinstance(first, dict) and isinstance(first["data"][0]["x"], list)
     n_before = len(first["data"][0]["x"])
-    fold.update(table.slice(3000, 2000))
+    fold.update(log.slice(3000, 5000))
     patch, meta2 = live.figure_update(figures.accuracy_figure(fold.state, opts), meta)
     assert isinstance(patch, Patch)
     ops = patch.to_plotly_json()["operations"]
@@ -116,7 +209,7 @@ def test_figure_update_patches_appended_points_only(logdir):
 
 def test_figure_update_resends_when_prefix_changes(logdir):
     fold = Fold()
-    fold.update(RunFollower(logdir / "alpha-run").poll())
+    fold.update(read_run(logdir / "alpha-run"))
     opts = figures.ChartOptions(max_points=200)  # downsampled: points move as data grows
     _, meta = live.figure_update(figures.loss_figure(fold.state, opts), None)
     meta["traces"][0][1] = "tampered"
@@ -170,18 +263,63 @@ def test_chart_groups_split_the_page_and_keep_their_own_shipped_records(logdir):
 
 
 def test_event_rows_filter_search_and_cursor(logdir):
-    table = RunFollower(logdir / "alpha-run").poll()
-    rows = tables.event_rows(table, None, ["gate_evaluated"], "", 1000)
+    log = EventLog(read_run(logdir / "alpha-run"))
+    rows = tables.event_rows(log, tables.find_events(log, "", ["gate_evaluated"]), 1000)
     assert rows and all(r["kind"] == "gate_evaluated" for r in rows)
     assert rows[0]["seq"] > rows[-1]["seq"]  # newest first
-    failed = tables.event_rows(table, None, ["gate_evaluated"], '"passed": false', 1000)
-    assert 0 < len(failed) < len(rows)
-    early = tables.event_rows(table, 500, [], "", 10)
-    assert len(early) == 10 and max(r["seq"] for r in early) < table.column("seq")[500].as_py()
+    assert len(rows) == len(log.positions("gate_evaluated"))
+    failed = tables.event_rows(log, tables.find_events(log, "passed:false", ["gate_evaluated"]), 1000)
+    assert 0 < len(failed) < len(rows) and all('"passed": false' in r["payload"] for r in failed)
+    early = tables.event_rows(log, tables.find_events(log, "", [], stop=500), 10)
+    assert len(early) == 10 and max(r["seq"] for r in early) < log.event(500)[1]["seq"]
+
+
+@pytest.mark.parametrize("query", ["", "G2", "/r0c[12]/", "kind:gate passed:false", "slot=r0c1", "loss>1", "reason"])
+def test_event_table_finds_what_the_shared_search_finds(logdir, query):
+    """The events table lists the newest of what ``telemetry_schema.search`` finds (both viewers
+    count the same events for a query), newest first."""
+    store = RunStore(logdir)
+    _, rows, error = table_outputs(store, RunRequest("alpha-run"), [], query)
+    log = store.entry("alpha-run").log
+    found = search(log, query)
+    assert error == "" and len(rows) == min(len(found), store.config.event_rows)
+    assert [r["seq"] for r in rows] == [log.event(int(p))[1]["seq"] for p in found[::-1][:len(rows)]]
+
+
+@pytest.mark.parametrize("query, message", [("loss>abc", "'abc' is not a number"),
+                                            ("nosuchfield:1", "no event has a field 'nosuchfield'"),
+                                            ("/a{2,1}/", "bad regular expression"),
+                                            ("/(?=G2)/", "bad regular expression")])
+def test_bad_query_is_a_one_line_message_never_a_500(logdir, query, message):
+    store = RunStore(logdir)
+    decisions, rows, error = table_outputs(store, RunRequest("alpha-run"), [], query)
+    assert rows == [] and message in error and "\n" not in error and decisions
+    client = header_client(logdir)
+    resp = client.post("/_dash-update-component", json=tables_body("alpha-run", query))
+    assert resp.status_code == 200 and message in resp.get_json()["response"]["event-search-error"]["children"]
+    ok = client.post("/_dash-update-component", json=tables_body("alpha-run", "G2"))
+    assert ok.status_code == 200 and ok.get_json()["response"]["event-search-error"]["children"] == ""
+
+
+TABLE_OUTPUTS = [("decisions-table", "data"), ("events-table", "data"), ("event-search-error", "children")]
+
+
+def tables_body(run_id, query) -> dict:
+    """The request the browser sends for the run page's tables."""
+    return {"output": ".." + "...".join(f"{i}.{p}" for i, p in TABLE_OUTPUTS) + "..",
+            "outputs": [{"id": i, "property": p} for i, p in TABLE_OUTPUTS],
+            "inputs": [{"id": "cursor", "property": "value", "value": 5},
+                       {"id": "mode", "property": "value", "value": "live"},
+                       {"id": "event-kinds", "property": "value", "value": []},
+                       {"id": "event-search", "property": "value", "value": query},
+                       {"id": "sel-rank", "property": "value", "value": 0},
+                       {"id": "sel-env", "property": "value", "value": "all"}],
+            "state": [{"id": "run-id", "property": "data", "value": run_id}],
+            "changedPropIds": ["event-search.value"]}
 
 
 def test_decision_rows_newest_first(logdir):
-    state = Fold().update(RunFollower(logdir / "alpha-run").poll())
+    state = Fold().update(read_run(logdir / "alpha-run"))
     rows = tables.decision_rows(state, 5)
     assert len(rows) == 5 and rows[0]["seq"] == state.decisions[-1].seq
 

@@ -8,16 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry_schema.fold import Decision, Fold, GovernorRecord, RunState, Series, StageSpan
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.rundir import read_run
+from telemetry_schema.series import ema, ema_reference, thin
 
 from dashboard import figures, lifecycle_figures
 from dashboard.app import PLOTLY_BUNDLE
-from dashboard.downsample import downsample, ema, ema_reference, minmax_indices
 
 
 @pytest.fixture(scope="module")
 def state(logdir) -> RunState:
-    return Fold().update(RunFollower(logdir / "alpha-run").poll())
+    return Fold().update(read_run(logdir / "alpha-run"))
 
 
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300), st.floats(0, 0.99))
@@ -37,19 +37,22 @@ def test_ema_carries_nan_and_zero_smoothing_is_identity():
 @settings(max_examples=40, deadline=None)
 def test_minmax_keeps_ends_and_extremes_within_limit(n, limit):
     y = np.sin(np.arange(n) * 0.37) * np.arange(n)
-    idx = minmax_indices(y, limit)
+    idx = thin(y, limit)
     assert len(idx) <= max(limit, 2) if n > limit else len(idx) == n
     assert idx[0] == 0 and idx[-1] == n - 1
     assert np.all(np.diff(idx) > 0)
     assert y[idx].max() == y.max() and y[idx].min() == y.min()
 
 
-def test_downsample_million_points_to_limit():
-    x = np.arange(1_000_000, dtype=float)
-    y = np.random.default_rng(0).normal(size=x.size)
-    y[123_457] = 50.0
-    xs, ys = downsample(x, y, 2000)
-    assert len(xs) <= 2000 and 50.0 in ys and xs[0] == 0 and xs[-1] == 999_999
+def test_a_million_point_chart_keeps_its_spike_within_the_limit():
+    state = RunState()
+    n = 1_000_000
+    loss = np.random.default_rng(0).normal(1.0, 0.01, size=n)
+    loss[123_457] = 50.0
+    state.batches.append(step=np.arange(n), epoch=np.arange(n) // 1000, loss=loss, lr=np.zeros(n),
+                         samples_per_s=np.zeros(n), wall=np.arange(n, dtype=float), seq=np.arange(n))
+    batch = figures.loss_figure(state, figures.ChartOptions(xaxis="step", max_points=2000)).data[0]
+    assert len(batch.x) <= 2000 and 50.0 in batch.y and batch.x[0] == 0 and batch.x[-1] == n - 1
 
 
 def test_time_charts_trace_counts_and_governor_markers(state):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.reader import RunFollower
 from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard import run_view
@@ -26,14 +26,17 @@ class GatedPolls:
     def __init__(self, monkeypatch) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
         self.calls: list[tuple[str, str, int]] = []
+        self.first_read: dict[str, float] = {}  # run -> time.monotonic() its first events were read
         original = RunFollower.poll
 
-        def poll(follower):
+        def poll(follower, final=False):
             if not self.entered.is_set():
                 self.entered.set()
                 assert self.release.wait(60)
-            table = original(follower)
+            table = original(follower, final)
             self.calls.append((threading.current_thread().name, follower.run_dir.name, table.num_rows))
+            if table.num_rows:
+                self.first_read.setdefault(follower.run_dir.name, time.monotonic())
             return table
 
         monkeypatch.setattr(RunFollower, "poll", poll)
@@ -49,7 +52,8 @@ def components(layout) -> dict:
 
 
 def touch(path, when: float) -> None:
-    for p in [path, *path.iterdir()]:
+    """Set the modification time of a run directory and of everything in it."""
+    for p in [path, *path.rglob("*")]:
         os.utime(p, (when, when))
 
 
@@ -82,7 +86,7 @@ def test_first_page_waits_for_the_prefetch_and_the_log_is_read_once(tmp_path, mo
     # the first screen's charts of the page as opened were built by the prefetch too
     built = []
     prepared = run_view._prepared
-    monkeypatch.setattr(run_view, "_prepared", lambda *a: built.append(a[3]) or prepared(*a))
+    monkeypatch.setattr(run_view, "_prepared", lambda *a: built.append(a[2]) or prepared(*a))
     figs, shipped, _ = chart_outputs(store, RunRequest("new-run"), {}, FIRST_CHARTS)
     assert built == [] and len(figs) == len(FIRST_CHARTS) and set(FIRST_CHARTS) <= set(shipped)
     chart_outputs(store, RunRequest("new-run", xaxis="step"), {}, FIRST_CHARTS)
@@ -115,6 +119,33 @@ def test_runs_after_the_newest_wait_until_no_page_asks(tmp_path):
     thread.join(30)
     assert not thread.is_alive() and time.monotonic() - polled_until >= 0.9
     assert store.entry("old-run").reads == 1  # read once the server was idle
+
+
+def test_a_page_waiting_for_the_prefetchs_read_counts_as_asking(tmp_path, monkeypatch):
+    """A page that asked for the run the prefetch is reading waits for that read; it asks until it
+    is served, so the next run is read only once it has been quiet for ``prefetch_idle_s`` after
+    that (counting from when it asked, the next run was read at once, beside the page)."""
+    generate(tmp_path, SynthConfig(events=1_000, seed=7, run_id="old-run"))
+    generate(tmp_path, SynthConfig(events=1_000, seed=8, run_id="new-run"))
+    touch(tmp_path / "old-run", 1_000_000)
+    gate = GatedPolls(monkeypatch)
+    store = RunStore(tmp_path, DashboardConfig(prefetch_idle_s=0.5))
+    thread = store.prefetch(limit=2)
+    assert gate.entered.wait(30)  # the prefetch is reading the newest run (held here)
+    served = {}
+
+    def page() -> None:
+        store.entry("new-run").refresh(force=True)
+        served["at"] = time.monotonic()
+
+    opener = threading.Thread(target=page)
+    opener.start()
+    time.sleep(1.0)  # the page waits for the read longer than prefetch_idle_s
+    gate.release.set()
+    opener.join(30)
+    thread.join(60)
+    assert not thread.is_alive() and "at" in served
+    assert gate.first_read["old-run"] - served["at"] >= 0.45
 
 
 def test_a_failing_prefetch_spares_the_other_runs_and_the_server(tmp_path, caplog):

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 
-import pyarrow.compute as pc
 import pytest
 
 from esper.leyline.actions import Decision, Op
@@ -23,8 +22,9 @@ from esper.leyline.gates import GateId, GateResult
 from esper.leyline.stages import SeedStage
 from esper.tolaria.agreement import EpochOutcome, GateRecorder, GateReplay, RankDivergence
 from esper.tolaria.governor import GovernorVerdict
-from telemetry_schema.fold import fold_table
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.eventlog import EventLog
+from telemetry_schema.fold import fold_tables
+from telemetry_schema.rundir import read_run
 from tests.distributed.test_collectives import free_port
 from tests.distributed.test_ddp_train import SMALL, _env, _finished, _run_dir
 
@@ -81,16 +81,19 @@ def _run(tmp_path, patch: str, patched_rank: int):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, (out[-2000:], err[-3000:])
     run_dir = _run_dir(runs)
-    table = RunFollower(run_dir).poll()
+    table = read_run(run_dir)
     assert _finished(table) == {0: {"status": "completed", "reason": ""}, 1: {"status": "completed", "reason": ""}}
     return run_dir, table
 
 
 def _lifecycle(table, rank: int) -> list[str]:
     """Every lifecycle event of ``rank`` in order, as JSON (so a NaN loss equals itself)."""
-    rows = table.filter(pc.equal(table.column("rank"), rank)).to_pylist()
-    return [json.dumps([r["kind"], r["epoch"], r["slot"], r["seed"], r[r["kind"]]], sort_keys=True)
-            for r in rows if r["kind"] in LIFECYCLE_KINDS]
+    log = EventLog(table)
+    events = [log.event(i) for i in range(len(log))]
+    envelope = ("seq", "wall_time", "rank", "env", "epoch", "step", "slot", "seed")
+    return [json.dumps([kind, r["epoch"], r.get("slot"), r.get("seed"),
+                        {k: v for k, v in r.items() if k not in envelope}], sort_keys=True)
+            for kind, r in events if kind in LIFECYCLE_KINDS and r["rank"] == rank]
 
 
 def _of(events: list[str], kind: str) -> list:
@@ -102,7 +105,7 @@ def _assert_ranks_identical(run_dir, table) -> list[str]:
 
     events = _lifecycle(table, 0)
     assert events == _lifecycle(table, 1)
-    assert fold_table(table).ranks.divergence is None
+    assert fold_tables(table).ranks.divergence is None
     a, b = torch.load(run_dir / "model.pt"), torch.load(run_dir / "model.rank1.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     return events
@@ -132,8 +135,7 @@ def test_a_nan_loss_on_one_rank_rolls_back_every_rank(tmp_path):
     events = _assert_ranks_identical(run_dir, table)
     assert [(e[1], e[4]["reason"]) for e in _of(events, "governor_panic")] == [(2, "nan")]
     assert [(e[1], e[4]["to_epoch"]) for e in _of(events, "governor_rollback")] == [(2, 0)]
-    completed = table.filter(pc.equal(table.column("kind"), "epoch_completed")).to_pylist()
-    val = {(r["rank"], r["epoch"]): r["epoch_completed"]["val_loss"] for r in completed}
+    val = {(r["rank"], r["epoch"]): r["val_loss"] for r in table.rows("epoch_completed")}
     assert math.isnan(val[0, 2]) and math.isnan(val[1, 2])  # rank 0 saw rank 1's NaN too
     assert math.isfinite(val[0, 3]) and val[0, 3] == val[1, 3]  # both recovered from the same snapshot
 

@@ -8,14 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.compute as pc
 import pytest
 import torch
 
 from esper.cli import CliError, parse_heuristic, strip_nproc
 from esper.distributed import ShardedLoader
-from telemetry_schema.fold import fold_table
-from telemetry_schema.rundir import RunFollower, stream_paths
+from telemetry_schema.fold import fold_tables
+from telemetry_schema.reader import stream_files
+from telemetry_schema.rundir import read_run
 from tests.distributed.test_collectives import free_port
 
 # thresholds low enough that the heuristic germinates a seed after epoch 2 of 3
@@ -37,9 +37,8 @@ def _run_dir(runs: Path) -> Path:
     return dirs[0]
 
 
-def _finished(table) -> dict[int, dict]:
-    rows = table.filter(pc.equal(table.column("kind"), "run_finished")).select(["rank", "run_finished"])
-    return {r["rank"]: r["run_finished"] for r in rows.to_pylist()}
+def _finished(tables) -> dict[int, dict]:
+    return {r["rank"]: {"status": r["status"], "reason": r["reason"]} for r in tables.rows("run_finished")}
 
 
 @pytest.mark.parametrize("epochs,extra,stages", [
@@ -56,22 +55,20 @@ def test_two_rank_run_completes_with_identical_lifecycle_and_weights(tmp_path, e
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     assert time.monotonic() - t0 < 120
     run_dir = _run_dir(runs)
-    assert [p.name for p in stream_paths(run_dir)] == ["events.rank0.arrows", "events.rank1.arrows"]
+    assert {p.name.split(".")[1] for p in stream_files(run_dir)} == {"rank0", "rank1"}
 
-    table = RunFollower(run_dir).poll()
+    table = read_run(run_dir)
     assert _finished(table) == {0: {"status": "completed", "reason": ""}, 1: {"status": "completed", "reason": ""}}
-    state = fold_table(table)
+    state = fold_tables(table)
     assert state.ranks.divergence is None
     moves = state.ranks.moves
     assert moves[0] == moves[1]
     assert [stage for _, slot, stage in moves[0] if slot == "block2"][:len(stages)] == stages, moves[0]
 
     # every rank logged the same metrics (averaged train loss, identical validation)
-    completed = table.filter(pc.equal(table.column("kind"), "epoch_completed")).select(["rank", "epoch_completed"])
     per_rank: dict[int, list] = {0: [], 1: []}
-    for r in completed.to_pylist():
-        e = r["epoch_completed"]
-        per_rank[r["rank"]].append((e["train_loss"], e["val_loss"], e["val_acc"], e["total_params"]))
+    for e in table.rows("epoch_completed"):
+        per_rank[e["rank"]].append((e["train_loss"], e["val_loss"], e["val_acc"], e["total_params"]))
     assert len(per_rank[0]) == epochs and per_rank[0] == per_rank[1]
 
     # weights, seed included, and BatchNorm statistics identical on both ranks at the end
@@ -103,14 +100,13 @@ def test_a_dead_rank_fails_the_survivor_cleanly_within_the_timeout(tmp_path):
     assert "rank 0: distributed run failed" in err0
     assert elapsed < 60 + timeout
 
-    table = RunFollower(_run_dir(runs)).poll()
+    table = read_run(_run_dir(runs))
     finished = _finished(table)
     assert 1 not in finished  # the dead rank never closed its stream
     assert finished[0]["status"] == "failed"
     assert "rank 1" in finished[0]["reason"], finished[0]["reason"]
-    epochs0 = table.filter(pc.and_(pc.equal(table.column("kind"), "epoch_completed"),
-                                   pc.equal(table.column("rank"), 0)))
-    assert epochs0.num_rows == 1  # epoch 1 completed, epoch 2 never did
+    epochs0 = [e for e in table.rows("epoch_completed") if e["rank"] == 0]
+    assert len(epochs0) == 1  # epoch 1 completed, epoch 2 never did
 
 
 def test_a_hung_rank_fails_the_survivor_after_the_dist_timeout(tmp_path):
@@ -130,7 +126,7 @@ def test_a_hung_rank_fails_the_survivor_after_the_dist_timeout(tmp_path):
         procs[1].kill()
         procs[1].communicate(timeout=30)
     assert procs[0].returncode == 3, (out0[-2000:], err0[-2000:])
-    finished = _finished(RunFollower(_run_dir(runs)).poll())
+    finished = _finished(read_run(_run_dir(runs)))
     assert finished[0]["status"] == "failed" and "rank 1" in finished[0]["reason"], finished
 
 
@@ -142,7 +138,7 @@ def test_under_torchrun_a_dead_rank_fails_the_run(tmp_path):
     proc = subprocess.run(cmd, env=dict(_env(), ESPER_TEST_DIE_AT="1:2"), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode != 0
-    finished = _finished(RunFollower(_run_dir(runs)).poll())
+    finished = _finished(read_run(_run_dir(runs)))
     assert finished[0]["status"] == "failed" and "rank 1" in finished[0]["reason"], finished
 
 

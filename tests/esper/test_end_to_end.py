@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from telemetry_schema import read_log
+from telemetry_schema import read_run
 
 from esper.cli import main
 from esper.leyline.config import GateConfig, GradientConfig, HeuristicConfig, SlotConfig, TrainConfig
@@ -31,8 +31,7 @@ def small_spec(tmp_path, epochs=9, fault=None, **kw) -> RunSpec:
 
 
 def rows_of(run_dir, kind):
-    table = read_log(run_dir / "events.arrows").table
-    return [r for r in table.to_pylist() if r["kind"] == kind]
+    return read_run(run_dir).rows(kind)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def test_run_log_has_legal_stage_order_per_slot(heuristic_run):
     assert changes, "no seed ever moved"
     by_slot: dict[str, list] = {}
     for r in changes:
-        by_slot.setdefault(r["slot"], []).append(r["stage_changed"])
+        by_slot.setdefault(r["slot"], []).append(r)
     for slot, moves in by_slot.items():
         assert moves[0]["from_stage"] == "DORMANT"
         for a, b in zip(moves, moves[1:]):
@@ -58,29 +57,29 @@ def test_run_log_has_legal_stage_order_per_slot(heuristic_run):
 
 
 def test_run_log_has_gates_with_check_codes_and_measurements(heuristic_run):
-    gates = [r["gate_evaluated"] for r in rows_of(heuristic_run.run_dir, "gate_evaluated")]
+    gates = rows_of(heuristic_run.run_dir, "gate_evaluated")
     assert {g["gate"] for g in gates} >= {"G0", "G1", "G2", "G3"}
     assert all(g["checks_passed"] or g["checks_failed"] for g in gates)
     assert all(g["passed"] == (not g["checks_failed"]) for g in gates)
     assert any(not g["passed"] for g in gates) and any(g["passed"] for g in gates)
-    grads = [r["gradient_stats"] for r in rows_of(heuristic_run.run_dir, "gradient_stats")]
+    grads = rows_of(heuristic_run.run_dir, "gradient_stats")
     assert grads and any(g["ratio"] is not None and g["ratio"] > 0 for g in grads)
-    cfs = [r["counterfactual"] for r in rows_of(heuristic_run.run_dir, "counterfactual")]
+    cfs = rows_of(heuristic_run.run_dir, "counterfactual")
     assert cfs and all(c["contribution"] == pytest.approx(c["real_acc"] - c["off_acc"]) for c in cfs)
     decisions = rows_of(heuristic_run.run_dir, "controller_decision")
-    assert {d["controller_decision"]["op"] for d in decisions} >= {"GERMINATE", "ADVANCE"}
-    assert all(d["controller_decision"]["reason"] for d in decisions)
+    assert {d["op"] for d in decisions} >= {"GERMINATE", "ADVANCE"}
+    assert all(d["reason"] for d in decisions)
 
 
 def test_run_log_numbers_are_finite_and_run_finished(heuristic_run):
-    epochs = [r["epoch_completed"] for r in rows_of(heuristic_run.run_dir, "epoch_completed")]
+    epochs = rows_of(heuristic_run.run_dir, "epoch_completed")
     assert len(epochs) == 9
     for e in epochs:
         assert all(math.isfinite(e[k]) for k in ("train_loss", "train_acc", "val_loss", "val_acc"))
         assert len(e["per_class_acc"]) == 10 and e["total_params"] >= e["host_params"] > 0
     assert [r["epoch"] for r in rows_of(heuristic_run.run_dir, "epoch_completed")] == list(range(1, 10))
     finished = rows_of(heuristic_run.run_dir, "run_finished")
-    assert len(finished) == 1 and finished[0]["run_finished"]["status"] == "completed"
+    assert len(finished) == 1 and finished[0]["status"] == "completed"
     assert rows_of(heuristic_run.run_dir, "batch_metrics")
 
 
@@ -92,11 +91,11 @@ def test_final_checkpoint_loads_with_weights_only(heuristic_run):
 
 def test_injected_nan_makes_the_governor_panic_and_roll_back(tmp_path):
     out = run_training(small_spec(tmp_path, epochs=4, fault=FaultSpec("nan", 3), controller="none"))
-    panics = [r["governor_panic"] for r in rows_of(out.run_dir, "governor_panic")]
+    panics = rows_of(out.run_dir, "governor_panic")
     rollbacks = [r for r in rows_of(out.run_dir, "governor_rollback")]
     assert [p["reason"] for p in panics] == ["nan"]
     assert len(rollbacks) == 1 and rollbacks[0]["epoch"] == 3
-    epochs = [r["epoch_completed"] for r in rows_of(out.run_dir, "epoch_completed")]
+    epochs = rows_of(out.run_dir, "epoch_completed")
     assert math.isnan(epochs[2]["val_loss"]) and math.isfinite(epochs[3]["val_loss"])  # recovered
     assert out.summary.rollbacks == 1
 
@@ -104,7 +103,7 @@ def test_injected_nan_makes_the_governor_panic_and_roll_back(tmp_path):
 def test_spike_fault_rolls_back_after_three_statistical_anomalies(tmp_path):
     spec = small_spec(tmp_path, epochs=14, fault=FaultSpec("spike", 11), controller="none")
     out = run_training(spec)
-    panics = [r["governor_panic"] for r in rows_of(out.run_dir, "governor_panic")]
+    panics = rows_of(out.run_dir, "governor_panic")
     assert [p["reason"] for p in panics] == ["statistical"] * 3
     assert [p["consecutive"] for p in panics] == [1, 2, 3]
     assert len(rows_of(out.run_dir, "governor_rollback")) == 1
@@ -120,7 +119,7 @@ def test_ctrl_c_ends_cleanly_as_interrupted(tmp_path):
     out = run_training(small_spec(tmp_path, epochs=5), extra_sink=Interrupt())
     assert out.status == "interrupted"
     finished = rows_of(out.run_dir, "run_finished")
-    assert finished[0]["run_finished"]["status"] == "interrupted"
+    assert finished[0]["status"] == "interrupted"
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -163,6 +162,6 @@ def test_cli_language_task_runs_and_prints_watch_commands(tmp_path, capsys):
     assert "esper-tui" in out and "esper-dashboard --logdir" in out
     run_dir = next((tmp_path / "r").iterdir())
     epochs = rows_of(run_dir, "epoch_completed")
-    ppl = epochs[0]["epoch_completed"]["perplexity"]
+    ppl = epochs[0]["perplexity"]
     assert ppl is not None and 1.0 < ppl < 300.0
-    assert epochs[0]["epoch_completed"]["per_class_acc"] == []
+    assert epochs[0]["per_class_acc"] == []

@@ -1,6 +1,6 @@
 """Nissa: the EventSink turns core objects into telemetry_schema events verbatim."""
 
-from telemetry_schema import EventWriter, read_log
+from telemetry_schema import EventWriter, read_run
 
 from esper.kasmina.alpha import AlphaController
 from esper.leyline.actions import Decision, Op
@@ -19,7 +19,7 @@ class Count(Sink):
 
 
 def test_event_sink_writes_events_verbatim(tmp_path):
-    path = tmp_path / "events.arrows"
+    path = tmp_path / "events"
     writer = EventWriter(path)
     counter = Count()
     sink = MultiSink(EventSink(writer), counter)
@@ -35,16 +35,16 @@ def test_event_sink_writes_events_verbatim(tmp_path):
     sink.controller_decision("heuristic", Decision(Op.PRUNE, "block1", reason="why", seed_id="seed1"))
     writer.close("completed")
     assert counter.n == 1
-    rows = read_log(path).table.to_pylist()
-    by = {r["kind"]: r for r in rows}
+    log = read_run(tmp_path)
+    by = {kind: log.rows(kind)[0] for kind in log.kinds}
     st = by["stage_changed"]
     assert (st["slot"], st["seed"], st["epoch"], st["step"]) == ("block1", "seed1", 4, 40)
-    assert st["stage_changed"]["from_stage"] == "TRAINING" and st["stage_changed"]["to_stage"] == "BLENDING"
-    gate = by["gate_evaluated"]["gate_evaluated"]
+    assert st["from_stage"] == "TRAINING" and st["to_stage"] == "BLENDING"
+    gate = by["gate_evaluated"]
     assert gate["gate"] == "G2" and gate["passed"] is False
     assert gate["checks_failed"] == ["seed_gradient_low_0.02"] and gate["checks_passed"] == ["a_1"]
-    assert by["alpha"]["alpha"]["mode"] == "up" and abs(by["alpha"]["alpha"]["value"] - 1 / 3) < 1e-9
-    assert by["governor_panic"]["governor_panic"]["reason"] == "nan"
+    assert by["alpha"]["mode"] == "up" and abs(by["alpha"]["value"] - 1 / 3) < 1e-9
+    assert by["governor_panic"]["reason"] == "nan"
     d = by["controller_decision"]
-    assert d["controller_decision"]["op"] == "PRUNE" and d["slot"] == "block1"
-    assert by["run_finished"]["run_finished"]["status"] == "completed"
+    assert d["op"] == "PRUNE" and d["slot"] == "block1"
+    assert by["run_finished"]["status"] == "completed"

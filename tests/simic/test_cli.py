@@ -5,6 +5,8 @@ import io
 import math
 
 import pytest
+
+from telemetry_schema import read_run
 import torch
 from rich.console import Console
 
@@ -60,6 +62,8 @@ def test_run_writes_log_and_checkpoints(trained):
     assert rc == 0 and (run_dir / "policy.pt").is_file() and (run_dir / "learner.pt").is_file()
     log = read_run(run_dir)
     assert len(log.rows("run_started")) == 1 and log.rows("run_finished")[0]["status"] == "completed"
+    first, last = log.rows("run_started")[0]["seq"], log.rows("run_finished")[0]["seq"]
+    assert first == 0 and last == max(r["seq"] for k in log.kinds for r in log.rows(k))
     assert len(log.rows("ppo_update")) == 2 and len(log.rows("reward")) == 2 * 2 * 3
     for u in log.rows("ppo_update"):
         assert math.isfinite(u["policy_loss"]) and math.isfinite(u["value_loss"]) and u["approx_kl"] >= 0

@@ -4,6 +4,7 @@ determinism, telemetry."""
 import dataclasses
 
 import torch
+from telemetry_schema import read_run
 
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Op

@@ -70,14 +70,33 @@ def test_reading_and_folding_a_log_does_not_import_pandas(tmp_path):
     code = (
         "import sys\n"
         f"run = {str(run)!r}\n"
-        "from telemetry_schema.rundir import RunFollower\n"
-        "from telemetry_schema.fold import fold_table\n"
-        "state = fold_table(RunFollower(run).poll())\n"
-        "print(state.events, len(state.gates), state.started_wall is not None, 'pandas' in sys.modules)\n"
+        "from telemetry_schema.eventlog import EventLog\n"
+        "from telemetry_schema.reader import RunFollower\n"
+        "from telemetry_schema.replay import Replay\n"
+        "from telemetry_schema.search import search\n"
+        "log = EventLog(RunFollower(run).poll())\n"
+        "replay = Replay(log)\n"
+        "replay.seek(100); replay.next('gate_failure')\n"
+        "hits = search(log, 'G2 passed:false')\n"
+        "state = replay.seek(len(log))\n"
+        "print(state.events, len(state.gates), state.started_wall is not None, 'pandas' in sys.modules, len(hits))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert int(out[0]) > 4_000 and int(out[1]) > 0 and out[2] == "True"
+    assert int(out[0]) > 4_000 and int(out[1]) > 0 and out[2] == "True" and int(out[4]) > 0
     assert out[3] == "False"
+
+
+def test_a_chunked_array_of_no_chunks_converts_without_importing_pandas():
+    """A search over a list column whose lists are all empty flattens to no chunks at all."""
+    pytest.importorskip("pandas")
+    code = (
+        "import sys, pyarrow as pa\n"
+        "from telemetry_schema.arrays import to_numpy\n"
+        "got = [to_numpy(pa.chunked_array([], t)) for t in (pa.bool_(), pa.int64(), pa.float64())]\n"
+        "print([(str(a.dtype), len(a)) for a in got], 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[('bool', 0), ('int64', 0), ('float64', 0)] False"
 
 
 def test_choose_memory_pool_prefers_jemalloc_and_leaves_a_users_choice_alone():

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from telemetry_schema import events as ev
-from telemetry_schema.fold import Fold, fold_table
-from telemetry_schema.reader import read_log
-from telemetry_schema.replay import Replay
+from telemetry_schema.eventlog import EventLog
+from telemetry_schema.fold import Fold, fold_tables
+from telemetry_schema.reader import read_memory
+from telemetry_schema.replay import TARGETS, Replay
+from telemetry_schema.rundir import read_run
+from telemetry_schema.sinks import MemorySink
+from telemetry_schema.state import Series, _Lazy
 from telemetry_schema.synth import SynthConfig, generate
+from telemetry_schema.tables import KindTables
 from telemetry_schema.writer import EventWriter, WriterConfig
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
+def log(tmp_path_factory):
     run = generate(tmp_path_factory.mktemp("runs"), SynthConfig(events=20_000, seed=1, run_id="fold"))
-    return read_log(run / "events.arrows").table
+    return EventLog(read_run(run))
+
+
+def events(log: EventLog) -> list[tuple[str, dict]]:
+    """Every event in the run's order, as (kind, fields): the plain scan the fold must match."""
+    return [log.event(i) for i in range(len(log))]
 
 
 def snapshot(state):
@@ -39,61 +50,71 @@ def snapshot(state):
     }
 
 
-def test_incremental_fold_equals_whole_fold(table):
-    whole = fold_table(table)
+def writer(sink, **kw) -> EventWriter:
+    return EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600), background=False, **kw)
+
+
+def test_incremental_fold_equals_whole_fold(log):
+    whole = fold_tables(log.tables)
     fold = Fold()
     rng = np.random.default_rng(0)
-    cuts = np.sort(rng.choice(np.arange(1, table.num_rows), size=40, replace=False))
+    cuts = np.sort(rng.choice(np.arange(1, len(log)), size=40, replace=False))
     start = 0
-    for cut in list(cuts) + [table.num_rows]:
-        fold.update(table.slice(start, cut - start))
-        start = cut
+    for cut in list(cuts) + [len(log)]:
+        fold.update(log.slice(start, int(cut)))
+        start = int(cut)
     assert snapshot(fold.state) == snapshot(whole)
 
 
-def test_fold_of_many_batches_equals_fold_of_one(table):
-    # the fold takes each kind batch by batch; chunk boundaries must not change the result
-    one = pa.Table.from_batches([table.combine_chunks().to_batches()[0]])
-    rng = np.random.default_rng(1)
-    cuts = [0, *np.sort(rng.choice(np.arange(1, table.num_rows), size=25, replace=False)).tolist(), table.num_rows]
-    many = pa.Table.from_batches([one.slice(a, b - a).to_batches()[0] for a, b in zip(cuts, cuts[1:])])
-    assert len(many.to_batches()) == 26 and len(one.to_batches()) == 1
-    assert snapshot(fold_table(many)) == snapshot(fold_table(one))
-
-
-def test_fold_values_match_the_log(table):
-    state = fold_table(table)
-    rows = table.to_pylist()
-    epochs = [r for r in rows if r["kind"] == "epoch_completed"]
-    assert state.epochs["val_acc"].tolist() == [r["epoch_completed"]["val_acc"] for r in epochs]
-    assert state.best_val_acc() == max(r["epoch_completed"]["val_acc"] for r in epochs)
-    gates = [r for r in rows if r["kind"] == "gate_evaluated"]
-    assert [g.checks_failed for g in state.gates] == [r["gate_evaluated"]["checks_failed"] for r in gates]
-    assert state.seeds_fossilized() == sum(r["kind"] == "seed_fossilized" for r in rows)
-    assert state.panics() == sum(r["kind"] == "governor_panic" for r in rows)
-    # the current stage of each slot is the last stage change it saw
-    for slot_id, slot in state.slots.items():
-        moves = [r["stage_changed"]["to_stage"] for r in rows if r["kind"] == "stage_changed" and r["slot"] == slot_id]
+def test_fold_values_match_the_log(log):
+    state = fold_tables(log.tables)
+    rows = events(log)
+    epochs = [r for k, r in rows if k == "epoch_completed"]
+    assert state.epochs["val_acc"].tolist() == [r["val_acc"] for r in epochs]
+    assert state.best_val_acc() == max(r["val_acc"] for r in epochs)
+    gates = [r for k, r in rows if k == "gate_evaluated"]
+    assert [g.checks_failed for g in state.gates] == [r["checks_failed"] for r in gates]
+    assert state.seeds_fossilized() == sum(k == "seed_fossilized" for k, _ in rows)
+    assert state.panics() == sum(k == "governor_panic" for k, _ in rows)
+    for slot_id, slot in state.slots.items():  # a slot's stage is the last stage change it saw
+        moves = [r["to_stage"] for k, r in rows if k == "stage_changed" and r["slot"] == slot_id]
         assert slot.stage == (moves[-1] if moves else "DORMANT")
-    # a slot's spans tile its lifecycle: each span ends where the next one starts
-    for slot_id in state.slots:
+    for slot_id in state.slots:  # a slot's spans tile its lifecycle
         spans = [s for s in state.spans if s.slot == slot_id]
         for a, b in zip(spans, spans[1:]):
             assert a.end_epoch == b.start_epoch or b.stage == "GERMINATED"
-    assert state.end_status == "completed" and state.status(now=0) == "finished"
+    assert state.end_status == "completed" and state.status(now=0) == "completed"
+    assert state.started_wall == rows[0][1]["wall_time"].timestamp() and rows[0][0] == "run_started"
 
 
-def test_alpha_of_a_fresh_seed_is_not_stale(tmp_path):
-    """A germination after alpha ticks in the same folded batch resets the slot's values."""
-    sink = pa.BufferOutputStream()
-    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+def test_the_order_is_the_sequence_order_of_every_kind(log):
+    seqs = [r["seq"] for _, r in events(log)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_alpha_of_a_fresh_seed_is_not_stale():
+    """A germination after alpha ticks in the same folded flush resets the slot's values."""
+    sink = MemorySink()
+    w = writer(sink)
     w.emit(ev.AlphaChanged(value=0.8, target=1.0, mode="up"), slot="s", seed="old")
     w.emit(ev.Counterfactual(real_acc=50, off_acc=48, contribution=2.0), slot="s", seed="old")
     w.emit(ev.SeedGerminated(blueprint="lora", params=10), slot="s", seed="new")
     w.close()
-    state = fold_table(pa.ipc.open_stream(sink.getvalue()).read_all())
-    slot = state.slots["s"]
+    slot = fold_tables(read_memory(sink)).slots["s"]
     assert (slot.seed_id, slot.alpha, slot.contribution) == ("new", 0.0, None)
+
+
+def test_null_strings_fold_as_empty_never_crash():
+    sink = MemorySink()
+    w = writer(sink)
+    w.emit(ev.RunStarted(run_id=None, task=None, topology=None, host_params=1, config_json=None))
+    w.emit(ev.StageChanged(from_stage=None, to_stage=None, reason=None), slot=None, seed=None)
+    w.emit(ev.GateEvaluated(gate=None, target_stage=None, passed=None), slot="s")
+    w.emit(ev.RunFinished(status=None, reason=None))
+    w.close()
+    state = fold_tables(read_memory(sink))
+    assert state.run_id == "" and state.config == {} and state.end_status == "failed"
+    assert state.slots["?"].stage == "?" and state.gates[0].gate == ""
 
 
 def test_status_running_stalled_crashed():
@@ -106,175 +127,123 @@ def test_status_running_stalled_crashed():
     assert state.status(now=200) == "stalled"
     assert state.status(now=260) == "crashed"        # silence past the crash threshold
     state.end_status = "failed"
-    assert state.status(now=10_000) == "finished"
+    assert state.status(now=10_000) == "failed"
 
 
-def test_replay_backward_restarts_from_a_checkpoint(table):
-    replay = Replay(table, cursor=table.num_rows, checkpoint_every=1_000)
-    assert sorted(replay._checkpoints) == list(range(0, table.num_rows, 1_000))
+def test_replay_backward_restarts_from_a_checkpoint(log):
+    replay = Replay(log, cursor=len(log), checkpoint_every=1_000)
+    assert sorted(replay._checkpoints) == list(range(0, len(log), 1_000))
     loss_at_end = replay.state.batches["loss"]
     for target in (12_345, 3_001, 19_999, 12_345, 0, 7):
         replay.seek(target)
         assert replay.cursor == target
-        assert snapshot(replay.state) == snapshot(fold_table(table.slice(0, target)))
-    # checkpoints share the series arrays, which are frozen so no view can change another
-    replay.seek(table.num_rows)
+        assert snapshot(replay.state) == snapshot(fold_tables(log.slice(0, target)))
+    replay.seek(len(log))  # checkpoints share the series arrays, frozen so no view changes another
     np.testing.assert_array_equal(replay.state.batches["loss"], loss_at_end)
     with pytest.raises(ValueError):
         replay.state.batches["loss"][0] = 1.0
 
 
-def test_replay_rebased_on_a_rechunked_longer_table(table):
-    head = table.slice(0, 9_000)
+def test_replay_follows_a_growing_log(log):
+    head = EventLog(log.slice(0, 9_000))
     replay = Replay(head, checkpoint_every=2_000)
-    with pytest.raises(ValueError):
-        replay.rebase(table.slice(0, 100))
-    replay.rebase(table.combine_chunks())  # the same first 9,000 events, and more
-    assert replay.cursor == 9_000 and replay.length == table.num_rows
-    for target in (15_000, 4_500, table.num_rows):
+    head.extend(log.slice(9_000, len(log)))
+    assert replay.cursor == 9_000 and replay.length == len(log)
+    for target in (15_000, 4_500, len(log)):
         replay.seek(target)
-        assert snapshot(replay.state) == snapshot(fold_table(table.slice(0, target)))
+        assert snapshot(replay.state) == snapshot(fold_tables(log.slice(0, target)))
 
 
-def test_replay_seeks(table):
-    replay = Replay(table, cursor=0)
+def test_replay_seeks(log):
+    replay = Replay(log, cursor=0)
     assert replay.state.events == 0
     replay.next("panic")
     panic_row = replay.cursor - 1
-    assert table.column("kind")[panic_row].as_py() == "governor_panic"
-    assert replay.state.governor[-1].kind == "panic"
+    assert log.event(panic_row)[0] == "governor_panic" and replay.state.governor[-1].kind == "panic"
     epoch_before = replay.state.epoch
     replay.next("epoch")
-    assert table.column("kind")[replay.cursor - 1].as_py() == "epoch_completed"
-    assert replay.state.epoch >= epoch_before
+    assert log.event(replay.cursor - 1)[0] == "epoch_completed" and replay.state.epoch >= epoch_before
     replay.next("gate_failure")
     assert replay.state.gates[-1].passed is False
     here = replay.cursor
     replay.previous("panic")
     assert replay.cursor == panic_row + 1 and replay.cursor < here
-    assert snapshot(replay.seek(table.num_rows)) == snapshot(fold_table(table))
+    assert snapshot(replay.seek(len(log))) == snapshot(fold_tables(log.tables))
     replay.seek(10)
     assert replay.state.events == 10
 
 
-def test_replay_targets_are_the_rows_a_plain_scan_finds(table):
-    from telemetry_schema.replay import TARGETS
-
-    rows = table.select(["kind", "gate_evaluated"]).to_pylist()
+def test_replay_targets_are_the_rows_a_plain_scan_finds(log):
+    rows = events(log)
     for target, (kind, cond) in TARGETS.items():
-        want = [i for i, r in enumerate(rows) if r["kind"] == kind
-                and (cond is None or (r[kind] or {}).get(cond[0]) == cond[1])]
-        assert Replay(table, cursor=0).positions(target).tolist() == want and want, target
-    ranked = pa.concat_tables([table.slice(0, 500), table.slice(0, 500).set_column(
-        3, "rank", pa.array([1] * 500, pa.int16()))])
-    gates = Replay(ranked, cursor=0, rank=1).positions("gate_failure").tolist()
-    assert gates and all(g >= 500 for g in gates)
+        want = [i for i, (k, r) in enumerate(rows) if k == kind and (cond is None or r.get(cond[0]) == cond[1])]
+        assert Replay(log, cursor=0).positions(target).tolist() == want and want, target
 
 
-def _ranked_table(moves_by_rank: dict[int, list[tuple[int, str]]]) -> pa.Table:
-    tables = []
+def _ranked(moves_by_rank: dict[int, list[tuple[int, str]]]) -> KindTables:
+    out = KindTables()
     for rank, moves in moves_by_rank.items():
-        sink = pa.BufferOutputStream()
-        w = EventWriter(sink, rank=rank, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+        sink = MemorySink(rank=rank)
+        w = writer(sink, rank=rank)
         for epoch, stage in moves:
             w.emit(ev.StageChanged(from_stage="X", to_stage=stage), slot="s0", seed="a", epoch=epoch)
             w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=float(rank)), epoch=epoch)
         w.close()
-        tables.append(pa.ipc.open_stream(sink.getvalue()).read_all())
-    from telemetry_schema.reader import merge_streams
-
-    return merge_streams(tables)
+        out = out.extended(read_memory(sink))
+    return out
 
 
 def test_ranks_that_agree_and_ranks_that_diverge():
     same = [(1, "GERMINATED"), (2, "TRAINING"), (5, "BLENDING")]
-    state = fold_table(_ranked_table({0: same, 1: same}))
+    state = fold_tables(_ranked({0: same, 1: same}))
     assert state.ranks.count == 2 and state.ranks.divergence is None
     assert state.epochs["val_acc"].tolist() == [0.0, 0.0, 0.0]  # rank 0's view by default
-    other = Fold(rank=1)
-    other.update(_ranked_table({0: same, 1: same}))
-    assert other.state.epochs["val_acc"].tolist() == [1.0, 1.0, 1.0]
-    bad = fold_table(_ranked_table({0: same, 1: same[:2] + [(6, "BLENDING")]}))
+    assert fold_tables(_ranked({0: same, 1: same}), rank=1).epochs["val_acc"].tolist() == [1.0, 1.0, 1.0]
+    bad = fold_tables(_ranked({0: same, 1: same[:2] + [(6, "BLENDING")]}))
     assert "rank 1 diverged from rank 0 at lifecycle move 2" in bad.ranks.divergence
+    log = EventLog(_ranked({0: same, 1: same}))  # both ranks in one order, by wall time
+    rows = [log.event(i)[1] for i in range(len(log))]
+    assert sorted(r["rank"] for r in rows) == [0] * 7 + [1] * 7
+    walls = [(r["wall_time"], r["rank"], r["seq"]) for r in rows]
+    assert walls == sorted(walls)
 
 
-def test_env_filter_folds_one_environment():
-    sink = pa.BufferOutputStream()
-    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+def test_env_filter_folds_one_environment_and_keeps_run_wide_kinds():
+    sink = MemorySink()
+    w = writer(sink)
+    w.emit(ev.RunStarted(run_id="p", task="t", topology="cnn", host_params=1, num_envs=3))
     for env in range(3):
         w.emit(ev.Reward(total=float(env), components={"rent": -0.1 * env}), env=env)
     w.close()
-    table = pa.ipc.open_stream(sink.getvalue()).read_all()
-    fold = Fold(env=2)
-    fold.update(table)
-    assert fold.state.rewards["total"].tolist() == [2.0]
-    assert fold.state.reward_components["rent"]["value"].tolist() == [pytest.approx(-0.2)]
-    assert fold_table(table).rewards["total"].tolist() == [0.0, 1.0, 2.0]
+    tables = read_memory(sink)
+    state = fold_tables(tables, env=2)
+    assert state.rewards["total"].tolist() == [2.0] and state.run_id == "p" and state.end_status
+    assert state.reward_components["rent"]["value"].tolist() == [pytest.approx(-0.2)]
+    assert fold_tables(tables).rewards["total"].tolist() == [0.0, 1.0, 2.0]
 
 
-def test_filters_pick_the_same_rows_as_filtering_the_table(table):
-    import pyarrow.compute as pc
-
-    env = pc.cast(pc.bit_wise_and(table.column("epoch"), 1), pa.int16())
-    rank = pc.cast(pc.equal(pc.bit_wise_and(table.column("step"), 3), 3), pa.int16())
-    mixed = table.set_column(table.schema.get_field_index("env"), "env", env)
-    mixed = mixed.set_column(mixed.schema.get_field_index("rank"), "rank", rank)
-    for r, e in ((0, None), (1, None), (0, 1), (1, 0), (None, 1)):
-        fold = Fold(rank=r, env=e)
-        fold.update(mixed)
-        expected = mixed
-        if r is not None:
-            expected = expected.filter(pc.equal(expected.column("rank"), r))
-        if e is not None:
-            expected = expected.filter(pc.equal(expected.column("env"), e))
-        plain = Fold(rank=None)
-        plain.update(expected)
-        assert 0 < fold.state.events < table.num_rows
-        assert snapshot(fold.state) == snapshot(plain.state), (r, e)
-
-
-def test_started_wall_comes_from_run_started(table):
-    state = fold_table(table)
-    assert state.started_wall == table.column("wall_time")[0].as_py().timestamp()
-    assert state.started_wall > 1_600_000_000
-
-
-def test_a_kind_holding_most_rows_and_a_few_rows_fold_to_the_same_values():
-    """Gradient stats as most of a table (filtered by a mask, over chunks, from an offset) and
-    as a few of its rows (taken) fold to the same values, a null ratio as NaN."""
-    sink = pa.BufferOutputStream()
-    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600))
+def test_a_kind_with_null_ratios_folds_them_as_nan_per_slot():
+    sink = MemorySink()
+    w = writer(sink)
     expected = []
     for i in range(60):
         ratio = None if i % 7 == 3 else i / 100
         w.emit(ev.GradientStats(seed_norm=float(i), host_norm=2.0, ratio=ratio, health=1 - i / 200,
                                 exploding=i == 41), slot="s0" if i % 2 else "s1")
         expected.append((i, ratio))
-        if i % 4 == 0:
-            w.emit(ev.Heartbeat(events_emitted=i))
         if i % 9 == 8:
-            w.flush()  # several chunks
+            w.flush()  # several batches
     w.close()
-    table = pa.ipc.open_stream(sink.getvalue()).read_all().slice(1)  # from an offset: the first event dropped
-    expected = expected[1:]
-    assert table.num_rows == 59 + 15 + 1 and len(table.to_batches()) > 5
-    beats = table.take([i for i, kind in enumerate(table.column("kind").to_pylist()) if kind == "heartbeat"])
-    filler = pa.concat_tables([table] + [beats] * 40)  # gradient stats now 59 rows of 675
-    for t in (table, filler):
-        grads = fold_table(t).grads
-        for slot, parity in (("s0", 1), ("s1", 0)):
-            want = [(i, r) for i, r in expected if i % 2 == parity]
-            assert grads[slot]["seed_norm"].tolist() == [float(i) for i, _ in want]
-            got = grads[slot]["ratio"].tolist()
-            assert [None if np.isnan(g) else g for g in got] == [r for _, r in want]
-            assert grads[slot]["exploding"].tolist() == [float(i == 41) for i, _ in want]
+    grads = fold_tables(read_memory(sink)).grads
+    for slot, parity in (("s0", 1), ("s1", 0)):
+        want = [(i, r) for i, r in expected if i % 2 == parity]
+        assert grads[slot]["seed_norm"].tolist() == [float(i) for i, _ in want]
+        got = grads[slot]["ratio"].tolist()
+        assert [None if np.isnan(g) else g for g in got] == [r for _, r in want]
+        assert grads[slot]["exploding"].tolist() == [float(i == 41) for i, _ in want]
 
 
 def test_lazy_rows_are_made_when_read_and_last_makes_one_row():
-    import copy
-
-    from telemetry_schema.state import Series
-
     asked = []
 
     def make(lo, hi):
@@ -296,12 +265,43 @@ def test_lazy_rows_are_made_when_read_and_last_makes_one_row():
         s["x"][0] = 1.0  # shared with checkpoints: read-only
 
 
-def test_the_fold_makes_the_batch_columns_only_when_read(table):
-    from telemetry_schema.state import _Lazy
-
-    state = fold_table(table)
+def test_the_fold_makes_the_batch_columns_only_when_read(log):
+    state = fold_tables(log.tables)
     assert all(isinstance(c, _Lazy) for c in state.batches._chunks["loss"])
-    rows = [r for r in table.to_pylist() if r["kind"] == "batch_metrics"]
-    assert state.batches.last("samples_per_s") == rows[-1]["batch_metrics"]["samples_per_s"]
-    assert state.batches["loss"].tolist() == [r["batch_metrics"]["loss"] for r in rows]
+    rows = log.tables.rows("batch_metrics")
+    assert state.batches.last("samples_per_s") == rows[-1]["samples_per_s"]
+    assert state.batches["loss"].tolist() == [r["loss"] for r in rows]
     assert state.batches["step"].tolist() == [r["step"] for r in rows]
+
+
+def test_format_1_logs_read_and_fold_like_format_2(tmp_path):
+    from pathlib import Path
+
+    from telemetry_schema.v1 import convert
+
+    data = Path(__file__).parent / "data" / "v1"
+    old = read_run(data / "v1-synth")
+    assert old.num_rows == 641 and old.corrupt == [] and old.torn_bytes == 0
+    assert {k: old.table(k).num_rows for k in ("batch_metrics", "gate_evaluated", "stage_changed")} == \
+        {"batch_metrics": 550, "gate_evaluated": 10, "stage_changed": 4}
+    import shutil
+
+    shutil.copytree(data / "v1-synth", tmp_path / "run")
+    written = convert(tmp_path / "run")
+    assert len(written) == len(old.kinds)
+    new = read_run(tmp_path / "run")  # the converted streams are read first
+    assert snapshot(fold_tables(new)) == snapshot(fold_tables(old))
+    ranks = fold_tables(read_run(data / "v1-ranks"), rank=None)
+    assert ranks.ranks.count == 2 and ranks.ranks.divergence is None
+
+
+def test_a_long_followed_run_keeps_its_tables_in_few_chunks(log):
+    from telemetry_schema.eventlog import SETTLE_CHUNKS
+
+    grown = EventLog()
+    for start in range(0, 6_000, 20):  # 300 polls of 20 events
+        grown.extend(log.slice(start, start + 20))
+    chunks = grown.tables.table("batch_metrics").column(0).num_chunks
+    assert chunks <= 2 * SETTLE_CHUNKS + 1
+    assert snapshot(fold_tables(grown.tables)) == snapshot(fold_tables(log.slice(0, 6_000)))
+    assert [grown.event(i)[1]["seq"] for i in (0, 2_999, 5_999)] == [log.event(i)[1]["seq"] for i in (0, 2_999, 5_999)]

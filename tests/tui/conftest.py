@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_schema.fold import RunState, fold_table
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.fold import RunState, fold_tables
+from telemetry_schema.rundir import read_run
 from telemetry_schema.synth import SynthConfig, generate
+from telemetry_schema.tables import KindTables
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,7 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def run_state(run_dir) -> RunState:
     """The fold of the whole run, computed without the TUI: what the panels must show."""
-    return fold_table(RunFollower(run_dir).poll())
+    return fold_tables(read_run(run_dir))
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +43,25 @@ def runs_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("many")
     generate(out, SynthConfig(events=3_000, seed=1, run_id="alpha-run"))
     generate(out, SynthConfig(events=3_000, seed=2, run_id="beta-run", finish=False))
-    broken = out / "broken-run"
-    broken.mkdir()
-    (broken / "events.arrows").write_bytes(b"this is not an arrow stream at all")
+    broken = out / "broken-run" / "events"
+    broken.mkdir(parents=True)
+    (broken / "run_started.rank0.arrows").write_bytes(b"this is not an arrow stream at all")
     return out
+
+
+def run_events(tables: KindTables) -> list[dict]:
+    """Every event of a run as a dict (its ``kind``, envelope and payload, no wall time), in the
+    run's order, computed here without ``EventLog``: by sequence number for one rank, by (wall
+    time, rank, sequence number) for several. Index ``p`` is the event at position ``p``."""
+    rows = []
+    for kind in tables.kinds:
+        table = tables.table(kind)
+        walls = table.column("wall_time").cast("int64").to_pylist()
+        for wall, row in zip(walls, table.drop_columns(["wall_time"]).to_pylist()):
+            rows.append((wall, {"kind": kind, **row}))
+    one_rank = len({r["rank"] for _, r in rows}) <= 1
+    rows.sort(key=lambda wr: (wr[1]["seq"],) if one_rank else (wr[0], wr[1]["rank"], wr[1]["seq"]))
+    return [r for _, r in rows]
 
 
 async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 import numpy as np
-import pyarrow.compute as pc
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
-from telemetry_schema.fold import fold_table
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.fold import fold_tables
+from telemetry_schema.rundir import read_run
 from tui.app import EsperApp
 from tui.screens.detail import EventDetail, SeedDetail
 from tui.screens.help import HelpScreen
@@ -19,7 +19,7 @@ from tui.widgets.eventlog import EventList
 from tui.widgets.eventpanel import EventLogPanel
 from tui.widgets.header import RunHeader
 
-from .conftest import FIXED_NOW, wait_for, wait_loaded
+from .conftest import FIXED_NOW, run_events, wait_for, wait_loaded
 
 
 def make_app(path, **kw) -> EsperApp:
@@ -57,7 +57,7 @@ async def test_slots_table_and_header_show_the_log(run_dir, run_state):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
         text = header(app)
-        assert "synth-run" in text and "synthetic-images" in text and "finished (completed)" in text
+        assert "synth-run" in text and "synthetic-images" in text and " completed " in text
         assert f"epoch {run_state.epoch}" in text and "log intact" in text
         table = app.query_one("#slots", DataTable)
         assert table.row_count == len(run_state.slot_ids) == 3
@@ -96,8 +96,7 @@ async def test_history_tabs_list_every_record(run_dir, run_state):
 
 
 async def test_replay_keys_move_the_cursor(run_dir):
-    table = RunFollower(run_dir).poll()
-    kinds = table.column("kind").to_pylist()
+    kinds = [e["kind"] for e in run_events(read_run(run_dir))]
     app = make_app(run_dir, replay=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_loaded(pilot)
@@ -121,10 +120,10 @@ async def test_replay_keys_move_the_cursor(run_dir):
         await pilot.press("left_square_bracket", "left_square_bracket")
         assert len(s.state.epochs) <= epoch
         await pilot.press("G")
-        assert s.cursor == table.num_rows and s.state.end_status == "completed"
+        assert s.cursor == len(kinds) and s.state.end_status == "completed"
         await pilot.press("P")
         assert kinds[s.cursor - 1] == "governor_panic"
-        assert f"event {s.cursor:,}/{table.num_rows:,}" in header(app)
+        assert f"event {s.cursor:,}/{len(kinds):,}" in header(app)
         await pilot.press("g")
         assert s.cursor == 0
         await pilot.press("plus", "plus", "space")
@@ -133,30 +132,31 @@ async def test_replay_keys_move_the_cursor(run_dir):
         await pilot.press("space")
         assert not s.playing
         await pilot.press("r")
-        assert s.replay is None and s.state.events == table.num_rows
+        assert s.replay is None and s.state.events == len(kinds)
 
 
 async def test_event_log_filters_and_detail(run_dir):
-    table = RunFollower(run_dir).poll()
+    rows = run_events(read_run(run_dir))
     app = make_app(run_dir)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_loaded(pilot)
         await pilot.press("6")
         panel = app.query_one(EventLogPanel)
         events = app.query_one(EventList)
-        assert events.count == table.num_rows and app.focused is events
-        kinds = sorted(set(table.column("kind").to_pylist()))
+        assert events.count == len(rows) and app.focused is events
+        kinds = sorted({e["kind"] for e in rows})
         await pilot.press("t", "t")  # second kind in sorted order
         assert panel.flt.kind == kinds[1]
-        assert events.count == pc.sum(pc.equal(table.column("kind"), kinds[1])).as_py()
+        assert events.rows.tolist() == [p for p, e in enumerate(rows) if e["kind"] == kinds[1]]
         await pilot.press("escape", "o")
         assert panel.flt.slot == "r0c0"
-        assert events.count == pc.sum(pc.equal(table.column("slot"), "r0c0")).as_py()
+        assert events.rows.tolist() == [p for p, e in enumerate(rows) if e.get("slot") == "r0c0"]
         await pilot.press("escape", "slash")
         assert isinstance(app.focused, Input)
         await pilot.press(*"GRADIENT_LOW", "enter")
         assert panel.flt.text == "GRADIENT_LOW"
-        assert events.count == sum(mentions(row, "gradient_low") for row in table.to_pylist()) > 0
+        assert events.rows.tolist() == [p for p, e in enumerate(rows) if mentions(e, "gradient_low")]
+        assert events.count > 0
         await pilot.press("f")
         assert panel.follow is False
         await pilot.press("home", "enter")
@@ -194,28 +194,16 @@ async def test_waits_for_events_in_an_empty_run(tmp_path):
         assert "waiting" in header(app) and "fresh-run" in header(app)
 
 
-async def test_torn_tail_is_reported(run_dir, tmp_path):
-    log = tmp_path / "torn.arrows"
-    log.write_bytes((run_dir / "events.arrows").read_bytes()[:-3000])
-    app = make_app(log)
-    async with app.run_test(size=(100, 24)) as pilot:
-        await wait_loaded(pilot)
-        assert app.session.torn_bytes > 0
-        assert f"torn tail {app.session.torn_bytes} B" in header(app)
-        expected = fold_table(RunFollower(run_dir).poll().slice(0, app.session.length))
-        assert app.session.state.epoch == expected.epoch
-
-
 async def test_run_picker_lists_runs_and_opens_one(runs_dir):
-    app = EsperApp(resolve(runs_dir), clock=lambda: FIXED_NOW)
+    app = EsperApp(resolve(runs_dir), clock=lambda: FIXED_NOW + 2 * 86_400)  # beta-run (seed 2) + a day
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.screen.query_one("#picker-table", DataTable)
         assert table.row_count == 3
         await wait_for(pilot, lambda: all(cells(table, i)[1] != "…" for i in range(3)))
         rows = {cells(table, i)[0]: cells(table, i) for i in range(3)}
-        assert rows["broken-run"][1] == "error" and "not an Arrow IPC stream" in rows["broken-run"][2]
+        assert rows["broken-run"][1] == "error" and "run_started.rank0.arrows: corrupt" in rows["broken-run"][2]
         assert rows["alpha-run"][1] == "completed" and int(rows["alpha-run"][3]) > 0
-        assert rows["beta-run"][1].startswith("● live")
+        assert rows["beta-run"][1] == "crashed"  # unfinished, silent for a day at the app's clock
         names = [cells(table, i)[0] for i in range(3)]
         await pilot.press(*["j"] * names.index("alpha-run"), "enter")
         await wait_loaded(pilot)
@@ -223,8 +211,26 @@ async def test_run_picker_lists_runs_and_opens_one(runs_dir):
         assert np.isfinite(app.session.state.epochs["val_acc"]).all()
 
 
+async def test_run_picker_judges_status_at_the_apps_clock_and_marks_corrupt_runs(runs_dir, tmp_path):
+    beta = fold_tables(read_run(runs_dir / "beta-run"))
+    many = tmp_path / "many"
+    shutil.copytree(runs_dir / "alpha-run", many / "alpha-run")
+    shutil.copytree(runs_dir / "beta-run", many / "beta-run")
+    (many / "alpha-run" / "events" / "seed_pruned.rank0.arrows").write_bytes(b"garbage, not a stream")
+    # a run list reads a run's summary file when it has one (damage done on disk since is found
+    # when the run is opened); without one, the picker reads the log, and marks what is corrupt
+    (many / "alpha-run" / "summary.json").unlink()
+    app = EsperApp(resolve(many), clock=lambda: beta.last_wall + 1.0)  # just after beta-run's last event
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.screen.query_one("#picker-table", DataTable)
+        await wait_for(pilot, lambda: all(cells(table, i)[1] != "…" for i in range(2)))
+        rows = {cells(table, i)[0]: cells(table, i) for i in range(2)}
+        assert rows["beta-run"][1] == "running"
+        assert rows["alpha-run"][1] == "completed corrupt" and int(rows["alpha-run"][3]) > 0
+
+
 async def test_empty_log_file_waits(tmp_path):
-    log = tmp_path / "events.arrows"
+    log = tmp_path / "heartbeat.rank0.arrows"
     log.write_bytes(b"")
     app = make_app(log)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -233,8 +239,9 @@ async def test_empty_log_file_waits(tmp_path):
 
 
 async def test_log_vanishing_while_followed_is_reported(runs_dir, tmp_path):
-    log = tmp_path / "copy.arrows"
-    log.write_bytes((runs_dir / "beta-run" / "events.arrows").read_bytes())  # unfinished: followed
+    log = tmp_path / "run_started.rank0.arrows"
+    # an unfinished run's stream: never closed, so followed
+    log.write_bytes((runs_dir / "beta-run" / "events" / log.name).read_bytes())
     app = EsperApp(resolve(log), clock=lambda: FIXED_NOW, poll_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)

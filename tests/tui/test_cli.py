@@ -6,12 +6,13 @@ import asyncio
 import subprocess
 import sys
 
-import pyarrow as pa
 import pytest
 
-from telemetry_schema.schema import SCHEMA, VERSION_KEY
+from telemetry_schema.codec import BatchEncoder
+from telemetry_schema.runs import list_runs, summarize
+from telemetry_schema.schema import KIND_KEY, VERSION_KEY, kind_schema
 from tui.cli import main
-from tui.source import TargetError, list_runs, resolve, summarize
+from tui.source import TargetError, resolve
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
@@ -30,7 +31,7 @@ def test_garbage_file(capsys, tmp_path):
     bad.write_bytes(b"PK\x03\x04 definitely a zip file, not a log" * 10)
     code, err = run_cli(capsys, str(bad))
     assert code == 2
-    assert "not an Arrow IPC stream" in err and err.count("\n") == 1
+    assert err == f"esper-tui: {bad}: not an Esper event log (no message marker)\n"
 
 
 def test_empty_directory(capsys, tmp_path):
@@ -40,13 +41,18 @@ def test_empty_directory(capsys, tmp_path):
 
 
 def test_unknown_schema_version(capsys, tmp_path):
-    path = tmp_path / "future.arrows"
-    schema = SCHEMA.with_metadata({VERSION_KEY: b"9.0"})
-    with pa.OSFile(str(path), "wb") as f, pa.ipc.new_stream(f, schema) as w:
-        w.write_table(schema.empty_table())
+    path = tmp_path / "heartbeat.rank0.arrows"
+    schema = kind_schema("heartbeat").with_metadata({VERSION_KEY: b"9.0", KIND_KEY: b"heartbeat"})
+    path.write_bytes(BatchEncoder(schema).schema_message)
     code, err = run_cli(capsys, str(path))
     assert code == 2
-    assert "schema version 9.0 is not supported" in err
+    assert "schema version 9.0 is not supported" in err and err.count("\n") == 1
+    run = tmp_path / "future-run"
+    (run / "events").mkdir(parents=True)
+    (run / "events" / path.name).write_bytes(path.read_bytes())
+    code, err = run_cli(capsys, str(run))  # the same stream inside a run directory
+    assert code == 2
+    assert "schema version 9.0 is not supported" in err and err.count("\n") == 1
 
 
 def test_no_argument_without_runs(capsys, tmp_path, monkeypatch):
@@ -72,7 +78,7 @@ def test_process_exit_code_and_no_traceback(tmp_path):
 
 def test_resolve_kinds(run_dir, runs_dir):
     assert resolve(run_dir).kind == "run"
-    assert resolve(run_dir / "events.arrows").kind == "log"
+    assert resolve(run_dir / "events" / "gate_evaluated.rank0.arrows").kind == "log"
     assert resolve(runs_dir).kind == "runs"
     with pytest.raises(TargetError):
         resolve(runs_dir / "broken-run")  # a run directory whose only stream is garbage
@@ -82,7 +88,7 @@ def test_summaries_of_runs(runs_dir):
     rows = {s.run_id: s for s in map(summarize, list_runs(runs_dir))}
     assert rows["alpha-run"].status == "completed" and rows["alpha-run"].epochs > 0
     assert rows["beta-run"].error == "" and rows["beta-run"].events > 0
-    assert "not an Arrow IPC stream" in rows["broken-run"].error
+    assert "run_started.rank0.arrows: corrupt at byte 0" in rows["broken-run"].error
 
 
 def test_startup_gc_pauses_collection_until_resumed_then_freezes_what_start_up_made():

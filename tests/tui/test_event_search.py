@@ -12,11 +12,11 @@ import threading
 import pytest
 
 import tui.widgets.eventpanel as eventpanel
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.rundir import read_run
 from tui.widgets.eventlog import EventList, filter_rows
 from tui.widgets.eventpanel import EventLogPanel
 
-from .conftest import wait_for, wait_loaded
+from .conftest import run_events, wait_for, wait_loaded
 from .test_app import make_app, mentions, text_of
 
 
@@ -29,13 +29,13 @@ class HeldFilter:
         self.on_ui_thread: list[bool] = []
         self.finished: list[str] = []
 
-    def __call__(self, table, flt, limit, start=0):
+    def __call__(self, log, flt, limit, start=0):
         self.calls.append((flt.text, start, limit))
         self.on_ui_thread.append(threading.current_thread() is threading.main_thread())
         gate = self.held.get(flt.text)
         if gate is not None:
             gate.wait(10)
-        rows = filter_rows(table, flt, limit, start)
+        rows = filter_rows(log, flt, limit, start)
         self.finished.append(flt.text)
         return rows
 
@@ -75,7 +75,7 @@ async def search(pilot, text: str) -> None:
 
 
 async def test_long_search_runs_in_a_worker_and_a_superseded_one_is_dropped(run_dir, held):
-    rows = RunFollower(run_dir).poll().to_pylist()
+    rows = run_events(read_run(run_dir))
     app = make_app(run_dir)
     async with app.run_test(size=(120, 30)) as pilot:
         panel, events = await events_tab_searching_in_worker(pilot, app)
@@ -105,7 +105,8 @@ async def test_long_search_runs_in_a_worker_and_a_superseded_one_is_dropped(run_
 
 
 async def test_events_followed_during_a_search_are_filtered_after_it(run_dir, held):
-    table = RunFollower(run_dir).poll()
+    tables = read_run(run_dir)
+    rows = run_events(tables)
     app = make_app(run_dir)
     async with app.run_test(size=(120, 30)) as pilot:
         panel, events = await events_tab_searching_in_worker(pilot, app)
@@ -113,36 +114,36 @@ async def test_events_followed_during_a_search_are_filtered_after_it(run_dir, he
         await search(pilot, "panic")
         assert panel.searching is not None
 
-        app.session.ingest(table, 0, True, 0.0)  # the same events once more arrive meanwhile
+        app.session.ingest(tables, 0, True, 0.0)  # the same events once more arrive meanwhile
         app.refresh_panels(force=True)
-        n = table.num_rows
+        n = len(rows)
         assert f"searching {2 * n:,} events…" in filter_line(app)
         held.release()
         await wait_for(pilot, lambda: panel.searching is None and events.count > 0)
-        everything = app.session.table.to_pylist()
-        assert len(everything) == 2 * n
-        assert events.count == hits(everything, "panic") == 2 * hits(table.to_pylist(), "panic") > 0
+        everything = rows + rows  # a later poll's events come after an earlier poll's
+        assert app.session.length == len(everything) == 2 * n
+        assert events.count == hits(everything, "panic") == 2 * hits(rows, "panic") > 0
         assert held.calls == [("panic", 0, n), ("panic", n, 2 * n)]  # the new rows only
         assert all(mentions(everything[i], "panic") for i in events.rows)
         assert f"{events.count:,} of {2 * n:,} events" in filter_line(app)
 
 
 async def test_short_filters_stay_on_the_ui_thread(run_dir, held):
-    table = RunFollower(run_dir).poll()
+    rows = run_events(read_run(run_dir))
     app = make_app(run_dir)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_loaded(pilot)
         await pilot.press("6")
         panel, events = app.query_one(EventLogPanel), app.query_one(EventList)
         panel.type_delay = 30.0
-        assert panel.sync_rows >= table.num_rows
+        assert panel.sync_rows >= len(rows)
         await search(pilot, "panic")  # done by the time the key is handled: no worker, no wait
-        assert panel.searching is None and events.count == hits(table.to_pylist(), "panic")
-        assert held.calls == [("panic", 0, table.num_rows)] and held.on_ui_thread == [True]
+        assert panel.searching is None and events.count == hits(rows, "panic")
+        assert held.calls == [("panic", 0, len(rows))] and held.on_ui_thread == [True]
 
 
 async def test_the_search_applies_as_you_type(run_dir):
-    rows = RunFollower(run_dir).poll().to_pylist()
+    rows = run_events(read_run(run_dir))
     app = make_app(run_dir)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_loaded(pilot)

@@ -38,7 +38,7 @@ async def test_follows_a_concurrent_writer_process(tmp_path):
             await wait_for(pilot, lambda: s.state.epoch > seen, timeout=30)
             await wait_for(pilot, lambda: s.ended, timeout=60)
             assert s.state.end_status == "completed"
-            await wait_for(pilot, lambda: "finished (completed)" in text_of(app.query_one(RunHeader)), timeout=5)
+            await wait_for(pilot, lambda: " completed " in text_of(app.query_one(RunHeader)), timeout=5)
             assert s.state.epoch == len(s.state.epochs)
     finally:
         proc.wait(timeout=60)

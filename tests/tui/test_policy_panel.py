@@ -48,10 +48,10 @@ async def test_policy_tab_shows_the_logged_learning_signal(tmp_path):
 
 
 def test_op_distribution_splits_the_run(tmp_path):
-    from telemetry_schema.fold import fold_table
-    from telemetry_schema.rundir import RunFollower
+    from telemetry_schema.fold import fold_tables
+    from telemetry_schema.rundir import read_run
 
-    state = fold_table(RunFollower(write_ppo_run(tmp_path)).poll())
+    state = fold_tables(read_run(write_ppo_run(tmp_path)))
     spans = op_distribution(state, buckets=2)
     assert [dict(c) for _, c in spans] == [{"GERMINATE": 4}, {"WAIT": 4}]
 

@@ -12,17 +12,18 @@ import pytest
 from textual.widgets import DataTable, TabbedContent
 
 from telemetry_schema import events as ev
+from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import Fold
-from telemetry_schema.rundir import RunFollower, create_run
+from telemetry_schema.rundir import create_run, read_run
+from telemetry_schema.runmodel import Scope, ScopedFold, ScopedReplay, refold
 from telemetry_schema.writer import WriterConfig
-from tui.scope import Scope, ScopedFold, ScopedReplay, refold
 from tui.screens.help import help_table
 from tui.widgets.metrics import draw_acc
 from tui.widgets.plot import AsyncPlot
 from tui.widgets.policy import PolicyPanel
 from tui.widgets.scopebar import ScopeBar
 
-from .conftest import press_and_settle, wait_for, wait_loaded
+from .conftest import press_and_settle, run_events, wait_for, wait_loaded
 from .test_app import cells, header, make_app, text_of
 
 SLOTS = ["r0c0", "r0c1"]
@@ -91,7 +92,7 @@ def write_env_run(runs_dir, run_id: str = "ppo-envs"):
 
 def folded(run, rank: int = 0, env: int | None = None):
     fold = Fold(rank=rank, env=env)
-    fold.update(RunFollower(run).poll())
+    fold.update(read_run(run))
     return fold.state
 
 
@@ -145,36 +146,37 @@ async def test_rank_keys_show_each_ranks_fold(tmp_path):
 
 
 async def test_event_log_keeps_to_the_chosen_rank_and_env(tmp_path):
-    import numpy as np
-
     from tui.widgets.eventlog import EventList
 
     run = write_ranked_run(tmp_path, "two-ranks")
-    table = RunFollower(run).poll()
-    ranks = table.column("rank").to_numpy()
+    every = run_events(read_run(run))
     app = make_app(run)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
         await pilot.press("6")
         events = app.query_one(EventList)
-        assert events.count == int((ranks == 0).sum()) < table.num_rows
+        rank0 = [p for p, e in enumerate(every) if e["rank"] == 0]
+        assert events.rows.tolist() == rank0 and 0 < len(rank0) < len(every)
         await press(pilot, "n")
         await pilot.pause()
-        assert events.count == int((ranks == 1).sum())
-        assert np.all(ranks[events.rows] == 1)
+        assert events.rows.tolist() == [p for p, e in enumerate(every) if e["rank"] == 1]
         assert "rank 1" in text_of(app.query_one("#event-filter-line"))
     envs_run = write_env_run(tmp_path)
-    envs = RunFollower(envs_run).poll().column("env").to_numpy()
+    every = run_events(read_run(envs_run))
     app = make_app(envs_run)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
         await pilot.press("6")
         events = app.query_one(EventList)
-        assert events.count == len(envs)  # every env
+        assert events.count == len(every) and events.rows is None  # every env
         await press(pilot, "e", "e")  # all -> 0 -> 1
         await pilot.pause()
         assert app.session.scope.env == 1
-        assert events.count == int((envs == 1).sum()) > 0 and np.all(envs[events.rows] == 1)
+        # env 1's events, and those of kinds about the whole run (run start and end: no env)
+        env1 = [p for p, e in enumerate(every) if e.get("env", 1) == 1]
+        assert events.rows.tolist() == env1
+        assert {every[p]["kind"] for p in env1 if "env" not in every[p]} == {"run_started", "run_finished"}
+        assert any(e.get("env") == 0 for e in every) and any(e.get("env") == 2 for e in every)
 
 
 async def test_divergence_names_the_rank_the_slot_and_the_epoch(tmp_path):
@@ -213,7 +215,8 @@ async def test_rank_switch_keeps_following_a_live_run(tmp_path):
 
 async def test_rank_switch_in_replay_keeps_the_cursor(tmp_path):
     run = write_ranked_run(tmp_path, "replay-ranks")
-    table = RunFollower(run).poll()
+    log = EventLog(read_run(run))
+    every = run_events(log.tables)
     app = make_app(run, replay=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
@@ -222,11 +225,11 @@ async def test_rank_switch_in_replay_keeps_the_cursor(tmp_path):
         await press(pilot, "n")
         assert app.session.replay is not None and app.session.cursor == cursor
         want = Fold(rank=1)
-        want.update(table.slice(0, cursor))
+        want.update(log.slice(0, cursor))
         assert app.session.state.epochs["val_acc"].tolist() == want.state.epochs["val_acc"].tolist()
         await pilot.press("]")  # next epoch of rank 1, not of rank 0
-        rows = table.slice(cursor, app.session.cursor - cursor)
-        assert rows.column("kind")[-1].as_py() == "epoch_completed" and rows.column("rank")[-1].as_py() == 1
+        last = every[app.session.cursor - 1]
+        assert app.session.cursor > cursor and last["kind"] == "epoch_completed" and last["rank"] == 1
 
 
 async def test_a_long_log_refolds_in_a_worker(tmp_path, monkeypatch):
@@ -239,7 +242,7 @@ async def test_a_long_log_refolds_in_a_worker(tmp_path, monkeypatch):
         release.wait(10)
         return refold(*args)
 
-    monkeypatch.setattr("tui.session.SYNC_EVENTS", 0)  # every log counts as long
+    monkeypatch.setattr("telemetry_schema.runmodel.SYNC_EVENTS", 0)  # every log counts as long
     monkeypatch.setattr(tui.app, "refold", slow_refold)
     app = make_app(run)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -327,15 +330,14 @@ async def test_env_switch_redraws_the_history_tables(tmp_path):
 @pytest.mark.parametrize("scope", [Scope(0, None), Scope(1, None), Scope(0, 1)], ids=str)
 def test_scoped_replay_backward_seek_matches_a_fresh_fold(tmp_path, scope):
     run = write_ranked_run(tmp_path, "seek-ranks") if scope.env is None else write_env_run(tmp_path)
-    table = RunFollower(run).poll()
-    replay = ScopedReplay(table, table.num_rows, scope)
-    rows = table.to_pydict()
-    epochs = [i for i, (k, r, e) in enumerate(zip(rows["kind"], rows["rank"], rows["env"]))
-              if k == "epoch_completed" and r == scope.rank and scope.env in (None, e)]
+    log = EventLog(read_run(run))
+    replay = ScopedReplay(log, len(log), scope)
+    epochs = [p for p, e in enumerate(run_events(log.tables))
+              if e["kind"] == "epoch_completed" and e["rank"] == scope.rank and scope.env in (None, e["env"])]
     cursor = epochs[2] + 1  # just after the scope's third epoch: a backward seek from the end
     replay.seek(cursor)
     want = Fold(rank=scope.rank, env=scope.env)
-    want.update(table.slice(0, cursor))
+    want.update(log.slice(0, cursor))
     st = replay.state
     assert replay.cursor == cursor and len(st.epochs) == 3 < len(epochs)
     assert st.epochs["val_acc"].tolist() == want.state.epochs["val_acc"].tolist()
@@ -355,14 +357,14 @@ def test_help_lists_the_scope_keys():
 
 @pytest.mark.parametrize("env", [None, 0, 2])
 def test_scoped_fold_in_small_pieces_equals_one_fold(tmp_path, env):
-    table = RunFollower(write_env_run(tmp_path)).poll()
+    log = EventLog(read_run(write_env_run(tmp_path)))
     fold = ScopedFold(Scope(env=env))
-    for start in range(0, table.num_rows, 7):
-        fold.update(table.slice(start, 7))
+    for start in range(0, len(log), 7):
+        fold.update(log.slice(start, start + 7))
     want = Fold(env=env)
-    want.update(table)
+    want.update(log.tables)
     st, ws = fold.state, want.state
-    assert fold.rows == table.num_rows and len(st.epochs) == len(ws.epochs) > 0
+    assert fold.rows == len(log) and len(st.epochs) == len(ws.epochs) > 0
     for name in ("epoch", "val_acc", "seq"):
         assert st.epochs[name].tolist() == ws.epochs[name].tolist()
     assert expected_stages(st) == expected_stages(ws) and st.epoch == ws.epoch

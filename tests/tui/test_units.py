@@ -1,4 +1,4 @@
-"""Pieces tested without an app: formatting, the session's replay moves, filters, the import rule."""
+"""Pieces tested without an app: formatting, the run model's replay moves, filters, the import rule."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow.compute as pc
 import pytest
 
-from telemetry_schema.rundir import RunFollower
+from telemetry_schema.eventlog import EventLog
+from telemetry_schema.rundir import read_run
+from telemetry_schema.runmodel import SPEEDS, RunModel
 from tui import fmt
-from tui.session import SPEEDS, Session
 from tui.widgets.eventlog import EventFilter, FilteredRows, filter_rows
 from tui.widgets.timeline import timeline_lines
+
+from .conftest import run_events
 
 
 def test_tui_never_imports_torch_or_esper():
@@ -45,10 +47,10 @@ def test_downsample_keeps_ends_and_drops_nan():
 
 
 def test_session_replay_moves(run_dir):
-    table = RunFollower(run_dir).poll()
-    kinds = table.column("kind").to_pylist()
-    s = Session()
-    s.ingest(table, 0, True, now=0.0)
+    tables = read_run(run_dir)
+    kinds = [e["kind"] for e in run_events(tables)]
+    s = RunModel()
+    s.ingest(tables, 0, True, now=0.0)
     s.start_replay(0)
     assert s.target("next:panic") == kinds.index("governor_panic") + 1
     s.seek(s.target("next:panic"))
@@ -68,18 +70,19 @@ def test_session_replay_moves(run_dir):
 
 
 def test_incremental_filter_matches_full_filter(run_dir):
-    table = RunFollower(run_dir).poll()
+    tables = read_run(run_dir)
+    log = EventLog(tables)
     flt = EventFilter(kind="gate_evaluated", slot="r0c1")
     rows = FilteredRows()
-    for limit in (100, 5_000, table.num_rows):
-        got, count = rows.update(table, flt, limit)
-        assert count == len(got) and np.array_equal(got, filter_rows(table, flt, limit))
-    got, count = rows.update(table, flt, 3_000)  # replay went back
-    assert np.array_equal(got, filter_rows(table, flt, 3_000))
-    expected = pc.sum(pc.and_(pc.equal(table.column("kind"), "gate_evaluated"),
-                              pc.fill_null(pc.equal(table.column("slot"), "r0c1"), False))).as_py()
-    assert len(filter_rows(table, flt, table.num_rows)) == expected
-    assert rows.update(table, EventFilter(), 42) == (None, 42)
+    for limit in (100, 5_000, len(log)):
+        got, count = rows.update(log, flt, limit)
+        assert count == len(got) and np.array_equal(got, filter_rows(log, flt, limit))
+    got, count = rows.update(log, flt, 3_000)  # replay went back
+    assert np.array_equal(got, filter_rows(log, flt, 3_000))
+    events = run_events(tables)
+    expected = [p for p, e in enumerate(events) if e["kind"] == "gate_evaluated" and e["slot"] == "r0c1"]
+    assert filter_rows(log, flt, len(log)).tolist() == expected and expected
+    assert rows.update(log, EventFilter(), 42) == (None, 42)
 
 
 def test_timeline_lanes(run_state):

@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from telemetry_schema.events import KINDS, field_docs
 from telemetry_schema.fold import RunState, Series
-from telemetry_schema.schema import ENVELOPE
+from telemetry_schema.schema import ENVELOPE, SLOT_ENVELOPE
 from tui import fmt
 from tui.widgets.metrics import spec
 from tui.widgets.plot import AsyncPlot
@@ -35,7 +35,8 @@ class EventDetail(ModalScreen):
         table.add_column("field", style="bold")
         table.add_column("value")
         table.add_column("meaning", style="grey62")
-        envelope_docs = {name: doc for name, _, doc in ENVELOPE}
+        envelope_docs = {name: doc for name, _, doc in ENVELOPE + SLOT_ENVELOPE}
+        envelope_docs["kind"] = "Event kind: the stream it was read from."
         for k, v in self.envelope.items():
             table.add_row(k, str(v), envelope_docs.get(k, ""))
         for k, v in self.payload.items():

@@ -1,8 +1,14 @@
-"""The run picker: the runs of a directory, newest first, summarised in a worker."""
+"""The run picker: the runs of a directory, newest first, summarised in a worker.
+
+A run whose log cannot be read, or whose every stream is corrupt (no event read), is shown as
+an error with the reason; a run read in part is shown with its status marked corrupt.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Callable
 
 from rich.text import Text
 from textual import work
@@ -12,17 +18,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from tui import fmt
-from tui.source import RunSummary, list_runs, summarize
+from telemetry_schema.runs import RunSummary, list_runs, summarize
 from tui.widgets.footer import KeyFooter
 
 COLUMNS = ("run", "status", "task", "epochs", "fossil", "pruned", "panics", "events")
 
 
 def summary_row(s: RunSummary) -> tuple:
-    if s.error:
+    if s.status == "error" or (s.error and not s.events):
         return (s.run_id, Text("error", style="bold red"), Text(s.error, style="red"), "", "", "", "", "")
-    status = Text(("● live " if s.live else "") + s.status,
-                  style="bold green" if s.live else {"completed": "blue", "failed": "red"}.get(s.status, ""))
+    status = Text(s.status, style=fmt.STATUS_STYLES.get(s.status, ""))
+    if s.error:  # some streams read, others corrupt
+        status.append(" corrupt", style="bold red")
     return (s.run_id, status, s.task, str(s.epochs), str(s.fossilized), str(s.pruned),
             Text(str(s.panics), style="red" if s.panics else ""), fmt.si(s.events))
 
@@ -34,9 +41,10 @@ class RunPicker(Screen):
                 Binding("k", "cursor('up')", "Up", show=False),
                 Binding("q", "app.quit", "Quit")]
 
-    def __init__(self, runs_dir: Path, now: float | None = None) -> None:
+    def __init__(self, runs_dir: Path, clock: Callable[[], float] = time.time) -> None:
+        """``clock`` gives the wall time the runs' statuses are judged at (the app's)."""
         super().__init__()
-        self.runs_dir, self.now = Path(runs_dir), now
+        self.runs_dir, self.clock = Path(runs_dir), clock
         self.paths: list[Path] = []
 
     def compose(self) -> ComposeResult:
@@ -60,9 +68,9 @@ class RunPicker(Screen):
     def summarize_all(self, paths: list[Path]) -> None:
         for path in paths:
             try:
-                row = summary_row(summarize(path, self.now))
+                row = summary_row(summarize(path, self.clock()))
             except Exception as exc:  # one broken run must not stop the picker
-                row = summary_row(RunSummary(path, path.name, error=f"{type(exc).__name__}: {exc}"))
+                row = summary_row(RunSummary(path, path.name, status="error", error=f"{type(exc).__name__}: {exc}"))
             self.app.call_from_thread(self._fill, path, row)
 
     def _fill(self, path: Path, row: tuple) -> None:

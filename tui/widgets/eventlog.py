@@ -1,18 +1,15 @@
-"""The event log: every event of the run, filtered by kind, slot and text, drawn lazily.
+"""The event log: every event of the run, filtered by kind, slot and a search, drawn lazily.
 
 Only the rows on screen are ever turned into Python objects, so a log of millions of events
-scrolls as fast as a short one; filters are vectorised Arrow compute over the whole table.
+scrolls as fast as a short one; filters are telemetry_schema's search, vectorised over each
+kind's table.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
@@ -22,8 +19,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry_schema.arrays import codes, rows_equal, take_rows, to_numpy
+from telemetry_schema.eventlog import EventLog
 from telemetry_schema.schema import ENVELOPE_NAMES
+from telemetry_schema.search import search
 
 KIND_STYLES = {"governor_panic": "bold red", "governor_rollback": "bold yellow", "gate_evaluated": "cyan",
                "stage_changed": "magenta", "seed_fossilized": "bold green", "seed_pruned": "red",
@@ -36,6 +34,7 @@ class EventFilter:
     kind: str | None = None
     slot: str | None = None
     text: str = ""
+    """A query of telemetry_schema's search language (substring, /regex/, field:value, ...)."""
     rank: int | None = None
     """Only this rank's events (set from the chosen rank of a multi-rank run)."""
     env: int | None = None
@@ -44,67 +43,19 @@ class EventFilter:
     def active(self) -> bool:
         return bool(self.kind or self.slot or self.text) or self.rank is not None or self.env is not None
 
-
-def _match(arr, text: str) -> np.ndarray:
-    hit = pc.match_substring(arr, text, ignore_case=True)
-    return to_numpy(pc.and_kleene(pc.is_valid(hit), hit))  # a null string: no match
-
-
-def _value_rows(column) -> dict[str | None, np.ndarray]:
-    """Row indices of each distinct value of a low-cardinality string column."""
-    enc = pc.dictionary_encode(column).combine_chunks()
-    idx = codes(enc)
-    return {v: np.flatnonzero(idx == i) for i, v in enumerate(enc.dictionary.to_pylist())}
+    def query(self) -> str:
+        """The whole filter as one search query."""
+        terms = [f"kind={self.kind}"] if self.kind else []
+        terms += [f"slot={self.slot}"] if self.slot else []
+        return " ".join(terms + [self.text])
 
 
-def text_hits(table: pa.Table, text: str) -> np.ndarray:
-    """Rows where ``text`` occurs (case-insensitive) in the envelope's kind, slot or seed, or in
-    any string (or list of strings) field of the event's payload. Envelope columns are matched
-    on their few distinct values, and each kind's payload on that kind's rows only."""
-    mask = np.zeros(table.num_rows, bool)
-    needle = text.lower()
-    for name in ("slot", "seed"):
-        for value, rows in _value_rows(table.column(name)).items():
-            if value is not None and needle in value.lower():
-                mask[rows] = True
-    for kind, rows in _value_rows(table.column("kind")).items():
-        if needle in kind.lower():
-            mask[rows] = True
-        if kind not in table.column_names or not len(rows):
-            continue
-        subs = [f for f in table.schema.field(kind).type if pa.types.is_string(f.type)
-                or (pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type))]
-        if not subs:
-            continue
-        col = take_rows(table.select([kind]), rows).column(kind).combine_chunks()
-        for sub in subs:
-            values = pc.struct_field(col, sub.name)
-            if pa.types.is_string(sub.type):
-                mask[rows[_match(values, text)]] = True
-            else:
-                parents = to_numpy(pc.list_parent_indices(values))
-                mask[rows[parents[_match(pc.list_flatten(values), text)]]] = True
-    return mask
-
-
-def filter_rows(table: pa.Table, flt: EventFilter, limit: int, start: int = 0) -> np.ndarray | None:
-    """Row indices in [start, limit) that pass the filter; None when every row does."""
+def filter_rows(log: EventLog, flt: EventFilter, limit: int, start: int = 0) -> np.ndarray | None:
+    """Positions in [start, limit) of the events that pass the filter; None when every event
+    does. Raises QueryError for a query that cannot run."""
     if not flt.active():
         return None
-    table = table.slice(start, max(0, limit - start))
-    mask = np.ones(table.num_rows, bool)
-    for column in ("kind", "slot"):
-        value = getattr(flt, column)
-        if value:
-            hit = np.zeros(table.num_rows, bool)
-            hit[rows_equal(table.column(column), value)] = True
-            mask &= hit
-    for column in ("rank", "env"):
-        if getattr(flt, column) is not None:
-            mask &= to_numpy(table.column(column)) == getattr(flt, column)
-    if flt.text:
-        mask &= text_hits(table, flt.text)
-    return np.flatnonzero(mask) + start
+    return search(log, flt.query(), rank=flt.rank, env=flt.env, start=start, stop=limit)
 
 
 class FilteredRows:
@@ -118,11 +69,11 @@ class FilteredRows:
         self.done = 0
         self.rows: np.ndarray | None = None
 
-    def update(self, table: pa.Table, flt: EventFilter, limit: int) -> tuple[np.ndarray | None, int]:
-        """(row indices or None for all, number of rows shown) for rows below ``limit``."""
+    def update(self, log: EventLog, flt: EventFilter, limit: int) -> tuple[np.ndarray | None, int]:
+        """(positions or None for all, number of rows shown) for positions below ``limit``."""
         start = self.todo(flt, limit)
         if start is not None:
-            self.add(flt, start, limit, filter_rows(table, flt, limit, start))
+            self.add(flt, start, limit, filter_rows(log, flt, limit, start))
         return self.result()
 
     def todo(self, flt: EventFilter, limit: int) -> int | None:
@@ -166,11 +117,14 @@ def _value(v) -> str:
     return str(v)
 
 
-def event_line(row: dict) -> str:
-    payload = row.get(row["kind"]) or {}
+def event_line(kind: str, row: dict) -> str:
+    """One event as a line of the list: seq, epoch, kind, slot and seed, then its fields."""
+    payload = {k: v for k, v in row.items() if k not in ENVELOPE_NAMES}
     summary = " ".join(f"{k}={_value(v)}" for k, v in payload.items() if v not in (None, "", [], {}))
-    where = " ".join(v for v in (row["slot"], row["seed"]) if v)
-    return f"{row['seq']:>8} e{row['epoch']:<4} {row['kind']:<19} " + (f"[{where}] " if where else "") + summary
+    where = " ".join(v for v in (row.get("slot"), row.get("seed")) if v)
+    epoch = row.get("epoch")
+    return (f"{row['seq']:>8} e{epoch if epoch is not None else '-':<4} {kind:<19} "
+            + (f"[{where}] " if where else "") + summary)
 
 
 class EventList(ScrollView, can_focus=True):
@@ -194,16 +148,16 @@ class EventList(ScrollView, can_focus=True):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.table: pa.Table | None = None
+        self.events: EventLog | None = None
         self.rows: np.ndarray | None = None
         self.count = 0
         self._cache: dict[int, tuple[str, str]] = {}
 
-    def set_rows(self, table: pa.Table, rows: np.ndarray | None, count: int, follow: bool) -> None:
-        same = table is self.table and count == self.count and rows is self.rows
+    def set_rows(self, log: EventLog, rows: np.ndarray | None, count: int, follow: bool) -> None:
+        same = log is self.events and count == self.count and rows is self.rows
         if same:
             return
-        self.table, self.rows, self.count = table, rows, count
+        self.events, self.rows, self.count = log, rows, count
         self._cache.clear()
         self.virtual_size = Size(self.size.width, count)
         if follow:
@@ -218,15 +172,13 @@ class EventList(ScrollView, can_focus=True):
 
     def _lines(self, start: int, stop: int) -> None:
         missing = [i for i in range(start, stop) if i not in self._cache]
-        if not missing or self.table is None:
+        if not missing or self.events is None:
             return
         if len(self._cache) > 2000:
             self._cache.clear()
-        rows = pa.concat_tables([self.table.slice(self.table_row(i), 1) for i in missing])
-        # a line has no wall time, and zoned datetimes would import pandas (0.3 s) on first show
-        rows = rows.drop_columns(["wall_time"])
-        for i, row in zip(missing, rows.to_pylist()):
-            self._cache[i] = (event_line(row), row["kind"])
+        for i in missing:
+            kind, row = self.events.event(self.table_row(i))
+            self._cache[i] = (event_line(kind, row), kind)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -273,15 +225,8 @@ class EventList(ScrollView, can_focus=True):
             self.post_message(self.Opened(self.table_row(self.cursor)))
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def envelope_and_payload(table: pa.Table, row: int) -> tuple[dict, dict]:
-    """The envelope fields and the payload of one event, as Python values (the wall time a UTC
-    datetime, made here: pyarrow's zoned datetimes import pandas, 0.3 s, on first use)."""
-    one = table.slice(row, 1)
-    rec = one.set_column(one.schema.get_field_index("wall_time"), "wall_time",
-                         pc.cast(one.column("wall_time"), pa.int64())).to_pylist()[0]
-    if rec["wall_time"] is not None:
-        rec["wall_time"] = _EPOCH + timedelta(microseconds=rec["wall_time"])
-    return {k: rec[k] for k in ENVELOPE_NAMES}, dict(rec.get(rec["kind"]) or {})
+def event_fields(log: EventLog, position: int) -> tuple[dict, dict]:
+    """The envelope fields (the kind among them) and the payload of one event."""
+    kind, row = log.event(position)
+    envelope = {"kind": kind, **{k: v for k, v in row.items() if k in ENVELOPE_NAMES}}
+    return envelope, {k: v for k, v in row.items() if k not in ENVELOPE_NAMES}

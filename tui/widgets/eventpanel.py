@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pyarrow as pa
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -24,7 +23,9 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
-from tui.session import Session
+from telemetry_schema.eventlog import EventLog
+from telemetry_schema.runmodel import RunModel
+from telemetry_schema.search import QueryError
 from tui.widgets.eventlog import EventFilter, EventList, FilteredRows, filter_rows
 
 SYNC_ROWS = 100_000
@@ -55,7 +56,9 @@ class EventLogPanel(Vertical):
 
     def __init__(self, *, sync_rows: int = SYNC_ROWS, type_delay: float = TYPE_DELAY_S, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.session: Session | None = None
+        self.session: RunModel | None = None
+        self.problem = ""
+        """Why the search cannot run (a bad query), shown in the filter line."""
         self.sync_rows = sync_rows
         """Filters over at most this many rows run on the UI thread; longer ones in a worker."""
         self.type_delay = type_delay
@@ -71,28 +74,36 @@ class EventLogPanel(Vertical):
         yield Input(placeholder="search events as you type (Enter: done, Esc: clear filters)", id="event-search")
         yield EventList(id="event-list")
 
-    def show(self, session: Session) -> None:
+    def show(self, session: RunModel) -> None:
         """Show the events below the session's cursor that pass the filter (filtering them here,
         or starting a search in a worker and showing the rows held until it is done)."""
         self.session = session
         limit = session.cursor
         flt = self._scoped(session)
         start = self._filtered.todo(flt, limit)
-        if start is None or limit - start <= self.sync_rows:
-            self._cancel_search()
-            if start is not None:
-                self._filtered.add(flt, start, limit, filter_rows(session.table, flt, limit, start))
-        elif self.searching != (flt, start):  # else the running search goes on; rows come later
-            self._request += 1
-            self.searching = (flt, start)
-            self._search(session.table, flt, start, limit, self._request)
+        try:
+            if start is None or limit - start <= self.sync_rows:
+                self._cancel_search()
+                if start is not None:
+                    self._filtered.add(flt, start, limit, filter_rows(session.log, flt, limit, start))
+            elif self.searching != (flt, start):  # else the running search goes on; rows come later
+                self._request += 1
+                self.searching = (flt, start)
+                self._search(session.log, flt, start, limit, self._request)
+            self.problem = ""
+        except QueryError as exc:
+            self.problem = str(exc)
+            self._filtered.add(flt, 0, limit, np.zeros(0, np.int64))
         rows, count = self._filtered.result()
-        self.query_one(EventList).set_rows(session.table, rows, count, self.follow)
+        self.query_one(EventList).set_rows(session.log, rows, count, self.follow)
         self._draw_filter_line(count, limit)
 
     @work(thread=True, exclusive=True, group="event-filter")
-    def _search(self, table: pa.Table, flt: EventFilter, start: int, limit: int, request: int) -> None:
-        rows = filter_rows(table, flt, limit, start)
+    def _search(self, log: EventLog, flt: EventFilter, start: int, limit: int, request: int) -> None:
+        try:
+            rows = filter_rows(log, flt, limit, start)
+        except QueryError:
+            rows = np.zeros(0, np.int64)
         if not get_current_worker().is_cancelled:
             self.post_message(self.Filtered(request, flt, start, limit, rows))
 
@@ -110,7 +121,7 @@ class EventLogPanel(Vertical):
         self._filtered.add(msg.flt, msg.start, msg.limit, msg.rows)
         self._redraw()  # also filters the events that arrived while it ran
 
-    def _scoped(self, session: Session) -> EventFilter:
+    def _scoped(self, session: RunModel) -> EventFilter:
         """The filter, kept to the chosen rank of a multi-rank run and the chosen env."""
         return dataclasses.replace(self.flt, rank=session.scope.rank if session.multi_rank else None,
                                    env=session.scope.env)
@@ -128,6 +139,8 @@ class EventLogPanel(Vertical):
             text.append(f"  env {self.session.scope.env}")
         text.append(f"  kind: {f.kind or 'all'} [t]  slot: {f.slot or 'all'} [o]  search: ")
         text.append(f.text or "— [/]", style="italic")
+        if self.problem:
+            text.append(f"  {self.problem}", style="bold red")
         text.append("  follow: ")
         text.append("on" if self.follow else "off", style="green" if self.follow else "yellow")
         text.append(" [f]")

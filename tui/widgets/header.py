@@ -6,12 +6,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from telemetry_schema.runmodel import RunModel, divergences
+from telemetry_schema.status import run_status
 from tui import fmt
-from tui.scope import divergences
-from tui.session import Session
 
 
-def silent_ranks(session: Session, now: float) -> list[int]:
+def silent_ranks(session: RunModel, now: float) -> list[int]:
     """Ranks with no event for a while (only while following a run that has not finished)."""
     st = session.state
     if session.replay is not None or st.end_status is not None:
@@ -19,7 +19,7 @@ def silent_ranks(session: Session, now: float) -> list[int]:
     return st.ranks.silent(now, max(30.0, 6 * st.heartbeat_s))
 
 
-def scope_label(session: Session) -> str:
+def scope_label(session: RunModel) -> str:
     """'rank 1/2  env 3/4' (or 'env all/4'): what the panels show; '' for a one-rank, one-env run."""
     scope = session.pending or session.scope
     parts = []
@@ -30,11 +30,12 @@ def scope_label(session: Session) -> str:
     return "  ".join(parts)
 
 
-def header_text(session: Session, now: float, target: str) -> Text:
+def header_text(session: RunModel, now: float, target: str) -> Text:
     """Two lines describing the run as of the cursor (live: as of ``now``)."""
     st = session.state
     replaying = session.replay is not None
-    status = st.status(st.last_wall if replaying and st.last_wall else now)
+    # a replay shows the run as it was at the cursor; following, as it is now
+    status = run_status(st, st.last_wall if replaying and st.last_wall else now)
     if not session.loaded:
         status = "loading"
     elif st.events == 0 and session.length == 0:
@@ -42,10 +43,7 @@ def header_text(session: Session, now: float, target: str) -> Text:
     top = Text()
     top.append(st.run_id or session.manifest.get("run_id") or target, style="bold")
     top.append(f"  {st.task or session.manifest.get('task', '')}  ")
-    label = status
-    if status == "finished" and st.end_status:
-        label = f"finished ({st.end_status})"
-    top.append(f" {label} ", style=fmt.STATUS_STYLES.get(status, "bold") + " reverse")
+    top.append(f" {status} ", style=fmt.STATUS_STYLES.get(status, "bold") + " reverse")
     top.append(f"  epoch {st.epoch}  step {fmt.si(st.step)}")
     shown = scope_label(session)
     if shown:
@@ -74,7 +72,9 @@ def header_text(session: Session, now: float, target: str) -> Text:
             found = divergences(ranks)
             where = ": " + ", ".join(d.short() for d in found) if found else ""
             bottom.append(f" DIVERGED{where}", style="bold red")
-    if session.torn_bytes:
+    if session.corrupt:
+        bottom.append(f" │ CORRUPT: {session.corrupt[0]}", style="bold red")
+    elif session.torn_bytes:
         bottom.append(f" │ torn tail {session.torn_bytes} B", style="bold yellow")
     else:
         bottom.append(" │ log intact", style="green")
@@ -94,5 +94,5 @@ def header_text(session: Session, now: float, target: str) -> Text:
 class RunHeader(Static):
     """Two lines at the top of the main screen."""
 
-    def show(self, session: Session, now: float, target: str) -> None:
+    def show(self, session: RunModel, now: float, target: str) -> None:
         self.update(header_text(session, now, target))

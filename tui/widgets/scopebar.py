@@ -10,8 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tui.scope import divergences
-from tui.session import Session
+from telemetry_schema.runmodel import RunModel, divergences
 from tui.widgets.header import silent_ranks
 
 
@@ -19,7 +18,7 @@ def _chip(text: Text, label: str, chosen: bool, style: str = "") -> None:
     text.append(f" {label} ", style=(style + " reverse bold").strip() if chosen else style)
 
 
-def scope_text(session: Session, now: float) -> Text:
+def scope_text(session: RunModel, now: float) -> Text:
     """The selector's lines (empty Text for a one-rank, one-env run)."""
     scope = session.pending or session.scope
     ranks = session.state.ranks
@@ -58,7 +57,7 @@ class ScopeBar(Static):
     def watch_shown(self, shown: bool) -> None:
         self.set_class(shown, "-shown")
 
-    def show(self, session: Session, now: float) -> None:
+    def show(self, session: RunModel, now: float) -> None:
         self.shown = session.multi_rank or session.multi_env
         if self.shown:
             self.update(scope_text(session, now))

@@ -1,0 +1,57 @@
+"""A run's status: one function, from its events and heartbeats (never run.json alone).
+
+``run_status`` is what both viewers show, everywhere a run's status appears (header, run
+picker, runs page, run page). How a run ended comes from its ``run_finished`` event; a run
+without one is 'running' while events (heartbeats included) keep arriving, 'stalled' when
+heartbeats arrive but nothing else does, and 'crashed' once it has been silent for several
+heartbeat periods, however its run.json reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telemetry_schema.state import ENDED, RunState
+
+STATUSES = ("waiting", "running", "stalled", "crashed", *ENDED)
+LIVE = ("waiting", "running", "stalled")
+"""Statuses of a run that may still write events."""
+
+
+def run_status(state: RunState, now: float) -> str:
+    """One of ``STATUSES`` for a run folded into ``state``, as seen at wall time ``now``."""
+    return state.status(now)
+
+
+def is_live(status: str) -> bool:
+    return status in LIVE
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run has come, and the time it likely still needs."""
+
+    epoch: int
+    planned: int
+    """Epochs the run is set to train (0: not known)."""
+    elapsed_s: float | None
+    left_s: float | None
+    """Time left at the pace of the epochs so far (None: not known, or the run has ended)."""
+
+    def label(self) -> str:
+        """'epoch 12/40' (or 'epoch 12' when the plan is not known)."""
+        return f"epoch {self.epoch}/{self.planned}" if self.planned else f"epoch {self.epoch}"
+
+
+def progress(state: RunState, now: float) -> Progress:
+    """The run's progress as of wall time ``now`` (an ended run's elapsed time stops at its end)."""
+    start = state.started_wall if state.started_wall is not None else state.first_wall
+    done = len(state.epochs)
+    end = state.last_wall if state.end_status is not None else now
+    elapsed = end - start if start is not None and end is not None else None
+    left = None
+    if state.end_status is None and state.planned_epochs and done and elapsed is not None:
+        walls = state.epochs["wall"]
+        pace = (walls[-1] - start) / done  # seconds an epoch, over the epochs finished
+        left = max(0.0, (state.planned_epochs - done) * pace - (now - walls[-1]))
+    return Progress(state.epoch, state.planned_epochs, elapsed, left)
