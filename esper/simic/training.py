@@ -135,6 +135,7 @@ class PPOTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfgs.run.seed)
             net = PolicyNetwork(env.obs_dim, env.space, cfgs.network)
+        net.set_blueprint_prior(env.bridge.blueprint_log_costs())
         ppo = PPO(net, cfgs.ppo, total_updates=cfgs.run.rounds)
         learner = Learner(env, ppo, torch.Generator().manual_seed(cfgs.run.seed))
         if resume is None:

@@ -168,3 +168,18 @@ def test_only_a_seed_that_has_blended_may_be_pruned():
     assert not young["op"][OPS.index(Op.PRUNE)]
     anytime = PolicyBridge(CNN, "cnn", cfg=BridgeConfig(prune_judged_only=False))
     assert anytime.masks(view)["slot"][OPS.index(Op.PRUNE)].tolist() == [True, True, True]
+
+
+def test_a_new_policy_tries_cheap_blueprints_first():
+    bridge = PolicyBridge(CNN, "cnn")
+    costs = dict(zip(CNN.blueprints, bridge.blueprint_log_costs().tolist()))
+    assert costs["norm"] == 0.0 and costs["noop"] == 0.0  # the cheapest; noop is masked anyway
+    assert costs["attention"] < costs["conv_light"] < costs["conv_heavy"]
+    net = PolicyNetwork(bridge.obs_dim, CNN)
+    net.set_blueprint_prior(bridge.blueprint_log_costs())
+    masks = bridge.masks(obs(SlotView("block2", S.DORMANT)))
+    logits, _, _ = net(torch.zeros(1, 1, bridge.obs_dim), net.initial_state(1), torch.ones(1, 1, dtype=torch.bool))
+    probs = torch.softmax(torch.where(masks["blueprint"], logits["blueprint"][0, 0], torch.tensor(-1e4)), -1)
+    p = dict(zip(CNN.blueprints, probs.tolist()))
+    assert p["norm"] > p["attention"] > p["depthwise"] > p["conv_light"] > p["conv_heavy"] > 0.005
+    assert p["noop"] == 0.0

@@ -9,6 +9,7 @@ same when deployed as when it was trained (issue 14).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -74,6 +75,14 @@ class PolicyBridge:
         self.space, self.topology = space, topology
         self.features, self.cfg = features or FeatureConfig(), cfg or BridgeConfig()
         self.inert = inert_blueprints(topology, space.blueprints) if self.cfg.mask_inert_blueprints else frozenset()
+
+    def blueprint_log_costs(self) -> Tensor:
+        """(n_blueprints,) ln(params / the cheapest blueprint's params) at a reference width
+        (0 for inert blueprints, which are masked anyway)."""
+        with torch.random.fork_rng(devices=[]):
+            params = [blueprint_params(self.topology, b, PROBE_WIDTH) for b in self.space.blueprints]
+        cheapest = min((p for p in params if p > 0), default=1)
+        return torch.tensor([math.log(p / cheapest) if p > 0 else 0.0 for p in params])
 
     @property
     def obs_dim(self) -> int:
