@@ -11,7 +11,6 @@ host is not saved), from episode indices and data passes not used before.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,13 +64,10 @@ class Configs:
 
     @classmethod
     def from_dict(cls, d: dict) -> Configs:
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        built = {}
-        for name, cls_ in (("run", RunConfig), ("env", EnvConfig), ("reward", RewardConfig), ("ppo", PPOConfig),
-                           ("features", FeatureConfig), ("bridge", BridgeConfig), ("network", NetworkConfig)):
-            built[name] = cls_(**_tuples(cls_, d.get(name, {})))
-        assert set(built) == set(types)
-        return cls(**built)
+        """The inverse of ``as_dict`` (a section missing from ``d`` takes its defaults)."""
+        parts = {"run": RunConfig, "env": EnvConfig, "reward": RewardConfig, "ppo": PPOConfig,
+                 "features": FeatureConfig, "bridge": BridgeConfig, "network": NetworkConfig}
+        return cls(**{name: part(**_tuples(part, d.get(name, {}))) for name, part in parts.items()})
 
 
 def _tuples(cls_, values: dict) -> dict:
@@ -205,7 +201,3 @@ def load_checkpoint(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"--resume: {path} is not a learner checkpoint (no {', '.join(sorted(missing))})")
     return ckpt
-
-
-def finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None

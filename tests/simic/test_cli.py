@@ -165,3 +165,10 @@ def test_sigterm_ends_the_run_as_interrupted_with_its_checkpoints(tmp_path):
     finished = read_run(run_dir).rows("run_finished")
     assert [(f["status"], f["reason"]) for f in finished] == [("interrupted", "SIGTERM")]
     assert torch.load(run_dir / "learner.pt", weights_only=True)["rounds"] >= 1
+
+
+def test_configs_round_trip_through_a_checkpoint_dict():
+    from esper.simic.training import Configs
+    cfgs = configs_from_args(parse("--envs", "3", "--workers", "1", "--episode-length", "5", "--entropy-scale", "2"))
+    assert Configs.from_dict(cfgs.as_dict()) == cfgs
+    assert Configs.from_dict({}) == Configs()
