@@ -18,7 +18,7 @@ import torch
 
 from esper import distributed as D
 from esper.kasmina.model import MorphogeneticModel
-from esper.leyline.config import HeuristicConfig, TrainConfig
+from esper.leyline.config import HeuristicConfig, SlotConfig, TrainConfig
 from esper.nissa import MultiSink, Sink, new_run_id, start_run
 from esper.nissa.system import SystemSampler
 from esper.runtime.tasks import TaskOptions, build_task
@@ -128,15 +128,20 @@ def resolve_slots(text: str | None, available: list[str]) -> list[str] | None:
     return wanted
 
 
+def task_slot_config(task, slot_cfg: SlotConfig) -> SlotConfig:
+    """``slot_cfg`` with the task's isolation choice where the config leaves it open (None).
+    ``esper train`` and the PPO environments both build their models with it."""
+    if slot_cfg.isolate_blending is None and task.isolate_blending is not None:
+        return dataclasses.replace(slot_cfg, isolate_blending=task.isolate_blending)
+    return slot_cfg
+
+
 def build_model(spec: RunSpec, slots_text: str | None = None):
     """(task, model) for a spec, on the spec's device."""
     task = build_task(spec.task, dataclasses.replace(spec.task_options, seed=spec.train.seed))
     available = [s.slot_id for s in task.host.injection_specs()]
     slot_ids = spec.slots if spec.slots is not None else resolve_slots(slots_text, available)
-    slot_cfg = spec.train.slot
-    if slot_cfg.isolate_blending is None and task.isolate_blending is not None:
-        slot_cfg = dataclasses.replace(slot_cfg, isolate_blending=task.isolate_blending)
-    model = MorphogeneticModel(task.host, slot_ids, slot_cfg, spec.train.gradients)
+    model = MorphogeneticModel(task.host, slot_ids, task_slot_config(task, spec.train.slot), spec.train.gradients)
     return task, model.to(spec.train.device)
 
 

@@ -294,6 +294,11 @@ class ControllerDecision(Event):
     reason: str = doc("The heuristic's reason text (empty for a policy).", "")
     action_probs: dict[str, float] = doc("A policy's probability of each op (empty for the heuristic).", {})
     value: float | None = doc("A policy's value estimate, else null.", None)
+    blend: str | None = doc("GERMINATE: the blend operator chosen for the seed, else null (the slot's own).", None)
+    tempo: str | None = doc("GERMINATE: the blend tempo chosen for the seed, else null (the slot's own).", None)
+    curve: str | None = doc("GERMINATE: the alpha curve chosen for the seed, else null (the slot's own).", None)
+    alpha_target: float | None = doc("SET_ALPHA_TARGET: the new alpha target, else null.", None)
+    alpha_steps: int | None = doc("SET_ALPHA_TARGET: epochs the ramp to the target takes, else null.", None)
 
 
 @dataclass(frozen=True, slots=True)

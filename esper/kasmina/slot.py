@@ -48,6 +48,8 @@ class SeedRecord:
     contribution: float | None = None
     contribution_se: float | None = None
     # standard error of the latest contribution, percentage points (paired over validation samples)
+    contribution_epoch: int | None = None
+    # epoch at whose end ``contribution`` was measured (None = never)
     contributions: list[float] = field(default_factory=list)
     panics_in_stage: int = 0
     isolation_violations: int = 0

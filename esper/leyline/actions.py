@@ -38,6 +38,12 @@ class Decision:
     # the seed the action concerns, when there is one
     alpha_steps: int | None = None
     # SET_ALPHA_TARGET: epochs the ramp to alpha_target takes (None = 1, the target in one epoch)
+    blend: str | None = None
+    # GERMINATE: blend operator of the new seed ('add', 'multiply', 'gate'; None = the slot's config)
+    tempo: str | None = None
+    # GERMINATE: blend tempo of the new seed ('fast', 'standard', 'slow'; None = the slot's config)
+    curve: str | None = None
+    # GERMINATE: alpha curve of the new seed ('linear', 'cosine', 'sigmoid', 'tanh'; None = the slot's)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,14 @@ class SlotView:
     # failed check codes of the slot's last gate evaluation
     contribution_se: float | None = None
     # its standard error, percentage points (paired over the validation samples)
+    alpha_target: float = 0.0
+    # where alpha is heading (equal to alpha unless a ramp is under way)
+    contribution_age: int | None = None
+    # epochs since the contribution was last measured (0 = at this epoch's end; None = never)
+    gradient_health: float | None = None
+    # health in [0, 1] of the seed's last gradient sample (None = never measured)
+    params: int = 0
+    # trainable parameters of the seed
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ class Observation:
     pruned_blueprints: tuple[str, ...] = ()
     # blueprints pruned so far, most recent last
     host_params: int = 0
-    # trainable parameters of the host alone
+    # trainable parameters of the host (0 = unknown), the scale of the seeds' parameters
     host_flops: int = 0
     # forward FLOPs per sample of the host alone (0 before the first epoch has been counted)
     blueprint_costs: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=dict)

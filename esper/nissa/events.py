@@ -100,13 +100,20 @@ class EventSink(Sink):
         self._emit(ev.GovernorRollback(to_epoch=to_epoch, seeds_pruned=list(seeds_pruned), reason=reason))
 
     def controller_decision(self, controller, decision) -> None:
-        self._emit(ev.ControllerDecision(controller=controller, op=decision.op.name,
-                                         blueprint=decision.blueprint, reason=decision.reason),
+        self._emit(ev.ControllerDecision(controller=controller, op=decision.op.name, blueprint=decision.blueprint,
+                                         reason=decision.reason, **decision_settings(decision)),
                    decision.slot_id, decision.seed_id)
 
     def scalar(self, name: str, value: float) -> None:
         """A namespaced scalar (the TensorBoard add_scalar analogue), e.g. 'seed/contribution'."""
         self.writer.scalar(name, float(value))
+
+
+def decision_settings(decision) -> dict:
+    """The controller_decision fields a Decision's settings fill (blend, tempo, curve, alpha target
+    and steps), shared by every sink that logs decisions."""
+    return {"blend": decision.blend, "tempo": decision.tempo, "curve": decision.curve,
+            "alpha_target": decision.alpha_target, "alpha_steps": decision.alpha_steps}
 
 
 def start_run(runs_dir, *, run_id: str, task: str, topology: str, host_params: int, slot_ids: list[str],

@@ -5,11 +5,12 @@
     schedule.py   LR warmup + cosine decay
     rollout.py    (T, N) rollout storage
     ppo.py        the recurrent PPO update with an approximate-KL early stop
-    rewards.py    reward components (attribution, PBRS shaping, rent, costs, terminal, penalties)
-    collect.py    the lockstep collection loop and Learner (rounds of collect + update)
+    rewards.py    reward components (paired gain over a host-only shadow, rents; the earlier shaped set)
+    collect.py    the lockstep collection loop, RewardScaler and Learner (rounds of collect + update)
     shared_data.py  the environments' one task and data iterator (one pass drawn per step)
     env.py        one morphogenetic training environment on the core
-    vec_env.py    K environments in lockstep on shared batches
+    vec_env.py    K environments in lockstep on shared batches, with their host-only shadows
+    training.py   a run: round/time budget, learner checkpoints, resume
     telemetry.py  per-environment event sinks, PPOUpdate events
     cli.py        ``esper ppo``: add_ppo_arguments / run_ppo
 

@@ -20,32 +20,34 @@ import torch
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Decision, Observation, Op
 from esper.leyline.config import GateConfig, TrainConfig
+from esper.leyline.stages import SeedStage
 from esper.nissa.sink import Sink
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions
+from esper.session import task_slot_config
 from esper.simic.rewards import RewardConfig, StepFacts, compute_reward
 from esper.simic.shared_data import Batch, SharedData
-from esper.tamiyo.policy.actions import PolicyAction
 from esper.tolaria.trainer import FaultSpec, Trainer
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """What every environment trains and for how long."""
+    """What every environment trains and for how long (a short proxy of a full training run)."""
 
     task: str = "synthetic-images"
     # task name (esper.runtime.tasks)
-    episode_length: int = 20
-    # RL steps per episode; the host trains episode_length + 1 epochs (the first one before any action)
+    episode_length: int = 16
+    # RL steps per episode; the host trains episode_length + 1 epochs (the first one before any
+    # action) on a cosine LR schedule over those epochs, and the last epoch ends the episode
     seed: int = 0
-    # base seed: the shared data stream's seed; environment k, episode j get a host seed
-    # derived from (seed, k, j)
+    # base seed: the shared data stream's seed and the root of every episode's host seed
     device: str = "cpu"
     # device of the host models
     slots: tuple[str, ...] | None = None
     # slot ids to enable (None = every slot of the host)
-    synthetic_train: int = 2048
-    # training samples of the synthetic task (small: one epoch per RL step on CPU)
+    synthetic_train: int = 1024
+    # training samples per epoch of the synthetic task (fresh ones every epoch; small: one epoch
+    # per RL step on CPU)
     synthetic_val: int = 512
     # validation samples of the synthetic task
     batch_size: int = 64
@@ -56,6 +58,10 @@ class EnvConfig:
     # data directory (cifar10)
     fault: str | None = None
     # deliberate fault of every episode, 'nan@EPOCH' or 'spike@EPOCH' (tests the death path)
+    shared_host: bool = True
+    # environments starting an episode at the same step start from the same host weights (one host
+    # seed per episode index), so one host-only shadow pairs with all of them; False gives every
+    # environment its own host seed (and its own shadow)
 
 
 def task_options(cfg: EnvConfig) -> TaskOptions:
@@ -70,7 +76,7 @@ def episode_seed(base: int, env: int, episode: int) -> int:
 
 
 class _Queue:
-    """The controller the Trainer sees: hands over the decision the policy chose, once."""
+    """The controller the Trainer sees: hands over the decisions the policy chose, once."""
 
     name = "policy"
 
@@ -89,27 +95,30 @@ class StepResult:
     components: dict[str, float]
     # reward by component
     terminated: bool
-    # governor rollback: the episode is over for good
+    # the episode is over: its last epoch was trained, or the governor rolled the model back
     truncated: bool
-    # the episode reached its length
+    # cut short while it could go on (never, for a training run that ends; kept for the protocol)
     final_obs: Observation
     # observation of the state reached (before a reset)
     took_effect: bool = False
-    # the decision changed the model
+    # the policy's decision changed the model
+    died: bool = False
+    # the governor rolled the model back
     info: dict = field(default_factory=dict)
 
 
 class MorphEnv:
     """Environment ``index``: builds a fresh host + model + trainer at every reset, on ``data``'s
-    task; ``batches`` train the first epoch."""
+    task; ``batches`` train the first epoch. A shadow is a MorphEnv that only ever waits."""
 
     def __init__(self, index: int, cfg: EnvConfig, reward_cfg: RewardConfig, data: SharedData,
-                 batches: Sequence[Batch], sink_factory: Callable[[int], Sink] = lambda i: Sink()) -> None:
+                 batches: Sequence[Batch], sink_factory: Callable[[int], Sink] = lambda i: Sink(),
+                 host_seed: int | None = None, first_episode: int = 0) -> None:
         self.index, self.cfg, self.reward_cfg, self.data = index, cfg, reward_cfg, data
         self.sink = sink_factory(index)
-        self.episode = -1
+        self.episode = first_episode - 1
         self.rng_state = torch.Generator().manual_seed(episode_seed(cfg.seed, index, -1)).get_state()
-        self.reset(batches)
+        self.reset(batches, host_seed)
 
     @contextmanager
     def own_rng(self) -> Iterator[None]:
@@ -126,26 +135,30 @@ class MorphEnv:
         gates = dataclasses.replace(GateConfig(), mode=self.cfg.gates)
         return TrainConfig(epochs=self.cfg.episode_length + 1, seed=seed, device=self.cfg.device, gates=gates)
 
-    def reset(self, batches: Sequence[Batch]) -> Observation:
-        """A new episode: a new host (seeded by environment and episode); trains the first epoch
-        on ``batches`` before any action."""
+    def reset(self, batches: Sequence[Batch], host_seed: int | None = None) -> Observation:
+        """A new episode: a new host (``host_seed``, by default one of this environment and
+        episode); trains the first epoch on ``batches`` before any action. The model is built as
+        ``esper train`` builds it (``task_slot_config``), the RNG stream seeded the same way."""
         self.episode += 1
-        seed = episode_seed(self.cfg.seed, self.index, self.episode)
+        seed = episode_seed(self.cfg.seed, self.index, self.episode) if host_seed is None else host_seed
+        self.host_seed = seed
         task = self.data.task
         with self.own_rng():
             torch.manual_seed(seed)
             slots = list(self.cfg.slots) if self.cfg.slots is not None else None
-            model = MorphogeneticModel(self.data.new_host(), slots).to(self.cfg.device)
+            tcfg = self.train_config(seed)
+            model = MorphogeneticModel(self.data.new_host(), slots, task_slot_config(task, tcfg.slot),
+                                       tcfg.gradients).to(self.cfg.device)
             self.queue = _Queue()
             # no loader of its own: every epoch trains on the batches passed to run_epoch
             self.trainer = Trainer(model, (), self.data.val_loader, num_classes=task.num_classes,
-                                   language=task.language, cfg=self.train_config(seed),
-                                   controller=self.queue, sink=self.sink,
+                                   language=task.language, cfg=tcfg, controller=self.queue, sink=self.sink,
                                    fault=FaultSpec.parse(self.cfg.fault) if self.cfg.fault else None)
             self.sink.governor_snapshot("initial", self.trainer.governor.take_snapshot(model, 0))
             self.epoch = 1
             self.result = self.trainer.run_epoch(1, batches=batches)
-        self.start_acc = self.result.val_acc
+        self.start_acc = self.acc = _finite(self.result.val_acc)
+        self.gaps = [0.0]  # accuracy gap to the host-only shadow, per epoch
         self.rollbacks = self.trainer.summary.rollbacks
         self.obs = self.observe()
         self.fresh = True
@@ -162,40 +175,53 @@ class MorphEnv:
         if slot_id is None:
             return None
         s = self.model.slots[slot_id]
-        return (s.stage, s.seed_id, s.alpha.target, s.pending_prune is not None)
+        return (s.stage, s.seed_id, s.alpha.target, s.alpha.steps_total, s.pending_prune is not None)
 
-    def _apply(self, pa: PolicyAction) -> bool:
-        """Apply the decision through the trainer's own control path (gates, events, optimizers)."""
-        d = pa.decision
-        slot = self.model.slots[d.slot_id] if d.slot_id else None
-        if d.op is Op.GERMINATE and slot is not None and pa.blend:
-            slot.cfg = dataclasses.replace(slot.cfg, blend=pa.blend, tempo=pa.tempo, curve=pa.curve)
-        before = self._slot_state(d.slot_id)
-        self.queue.pending = [d]
+    def _apply(self, decisions: Sequence[Decision]) -> bool:
+        """Apply the decisions through the trainer's own control path (gates, events, optimizers),
+        as ``Trainer.run_epoch`` applies a controller's at the end of an epoch. True when the first
+        one (the policy's own) changed its slot."""
+        first = decisions[0] if decisions else Decision(Op.WAIT)
+        before = self._slot_state(first.slot_id)
+        self.queue.pending = list(decisions)
         self.trainer._control(self.epoch, self.result)  # private: ask core for a public hook
-        return d.op is not Op.WAIT and self._slot_state(d.slot_id) != before
+        return first.op is not Op.WAIT and self._slot_state(first.slot_id) != before
 
-    def step(self, pa: PolicyAction, batches: Sequence[Batch]) -> StepResult:
-        """Act on the observation of the last epoch, train one more epoch on ``batches``, and score it."""
-        d = pa.decision
+    def step(self, decisions: Sequence[Decision], batches: Sequence[Batch], shadow_gain: float = 0.0) -> StepResult:
+        """Apply ``decisions`` to the state of the last epoch, train one more epoch on ``batches``,
+        and score it; ``shadow_gain`` is the host-only shadow's accuracy change over the same epoch."""
+        d = decisions[0] if decisions else Decision(Op.WAIT)
         view = next((s for s in self.obs.slots if s.slot_id == d.slot_id), None)
         stages_before = tuple(s.stage for s in self.obs.slots)
         with self.own_rng():
-            effect = self._apply(pa)
+            effect = self._apply(decisions)
             self.epoch += 1
             self.result = self.trainer.run_epoch(self.epoch, batches=batches)
         died = self.trainer.summary.rollbacks > self.rollbacks
         self.rollbacks = self.trainer.summary.rollbacks
         self.obs = self.observe()
         self.fresh = False
-        truncated = not died and self.epoch >= self.cfg.episode_length + 1
-        m = self.model
+        end = not died and self.epoch >= self.cfg.episode_length + 1
+        acc, m = _finite(self.result.val_acc), self.model
+        if not died:
+            self.gaps.append(self.gaps[-1] + (acc - self.acc) - shadow_gain)
         facts = StepFacts(d.op, effect, view.contribution if view else None, view.improvement if view else None,
                           stages_before, tuple(s.stage for s in self.obs.slots), m.host_param_count(),
-                          m.total_param_count() - m.host_param_count(), died, truncated,
-                          _finite(self.result.val_acc) - _finite(self.start_acc))
-        info = {"val_acc": self.result.val_acc, "episode": self.episode}
-        return StepResult(compute_reward(facts, self.reward_cfg), died, truncated, self.obs, effect, info)
+                          m.total_param_count() - m.host_param_count(), died, end, acc - self.start_acc,
+                          gaps=tuple(self.gaps),
+                          extra_compute=extra_compute(m), episode_length=self.cfg.episode_length)
+        self.acc = acc
+        info = {"val_acc": self.result.val_acc, "episode": self.episode, "host_seed": self.host_seed}
+        return StepResult(compute_reward(facts, self.reward_cfg), died or end, False, self.obs, effect, died, info)
+
+
+def extra_compute(model: MorphogeneticModel) -> float:
+    """The extra training compute of the seeds that run in the forward pass, as a ratio to the
+    host's: a stand-in that counts parameters (seed parameters / host parameters) until the FLOP
+    counter of the compute-accounting work (issue 13) is on main."""
+    running = (SeedStage.TRAINING, SeedStage.BLENDING, SeedStage.HOLDING, SeedStage.FOSSILIZED)
+    seeds = sum(sum(p.numel() for p in s.seed_parameters()) for s in model.slots_in(*running))
+    return seeds / max(1, model.host_param_count())
 
 
 def _finite(x: float) -> float:

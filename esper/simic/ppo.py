@@ -22,16 +22,21 @@ from esper.tamiyo.policy.network import PolicyNetwork
 class PPOConfig:
     """Hyper-parameters of the PPO update (CORE_SPEC §8)."""
 
-    lr: float = 3e-4
-    # Adam learning rate at the top of the schedule
+    lr: float = 1e-3
+    # Adam learning rate at the top of the schedule. A round holds few samples (K envs x T steps,
+    # order 32-128), so an update takes few optimizer steps: at 3e-4 one update moved the policy by
+    # approx KL ~1e-4 on a real round (4 envs x 10 steps, 8 Adam steps); at 2e-3 the default run's
+    # updates ended near 5e-2 (the top of the 1e-3..5e-2 band) with the KL stop firing every round
     gamma: float = 0.995
     # discount; also the gamma of the potential-based shaping
     gae_lambda: float = 0.97
     # GAE lambda
     clip: float = 0.2
     # ratio clip of each head's surrogate
-    value_clip: float | None = 0.2
-    # clip of the value update around the old value (None = unclipped)
+    value_clip: float | None = None
+    # clip of the value update around the old value (None = unclipped). Returns are O(1-10) here,
+    # so a 0.2 clip let the critic move 0.2 per update and explained variance stayed near 0;
+    # value clipping does not help PPO in general (Andrychowicz et al. 2021, "What matters ...")
     vf_coef: float = 0.5
     # weight of the value loss
     entropy_coefs: dict[str, float] = field(default_factory=lambda: {
@@ -42,14 +47,18 @@ class PPOConfig:
     # global gradient-norm clip of the policy
     update_epochs: int = 4
     # passes over the round's data
-    minibatches: int = 2
+    minibatches: int = 4
     # minibatches per pass (groups of environments; capped at the number of environments)
-    target_kl: float | None = 0.03
+    target_kl: float | None = 0.02
     # stop the update before a step whose minibatch approx KL exceeds this (None = never)
+    scale_rewards: bool = True
+    # divide rewards by the running std of the discounted return (esper.simic.collect.RewardScaler)
     normalize_advantages: bool = True
-    # standardise advantages per minibatch
-    warmup_updates: int = 2
-    # updates of linear LR warmup
+    # standardise advantages over the whole round (not per minibatch: a minibatch is a group of
+    # whole environment sequences, and the environments of a round share their host, so the
+    # difference between environments is the signal; per-minibatch centring erased it)
+    warmup_updates: int = 3
+    # updates of linear LR warmup (never more than a tenth of the run's updates)
     lr_floor: float = 0.1
     # final LR fraction of the cosine decay
 
@@ -62,11 +71,13 @@ class UpdateStats:
     value_loss: float = 0.0
     entropy: float = 0.0
     approx_kl: float = 0.0
+    # KL(old || new) over the whole round, measured after the update (what the update did)
     clip_fraction: float = 0.0
     explained_variance: float = float("nan")
     lr: float = 0.0
     head_entropy: dict[str, float] = field(default_factory=dict)
     early_stopped: bool = False
+    # the KL early stop ended the update before its last minibatch
     optimizer_steps: int = 0
     # minibatch steps actually taken
 
@@ -81,13 +92,14 @@ class PPO:
         self.coefs = torch.tensor([cfg.entropy_coefs.get(h, 0.0) for h in net.head_names])
 
     def _set_lr(self) -> float:
-        lr = self.cfg.lr * lr_factor(self.updates, self.total_updates, self.cfg.warmup_updates, self.cfg.lr_floor)
+        warmup = min(self.cfg.warmup_updates, self.total_updates // 10)
+        lr = self.cfg.lr * lr_factor(self.updates, self.total_updates, warmup, self.cfg.lr_floor)
         for g in self.opt.param_groups:
             g["lr"] = lr
         return lr
 
     def _evaluate(self, r: Rollout, idx: Tensor):
-        """Replay sequences ``idx`` of the rollout: flat (T·b) head log-probs, entropies, values."""
+        """Replay sequences ``idx`` of the rollout: flat (T·b) head log-probs, entropies, relevance, values."""
         state = (r.init_state[0][:, idx], r.init_state[1][:, idx])
         logits, values, _ = self.net(r.obs[:, idx], state, r.starts[:, idx])
         flat = {h: v.reshape(-1, v.shape[-1]) for h, v in logits.items()}
@@ -96,54 +108,64 @@ class PPO:
         dist = self.net.distribution(flat, masks)
         return dist.head_log_probs(actions), dist.head_entropy(actions["op"]), dist.relevant(actions["op"]), values.reshape(-1)
 
+    def _minibatch(self, r: Rollout, idx: Tensor, adv: Tensor, returns: Tensor) -> dict[str, Tensor] | None:
+        """One optimizer step on sequences ``idx``; None (no step) when its KL is already past target."""
+        cfg = self.cfg
+        head_logp, head_ent, rel, values = self._evaluate(r, idx)
+        old_head = r.head_logp[:, idx].reshape(-1, head_logp.shape[1])
+        new_lp, old_lp = head_logp.sum(1), old_head.sum(1)
+        kl = L.approx_kl(new_lp, old_lp).detach()
+        if cfg.target_kl is not None and kl.item() > cfg.target_kl:
+            return None
+        a = adv[:, idx].reshape(-1)
+        pg = L.per_head_surrogate(head_logp, old_head, rel, a, cfg.clip)
+        vl = L.clipped_value_loss(values, r.values[:, idx].reshape(-1), returns[:, idx].reshape(-1), cfg.value_clip)
+        loss = pg + cfg.vf_coef * vl - L.entropy_bonus(head_ent, rel, self.coefs)
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+        self.opt.step()
+        return {"pg": pg.detach(), "vl": vl.detach(), "cf": L.clip_fraction(new_lp, old_lp, cfg.clip)}
+
+    @torch.no_grad()
+    def _after(self, r: Rollout, stats: UpdateStats) -> None:
+        """KL and entropies of the policy the update left, over the whole round: the update's
+        own minibatch KLs are measured before each step (the first one is exactly 0), so their
+        mean understates what the update did. Heads no sample used are left out."""
+        head_logp, head_ent, rel, _ = self._evaluate(r, torch.arange(r.obs.shape[1]))
+        old = r.head_logp.reshape(-1, head_logp.shape[1])
+        stats.approx_kl = float(L.approx_kl(head_logp.sum(1), old.sum(1)))
+        stats.entropy = float(head_ent.sum(1).mean())
+        counts = rel.sum(0)
+        stats.head_entropy = {h: float(head_ent[:, i].sum() / counts[i])
+                              for i, h in enumerate(self.net.head_names) if counts[i] > 0}
+
     def update(self, r: Rollout) -> UpdateStats:
         """One PPO update on a round; the KL early stop ends it before an overshooting step."""
         cfg, stats = self.cfg, UpdateStats()
         stats.lr = self._set_lr()
         adv, returns = compute_gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated,
                                    cfg.gamma, cfg.gae_lambda)
+        if cfg.normalize_advantages:
+            adv = L.normalize_advantages(adv)
         n_env = r.obs.shape[1]
         groups = max(1, min(cfg.minibatches, n_env))
         sums: dict[str, float] = {}
-        stop_kl: float | None = None
-        head_sums = torch.zeros(len(self.net.head_names))
         for _ in range(cfg.update_epochs):
             for idx in torch.randperm(n_env).chunk(groups):
-                head_logp, head_ent, rel, values = self._evaluate(r, idx)
-                old_head = r.head_logp[:, idx].reshape(-1, head_logp.shape[1])
-                new_lp, old_lp = head_logp.sum(1), old_head.sum(1)
-                kl = L.approx_kl(new_lp, old_lp).detach()
-                if cfg.target_kl is not None and kl.item() > cfg.target_kl:
+                out = self._minibatch(r, idx, adv, returns)
+                if out is None:
                     stats.early_stopped = True
-                    stop_kl = float(kl)
                     break
-                a = adv[:, idx].reshape(-1)
-                if cfg.normalize_advantages:
-                    a = L.normalize_advantages(a)
-                pg = L.per_head_surrogate(head_logp, old_head, rel, a, cfg.clip)
-                vl = L.clipped_value_loss(values, r.values[:, idx].reshape(-1), returns[:, idx].reshape(-1),
-                                          cfg.value_clip)
-                ent = L.entropy_bonus(head_ent, rel, self.coefs)
-                loss = pg + cfg.vf_coef * vl - ent
-                self.opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
-                self.opt.step()
                 stats.optimizer_steps += 1
-                for k, v in (("pg", pg), ("vl", vl), ("kl", kl), ("cf", L.clip_fraction(new_lp, old_lp, cfg.clip)),
-                             ("ent", head_ent.sum(1).mean())):
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                head_sums += (head_ent.sum(0) / rel.sum(0).clamp(min=1)).detach()
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
             if stats.early_stopped:
                 break
         self.updates += 1
         n = max(1, stats.optimizer_steps)
         stats.policy_loss, stats.value_loss = sums.get("pg", 0.0) / n, sums.get("vl", 0.0) / n
-        # approx KL: mean over the minibatches measured, the one that triggered the stop included
-        measured = sums.get("kl", 0.0) + (stop_kl or 0.0)
-        stats.approx_kl = measured / max(1, stats.optimizer_steps + (stop_kl is not None))
         stats.clip_fraction = sums.get("cf", 0.0) / n
-        stats.entropy = sums.get("ent", 0.0) / n
-        stats.head_entropy = {h: float(v) / n for h, v in zip(self.net.head_names, head_sums)}
+        self._after(r, stats)
         stats.explained_variance = L.explained_variance(r.values.reshape(-1), returns.reshape(-1))
         return stats

@@ -1,5 +1,12 @@
 """Reward of one controller step, by named component (accuracies in percentage points).
 
+Two families. ``paired`` (the default) credits decisions with what they changed: the step's
+accuracy gain minus that of a host-only shadow trained from the same initial weights on the same
+batches (``esper.simic.vec_env``), so the host's own learning, which no action controls, nets out;
+seeds pay rent for their parameters and for the compute they add. Over an episode the paired
+gains sum to the final accuracy gap to the host alone. ``shaped`` and ``sparse`` are the earlier
+system's components (counterfactual attribution, stage shaping, terminal accuracy, penalties).
+
 Every component is clipped to a declared bound (``reward_bounds``) so no term can dwarf the
 others (review 004: scale asymmetries). Potential-based shaping (Ng et al. 1999) uses the PPO
 discount, so over an episode it telescopes to γ^T·φ(s_T) − φ(s_0) and cannot change the optimum.
@@ -14,16 +21,33 @@ from dataclasses import dataclass, field
 from esper.leyline.actions import Op
 from esper.leyline.stages import SeedStage
 
-COMPONENTS: tuple[str, ...] = ("attribution", "shaping", "rent", "action", "terminal",
-                               "fossilize_penalty", "ransomware", "death")
+COMPONENTS: tuple[str, ...] = ("paired_gain", "compute_rent", "attribution", "shaping", "rent", "action",
+                               "terminal", "fossilize_penalty", "ransomware", "death")
+MODES: tuple[str, ...] = ("paired", "shaped", "sparse")
 
 
 @dataclass(frozen=True)
 class RewardConfig:
     """Weights and bounds of the reward components."""
 
-    mode: str = "shaped"
-    # 'shaped' (every component) or 'sparse' (terminal accuracy and death only)
+    mode: str = "paired"
+    # 'paired' (gain over the host-only shadow, parameter and compute rent, death), 'shaped' (the
+    # earlier system's components) or 'sparse' (terminal accuracy and death only)
+    paired_scale: float = 0.1
+    # paired: reward per pct-pt of accuracy gained over the shadow during the step
+    paired_bound: float = 5.0
+    # paired: |paired_gain| <= this
+    paired_window: int = 3
+    # paired: the gap is read as its mean over the last this-many epochs, so the episode's paired
+    # gains sum to the mean gap of its last epochs (less validation noise than the last one alone)
+    param_rent: float = 0.05
+    # paired: an episode with seeds of p parameters throughout pays param_rent * ln(1 + p / host)
+    # (spread over its steps): 0.05 ~ 0.5 pct-pt for a seed as large as the host
+    compute_rent: float = 0.05
+    # paired: an episode whose training FLOPs exceed the host alone's by a ratio x throughout
+    # pays compute_rent * x (spread over its steps): 0.05 ~ 0.5 pct-pt per extra host of compute
+    compute_rent_bound: float = 1.0
+    # paired: |compute_rent| per step <= this
     attribution_sign: dict[str, float] = field(default_factory=lambda: {"FOSSILIZE": 1.0, "PRUNE": -1.0})
     # op name -> sign applied to the acted-on seed's contribution when the op takes effect
     attribution_scale: float = 0.5
@@ -92,6 +116,13 @@ class StepFacts:
     # last step of the episode (terminal accuracy term)
     acc_gain: float = 0.0
     # accuracy now minus at the episode's first epoch, pp
+    gaps: tuple[float, ...] = ()
+    # the episode's accuracy gaps to the host-only shadow, pp, one per epoch so far (the first, 0:
+    # both start from the same weights), this step's last
+    extra_compute: float = 0.0
+    # the step's training FLOPs over the host alone's, minus 1 (0 = no seed ran)
+    episode_length: int = 1
+    # steps per episode (rents are per episode, spread over its steps)
 
 
 def potential(stages: Sequence[SeedStage], cfg: RewardConfig) -> float:
@@ -129,8 +160,33 @@ def attribution(f: StepFacts, cfg: RewardConfig) -> float:
     return _clip(sign * cfg.attribution_scale * f.contribution, cfg.attribution_bound)
 
 
+def windowed_change(gaps: Sequence[float], window: int) -> float:
+    """How the moving mean of the last ``window`` gaps changed with the last gap. Over an episode
+    these changes telescope to the mean of its last ``window`` gaps minus its first gap."""
+    if len(gaps) < 2:
+        return 0.0
+    now = gaps[-window:]
+    before = gaps[-window - 1:-1]
+    return sum(now) / len(now) - sum(before) / len(before)
+
+
+def paired(f: StepFacts, cfg: RewardConfig) -> dict[str, float]:
+    """The paired components: gain over the shadow, parameter and compute rent, death."""
+    out = dict.fromkeys(COMPONENTS, 0.0)
+    if f.died:
+        out["death"] = cfg.death_penalty
+        return out
+    out["paired_gain"] = _clip(cfg.paired_scale * windowed_change(f.gaps, cfg.paired_window), cfg.paired_bound)
+    steps = max(1, f.episode_length)
+    out["rent"] = -cfg.param_rent * math.log1p(max(0, f.added_params) / max(1, f.host_params)) / steps
+    out["compute_rent"] = -_clip(cfg.compute_rent * max(0.0, f.extra_compute) / steps, cfg.compute_rent_bound)
+    return out
+
+
 def compute_reward(f: StepFacts, cfg: RewardConfig = RewardConfig()) -> dict[str, float]:
     """Every component by name (all of COMPONENTS; zeros where they do not apply)."""
+    if cfg.mode == "paired":
+        return paired(f, cfg)
     out = dict.fromkeys(COMPONENTS, 0.0)
     if f.episode_end or f.died:
         out["terminal"] = _clip(cfg.terminal_scale * f.acc_gain, cfg.terminal_bound) if not f.died else 0.0
@@ -149,13 +205,16 @@ def compute_reward(f: StepFacts, cfg: RewardConfig = RewardConfig()) -> dict[str
     return out
 
 
-def reward_bounds(cfg: RewardConfig, n_slots: int) -> dict[str, tuple[float, float]]:
-    """Closed interval each component lies in, for a host with ``n_slots`` slots."""
+def reward_bounds(cfg: RewardConfig, n_slots: int, max_ratio: float = 1e3) -> dict[str, tuple[float, float]]:
+    """Closed interval each component lies in, for a host with ``n_slots`` slots whose seeds add at
+    most ``max_ratio`` times the host's parameters."""
     top = max(cfg.stage_potentials.values(), default=0.0) * n_slots * cfg.shaping_scale
     costs = list(cfg.action_costs.values()) or [0.0]
-    return {"attribution": (-cfg.attribution_bound, cfg.attribution_bound),
+    return {"paired_gain": (-cfg.paired_bound, cfg.paired_bound),
+            "compute_rent": (-cfg.compute_rent_bound, 0.0),
+            "attribution": (-cfg.attribution_bound, cfg.attribution_bound),
             "shaping": (-top, top),
-            "rent": (-cfg.rent_weight * cfg.rent_cap, 0.0),
+            "rent": (-max(cfg.rent_weight * cfg.rent_cap, cfg.param_rent * math.log1p(max_ratio)), 0.0),
             "action": (min(min(costs), 0.0), max(max(costs), 0.0)),
             "terminal": (-cfg.terminal_bound, cfg.terminal_bound),
             "fossilize_penalty": (min(cfg.noncontributor_penalty, 0.0), 0.0),

@@ -48,6 +48,17 @@ class SharedData:
         """A fresh host of the task, initialised from the global torch RNG (the caller's stream)."""
         return self.task.host_factory()
 
+    @property
+    def passes(self) -> int:
+        """Passes drawn so far, where the loader counts them (the synthetic task's does; 0 else)."""
+        return int(getattr(self.task.train_loader, "passes", 0))
+
+    def skip_to(self, passes: int) -> None:
+        """Continue the data stream at pass ``passes`` (a resumed run) where the loader counts its
+        passes; a loader that does not (a fixed dataset) starts again from its beginning."""
+        if passes and hasattr(self.task.train_loader, "passes"):
+            self.task.train_loader.passes = passes
+
     def draw(self) -> tuple[Batch, ...]:
         """The next pass of the training loader, on the device: one step's batches for every
         environment. Raises ValueError when the loader yields no batch."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from esper.nissa.events import EventSink
+from esper.nissa.events import EventSink, decision_settings
 from esper.nissa.sink import Sink
 from esper.simic.ppo import UpdateStats
 from telemetry_schema import events as ev
@@ -39,7 +39,8 @@ class EnvEventSink(EventSink, PolicySink):
         probs, value = self.note
         self.note = ({}, None)
         self._emit(ev.ControllerDecision(controller=controller, op=decision.op.name, blueprint=decision.blueprint,
-                                         reason=decision.reason, action_probs=probs, value=value),
+                                         reason=decision.reason, action_probs=probs, value=value,
+                                         **decision_settings(decision)),
                    decision.slot_id, decision.seed_id)
 
     def reward(self, components: dict[str, float]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ class Lifecycle:
             return False  # a scheduled prune is under way: the seed is leaving
         ctx = GateContext(acc, loss, frozenset(blueprint_names(self.model.topology)))
         if d.op is Op.GERMINATE:
-            return self._germinate(slot, d.blueprint, epoch, ctx, gate_source)
+            return self._germinate(slot, d, epoch, ctx, gate_source)
         if d.op is Op.PRUNE and slot.is_live:
             self.note_prune(slot, epoch)
             slot.prune(d.reason, self.initiator)
@@ -76,14 +77,17 @@ class Lifecycle:
         self.log.pruned_blueprints.append(slot.record.blueprint)
         self.log.last_prune_epoch = epoch
 
-    def _germinate(self, slot, blueprint: str | None, epoch: int, ctx: GateContext, gate_source: GateSource) -> bool:
+    def _germinate(self, slot, d: Decision, epoch: int, ctx: GateContext, gate_source: GateSource) -> bool:
         seed_id = f"seed{self.log.germinated + 1}"
-        result, = gate_source((GateId.G0,), lambda: [gate_g0(slot, seed_id, blueprint or "", ctx, self.gates)])
+        result, = gate_source((GateId.G0,), lambda: [gate_g0(slot, seed_id, d.blueprint or "", ctx, self.gates)])
         self.sink.gate_evaluated(slot.slot_id, seed_id, result)
         self.log.last_gate_failed[slot.slot_id] = result.checks_failed
         if not result.passed:
             return False
-        slot.germinate(seed_id, blueprint, epoch, ctx.val_acc, self.device)
+        chosen = {k: v for k, v in (("blend", d.blend), ("tempo", d.tempo), ("curve", d.curve)) if v is not None}
+        if chosen:  # the decision's blend settings (a learned policy's choice) replace the slot's
+            slot.cfg = dataclasses.replace(slot.cfg, **chosen)
+        slot.germinate(seed_id, d.blueprint, epoch, ctx.val_acc, self.device)
         self.log.germinated += 1
         return True
 

@@ -195,7 +195,7 @@ class Trainer:
         if self.dist.enabled:  # same weights, same data: equal already; the mean carries a lone NaN everywhere
             result.val_loss = D.mean_scalar(self.dist, result.val_loss)
             result.val_acc = D.mean_scalar(self.dist, result.val_acc)
-        measured = self._measure_contributions(result)
+        measured = self._measure_contributions(result, epoch)
         compute = self._account(stats, result, measured)
         self._close_epoch(epoch, result, t0, compute)
         return result
@@ -285,13 +285,14 @@ class Trainer:
                                     host_params, self.cfg.gradients)
             self.sink.gradient_stats(slot.slot_id, slot.seed_id, slot.record.grad)
 
-    def _measure_contributions(self, result: ValidationResult) -> list[str]:
+    def _measure_contributions(self, result: ValidationResult, epoch: int) -> list[str]:
         """Counterfactual contribution of each BLENDING/HOLDING seed; returns the slots measured."""
         measured = []
         for slot in self.model.slots_in(S.BLENDING, S.HOLDING):
             a = attribute(self.model, slot, self.val_loader, self.device, self.num_classes, result.val_acc,
                           result.correct, objective=self.objective)
             slot.record.contribution, slot.record.contribution_se = a.contribution, a.se
+            slot.record.contribution_epoch = epoch
             slot.record.contributions.append(a.contribution)
             self.sink.counterfactual(slot.slot_id, slot.seed_id, a.real_acc, a.off_acc, se=a.se)
             measured.append(slot.slot_id)
@@ -342,10 +343,12 @@ class Trainer:
         rec = slot.record
         if rec is None:
             return SlotView(slot.slot_id, slot.stage)
+        age = epoch - rec.contribution_epoch if rec.contribution_epoch is not None else None
         return SlotView(slot.slot_id, slot.stage, rec.seed_id, rec.blueprint, rec.epochs_in_stage,
                         epoch - rec.germinated_epoch, acc - rec.acc_at_germination, rec.contribution,
                         rec.grad.ratio, slot.alpha.alpha,
-                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()), rec.contribution_se)
+                        self.lifecycle.log.last_gate_failed.get(slot.slot_id, ()), rec.contribution_se,
+                        slot.alpha.target, age, rec.grad.health if rec.grad.samples else None, rec.params)
 
     def _control(self, epoch: int, result: ValidationResult,
                  agreed: EpochOutcome | None = None) -> tuple[list[Decision], list[GateResult]]:

@@ -45,7 +45,7 @@ def run(speed_index: int):
     space = ActionSpace(("block1",), ("noop", "conv_small"))
     action = {h: 0 for h in space.heads} | {"op": OPS.index(Op.SET_ALPHA_TARGET),
                                              "alpha_target": ALPHA_TARGETS.index(0.5), "alpha_speed": speed_index}
-    decision = space.decode(action, reason="policy").decision
+    decision = space.decode(action, reason="policy")
     sink = Decisions()
     trainer = Trainer(model, tiny_data(), tiny_data(seed=1), num_classes=3,
                       cfg=TrainConfig(epochs=6), controller=Script(decision), sink=sink)

@@ -13,7 +13,7 @@ import torch
 from esper.cli import main
 from esper.kasmina.blueprints import blueprint_names
 from esper.tamiyo.policy import ActionSpace, PolicyNetwork
-from esper.tamiyo.policy.features import FeatureConfig
+from esper.tamiyo.policy.bridge import PolicyBridge
 
 TINY = ["--epochs", "1", "--train-size", "64", "--val-size", "32", "--batch-size", "32"]
 SLOTS = ("block0", "block1", "block2")  # the synthetic-images CNN host
@@ -22,8 +22,9 @@ SLOTS = ("block0", "block1", "block2")  # the synthetic-images CNN host
 def _policy(path, topology="cnn", obs_dim=None) -> None:
     """A valid checkpoint for the default task, as `esper ppo` writes it (or one whose network
     reads ``obs_dim`` features, consistently in its weights)."""
-    obs_dim = obs_dim or FeatureConfig().dim(len(SLOTS))
-    net = PolicyNetwork(obs_dim, ActionSpace(SLOTS, tuple(blueprint_names("cnn"))))
+    space = ActionSpace(SLOTS, tuple(blueprint_names(topology)))
+    obs_dim = obs_dim or PolicyBridge(space, topology).obs_dim
+    net = PolicyNetwork(obs_dim, space)
     net.save(path, {"task": "synthetic-images", "topology": topology, "features": {}, "rounds": 1})
 
 

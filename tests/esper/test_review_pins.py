@@ -187,8 +187,8 @@ def test_shaping_discount_is_ppos_gamma(monkeypatch):
     from esper.simic.ppo import PPOConfig
     args = make_parser().parse_args(["ppo"])
     monkeypatch.setattr(simic_cli, "PPOConfig", lambda: PPOConfig(gamma=0.9))
-    _, reward, ppo = simic_cli.configs_from_args(args)
-    assert ppo.gamma == 0.9 and reward.gamma == 0.9
+    cfgs = simic_cli.configs_from_args(args)
+    assert cfgs.ppo.gamma == 0.9 and cfgs.reward.gamma == 0.9
 
 
 @pytest.mark.parametrize("contribution,strict,permissive", [(0.8, False, True), (1.2, True, True),

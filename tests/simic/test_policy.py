@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 
 from esper.leyline.actions import Observation, Op, SlotView
 from esper.leyline.stages import TRANSITIONS, SeedStage
-from esper.tamiyo.policy.actions import ALPHA_SPEEDS, ALPHA_TARGETS, OPS, ActionSpace
+from esper.tamiyo.policy.actions import ALPHA_SPEEDS, ALPHA_TARGETS, BLENDS, CURVES, OPS, TEMPOS, ActionSpace
 from esper.tamiyo.policy.features import FeatureConfig, encode_observation
 from esper.tamiyo.policy.masks import build_masks, stack_masks
-from esper.tamiyo.policy.network import PolicyNetwork
+from esper.tamiyo.policy.network import NetworkConfig, PolicyNetwork
 from esper.tamiyo.policy.normalizer import RunningNorm
 
 S = SeedStage
@@ -108,12 +108,12 @@ def test_alpha_speed_counts_only_for_set_alpha_target():
 def test_decode_alpha_speed():
     act = {h: 0 for h in SPACE.heads} | {"op": OPS.index(Op.SET_ALPHA_TARGET), "slot": 1,
                                           "alpha_target": 1, "alpha_speed": 2}
-    d = SPACE.decode(act).decision
+    d = SPACE.decode(act)
     assert (d.op, d.slot_id, d.alpha_target, d.alpha_steps) == (Op.SET_ALPHA_TARGET, "b", ALPHA_TARGETS[1],
                                                                 ALPHA_SPEEDS[2])
     assert d.reason == f"alpha_target={ALPHA_TARGETS[1]:g} alpha_speed_epochs={ALPHA_SPEEDS[2]}"
     for op in (Op.WAIT, Op.GERMINATE, Op.PRUNE, Op.ADVANCE):
-        d = SPACE.decode(dict(act, op=OPS.index(op)), reason="policy").decision
+        d = SPACE.decode(dict(act, op=OPS.index(op)), reason="policy")
         assert d.alpha_steps is None and d.alpha_target is None and d.reason == "policy"
 
 
@@ -211,3 +211,21 @@ def test_features_shape_and_content():
     assert slot_b[stage_idx].item() == 1.0 and abs(slot_b[len(SeedStage)].item() - 0.4) < 1e-6
     slot_a = f[cfg.run_dim():cfg.run_dim() + cfg.slot_dim()]
     assert slot_a[list(SeedStage).index(S.DORMANT)].item() == 1.0
+
+
+def test_a_new_policy_mostly_waits():
+    torch.manual_seed(0)
+    net = PolicyNetwork(4, SPACE)
+    masks = stack_masks([build_masks(SPACE, [S.DORMANT, S.TRAINING, S.HOLDING])])
+    res = net.act(torch.zeros(1, 4), masks, net.initial_state(1), torch.ones(1, dtype=torch.bool))
+    e = float(torch.tensor(2.0).exp())
+    assert res.op_probs[0, OPS.index(Op.WAIT)].item() == pytest.approx(e / (e + 5), abs=0.01)  # 6 legal ops
+    flat = PolicyNetwork(4, SPACE, NetworkConfig(wait_bias=0.0))
+    res = flat.act(torch.zeros(1, 4), masks, flat.initial_state(1), torch.ones(1, dtype=torch.bool))
+    assert res.op_probs[0].tolist() == pytest.approx([1 / 6] * 6, abs=0.01)
+    # and it germinates with the slot's default settings (add, fast, linear) about 0.7 of the time each
+    logits, _, _ = net(torch.zeros(1, 1, 4), net.initial_state(1), torch.ones(1, 1, dtype=torch.bool))
+    e3 = float(torch.tensor(3.0).exp())
+    for head, choice, n in (("blend", BLENDS.index("add"), 3), ("tempo", TEMPOS.index("fast"), 3),
+                            ("curve", CURVES.index("linear"), 4)):
+        assert torch.softmax(logits[head][0, 0], -1)[choice].item() == pytest.approx(e3 / (e3 + n - 1), abs=0.01)

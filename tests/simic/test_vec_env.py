@@ -12,9 +12,10 @@ from esper.leyline.stages import SeedStage
 from esper.simic.collect import Learner, collect
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
+from esper.simic.rewards import RewardConfig
 from esper.simic.vec_env import VecMorphEnv
 from esper.tamiyo.policy.actions import ALPHA_SPEEDS, OPS, ActionSpace
-from esper.tamiyo.policy.network import ActResult, PolicyNetwork
+from esper.tamiyo.policy.network import ActResult, NetworkConfig, PolicyNetwork
 
 TINY = EnvConfig(episode_length=3, synthetic_train=256, synthetic_val=128)
 
@@ -22,7 +23,7 @@ TINY = EnvConfig(episode_length=3, synthetic_train=256, synthetic_val=128)
 def run(num_envs: int, cfg: EnvConfig, steps: int = 4, policy_seed: int = 0):
     env = VecMorphEnv(num_envs, cfg)
     torch.manual_seed(policy_seed)
-    net = PolicyNetwork(env.obs_dim, env.space)
+    net = PolicyNetwork(env.obs_dim, env.space, NetworkConfig(wait_bias=0.0))  # a policy that acts
     rollout, *_ = collect(env, net, steps, net.initial_state(num_envs), [0.0] * num_envs,
                           torch.Generator().manual_seed(policy_seed))
     return env, rollout
@@ -64,11 +65,15 @@ def test_environments_train_on_the_same_batches_drawn_once_per_step():
         assert all(torch.equal(a, b) for a, b in zip(seen[0], other))  # same data, same order
     assert not torch.equal(seen[0][0], seen[0][n])  # and a new pass each step
     hosts = [dict(e.model.host.named_parameters()) for e in env.envs]
-    assert not torch.equal(hosts[0]["head.weight"], hosts[1]["head.weight"])  # own init per environment
+    assert torch.equal(hosts[0]["head.weight"], hosts[1]["head.weight"])  # one host seed per episode index
+    own = VecMorphEnv(2, dataclasses.replace(TINY, shared_host=False))
+    hosts = [dict(e.model.host.named_parameters()) for e in own.envs]
+    assert not torch.equal(hosts[0]["head.weight"], hosts[1]["head.weight"])  # or an own init per environment
+    assert len(env.pool.shadows) == 1 and len(own.pool.shadows) == 2  # one host-only shadow per host seed
 
 
 def test_a_reset_trains_its_first_epoch_on_the_step_s_batches():
-    env = VecMorphEnv(2, dataclasses.replace(TINY, episode_length=1))
+    env = VecMorphEnv(2, dataclasses.replace(TINY, episode_length=1), RewardConfig(mode="shaped"))  # no shadows
     loader = env.data.task.train_loader
     env.step(wait(2, env.space.heads))  # both episodes end and restart within the step
     seen: dict[int, list[torch.Tensor]] = {}  # id(model) -> inputs it trained on, the reset's new models too
@@ -97,31 +102,54 @@ def test_environment_does_not_depend_on_its_neighbours():
     f1, _, _ = env1.observe()
     f2, _, _ = env2.observe()
     assert torch.equal(f1[0], f2[0])
-    # the same germinate in env 0 of each, a prune-free WAIT in env 1
-    germ = OPS.index(Op.GERMINATE)
+    # the same germinate in env 0 of each, a WAIT in env 1
     acts = {h: torch.zeros(2, dtype=torch.long) for h in env2.space.heads}
-    acts["op"] = torch.tensor([germ, 0])
+    acts["op"] = torch.tensor([OPS.index(Op.GERMINATE), 0])
     acts["slot"] = torch.tensor([2, 0])
+    acts["blueprint"] = torch.tensor([env2.space.blueprints.index("conv_light"), 0])
     n_heads = len(env2.space.heads)
     res2 = ActResult(acts, torch.zeros(2, n_heads), torch.zeros(2), None, torch.full((2, 6), 1 / 6))
     res1 = ActResult({h: v[:1] for h, v in acts.items()}, torch.zeros(1, n_heads), torch.zeros(1), None,
                      torch.full((1, 6), 1 / 6))
     o1, o2 = env1.step(res1), env2.step(res2)
     assert torch.equal(o1.final_obs[0], o2.final_obs[0]) and o1.rewards[0] == o2.rewards[0]
-    assert env2.envs[0].model.slots["block2"].stage is SeedStage.GERMINATED
+    # GERMINATE starts the incubation at once (the bridge adds the G1 ADVANCE)
+    assert env2.envs[0].model.slots["block2"].stage is SeedStage.TRAINING
     assert env2.envs[1].model.slots["block2"].stage is SeedStage.DORMANT
-    assert o2.components[0]["action"] == -0.05 and o2.components[0]["shaping"] > 0
+    assert o2.components[0]["rent"] < 0 and o2.components[1]["rent"] == 0
 
 
-def test_episodes_truncate_and_reset():
+def test_a_waiting_environment_earns_exactly_zero_paired_gain():
+    """The shadow is the environment without its actions: same host weights, same batches, so an
+    environment that only waits trains bit for bit like it and is credited with nothing."""
+    env = VecMorphEnv(2, dataclasses.replace(TINY, episode_length=7))
+    n_heads = len(env.space.heads)
+
+    def act(op: Op) -> ActResult:  # env 0 waits; env 1 acts on slot block2
+        acts = {h: torch.zeros(2, dtype=torch.long) for h in env.space.heads}
+        acts["op"] = torch.tensor([0, OPS.index(op)])
+        acts["slot"] = torch.tensor([0, 2])
+        acts["blueprint"] = torch.tensor([0, env.space.blueprints.index("attention")])
+        return ActResult(acts, torch.zeros(2, n_heads), torch.zeros(2), None, torch.full((2, 6), 1 / 6))
+
+    gains, shadow = [], next(iter(env.pool.shadows.values()))
+    for step in range(7):
+        out = env.step(act(Op.GERMINATE if step == 0 else Op.ADVANCE))
+        gains.append([c["paired_gain"] for c in out.components])
+        if step < 6:
+            assert env.envs[0].acc == shadow.acc
+    assert all(g[0] == 0.0 for g in gains)
+    assert any(g[1] != 0.0 for g in gains)  # the seed, once blending, changed env 1's accuracy
+    assert out.terminated.all() and not out.truncated.any()  # the training run is over
+
+
+def test_episodes_end_and_reset():
     env, r = run(1, TINY, steps=7)
-    # episode_length 3: steps 2 and 5 end episodes (truncated, bootstrapped), steps 3 and 6 restart
-    assert r.truncated[:, 0].tolist() == [False, False, True, False, False, True, False]
+    # episode_length 3: steps 2 and 5 end the training run (terminated: nothing to bootstrap)
+    assert r.terminated[:, 0].tolist() == [False, False, True, False, False, True, False]
     assert r.starts[:, 0].tolist() == [True, False, False, True, False, False, True]
-    assert not r.terminated.any()
+    assert not r.truncated.any()
     assert env.envs[0].episode == 2
-    boot = r.next_values[2, 0]
-    assert boot != r.values[3, 0] or boot == 0  # next value at a cut is the bootstrap, not the next episode
 
 
 def test_learner_round_logs_events_with_env_index(tmp_path):
@@ -138,16 +166,16 @@ def test_learner_round_logs_events_with_env_index(tmp_path):
     rw.close("completed")
     log = read_run(tmp_path / "ppo-test")
     assert {r["env"] for r in log.rows("reward")} == {0, 1}
-    assert len(log.rows("reward")) == 6 and len(log.rows("controller_decision")) == 6
-    assert len(log.rows("ppo_update")) == 1
-    assert {r["env"] for r in log.rows("epoch_completed")} == {0, 1}
+    assert len(log.rows("reward")) == 6 and len(log.rows("ppo_update")) == 1
+    assert len([d for d in log.rows("controller_decision") if d["reason"] == "policy"]) == 6
+    assert {e["env"] for e in log.rows("epoch_completed")} == {0, 1}  # the shadows log nothing
     decisions = log.rows("controller_decision")
     probs = dict(decisions[0]["action_probs"])
     assert decisions[0]["controller"] == "policy" and set(probs) == {op.name for op in OPS}
     assert abs(sum(probs.values()) - 1.0) < 1e-4 and decisions[0]["value"] is not None
-    rewards = log.rows("reward")
-    comp = dict(rewards[0]["components"])
-    assert "shaping" in comp and abs(sum(comp.values()) - rewards[0]["total"]) < 1e-6
+    reward = log.rows("reward")[0]
+    comp = dict(reward["components"])
+    assert "paired_gain" in comp and abs(sum(comp.values()) - reward["total"]) < 1e-6
 
 
 def test_governor_rollback_terminates_with_death_penalty():
@@ -165,12 +193,45 @@ def test_controller_decision_event_carries_alpha_target_and_speed(tmp_path):
     from telemetry_schema.rundir import create_run
     rw = create_run(tmp_path, ev.RunStarted(run_id="speed", task="synthetic-images", topology="cnn", host_params=1))
     sink = EnvEventSink(rw.writer, 3)
-    space = ActionSpace(("block2",), ("noop",))
+    space = ActionSpace(("block2",), ("noop", "conv_light"))
     act = {h: 0 for h in space.heads} | {"op": OPS.index(Op.SET_ALPHA_TARGET), "alpha_target": 1,
                                           "alpha_speed": ALPHA_SPEEDS.index(5)}
     sink.annotate({op.name: 1 / 6 for op in OPS}, 0.25)
-    sink.controller_decision("policy", space.decode(act).decision)
+    sink.controller_decision("policy", space.decode(act))
+    germ = act | {"op": OPS.index(Op.GERMINATE), "blueprint": 1, "blend": 2, "tempo": 2, "curve": 1}
+    sink.controller_decision("policy", space.decode(germ))
     rw.close("completed")
-    (d,) = read_run(tmp_path / "speed").rows("controller_decision")
-    assert d["op"] == "SET_ALPHA_TARGET" and d["reason"] == "alpha_target=0.7 alpha_speed_epochs=5"
-    assert set(dict(d["action_probs"])) == {op.name for op in OPS}  # the op probabilities stay as they were
+    first, second = read_run(tmp_path / "speed").rows("controller_decision")
+    assert first["op"] == "SET_ALPHA_TARGET" and first["reason"] == "alpha_target=0.7 alpha_speed_epochs=5"
+    assert (first["alpha_target"], first["alpha_steps"]) == (0.7, 5)
+    assert set(dict(first["action_probs"])) == {op.name for op in OPS}  # the op probabilities stay as they were
+    assert (second["blueprint"], second["blend"], second["tempo"], second["curve"]) == ("conv_light", "gate", "slow",
+                                                                                         "cosine")
+
+
+def test_worker_processes_step_exactly_as_one_process(tmp_path):
+    from esper.simic.procs import ProcVecEnv
+    from esper.tamiyo.policy.bridge import BridgeConfig
+    from esper.tamiyo.policy.features import FeatureConfig
+    from telemetry_schema import events as ev
+    from telemetry_schema.rundir import create_run
+    cfg = dataclasses.replace(TINY, episode_length=3)
+    one = VecMorphEnv(3, cfg)
+    rw = create_run(tmp_path, ev.RunStarted(run_id="procs", task="synthetic-images", topology="cnn", host_params=1))
+    split = ProcVecEnv(3, 2, cfg, RewardConfig(), FeatureConfig(), BridgeConfig(), rw.writer)
+    try:
+        rollouts = []
+        for env in (one, split):
+            torch.manual_seed(0)
+            net = PolicyNetwork(env.obs_dim, env.space)
+            r, *_ = collect(env, net, 5, net.initial_state(3), [0.0] * 3, torch.Generator().manual_seed(0))
+            rollouts.append(r)
+        a, b = rollouts
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.rewards, b.rewards)
+        assert all(torch.equal(a.actions[h], b.actions[h]) for h in a.actions)
+        assert torch.equal(a.terminated, b.terminated) and split.next_episode() == one.next_episode()
+    finally:
+        split.close()
+    rw.close("completed")
+    log = read_run(tmp_path / "procs")
+    assert {r["env"] for r in log.rows("reward")} == {0, 1, 2} and len(log.rows("reward")) == 15

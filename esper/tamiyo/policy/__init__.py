@@ -6,6 +6,7 @@
     features.py      Observation -> run-level + per-slot feature vector
     normalizer.py    running mean/std of features (module buffers)
     network.py       Linear + LayerNorm -> LSTM -> head MLPs + value; weights_only checkpoints
+    bridge.py        Observation -> features and masks, action -> Decisions (training and deployment alike)
     controller.py    PolicyController (the Controller protocol) and load_policy_controller
 """
 

@@ -63,38 +63,22 @@ class ActionSpace:
         heads = self.heads
         return torch.tensor([[h in HEADS_FOR_OP[op] for h in heads] for op in OPS], dtype=torch.bool)
 
-    def decode(self, action: dict[str, int], reason: str = "") -> PolicyAction:
-        """Turn head indices into a Decision plus the settings the Decision cannot carry."""
+    def decode(self, action: dict[str, int], reason: str = "") -> Decision:
+        """Turn head indices into the Decision they stand for, with every setting the op uses:
+        GERMINATE carries its blueprint, blend, tempo and curve; SET_ALPHA_TARGET its target and
+        speed (also written into the reason text, for readers of older logs)."""
         op = OPS[action["op"]]
         slot = self.slot_ids[action["slot"]] if op is not Op.WAIT else None
-        target = steps = None
         if op is Op.SET_ALPHA_TARGET:
             target, steps = ALPHA_TARGETS[action["alpha_target"]], ALPHA_SPEEDS[action["alpha_speed"]]
-            # controller_decision has no field for these: they travel in its reason text
             reason = " ".join(filter(None, (reason, alpha_reason(target, steps))))
-        decision = Decision(
-            op, slot_id=slot,
-            blueprint=self.blueprints[action["blueprint"]] if op is Op.GERMINATE else None,
-            alpha_target=target, alpha_steps=steps, reason=reason)
+            return Decision(op, slot, alpha_target=target, alpha_steps=steps, reason=reason)
         if op is Op.GERMINATE:
-            return PolicyAction(decision, BLENDS[action["blend"]], TEMPOS[action["tempo"]],
-                                CURVES[action["curve"]])
-        return PolicyAction(decision)
+            return Decision(op, slot, self.blueprints[action["blueprint"]], reason, blend=BLENDS[action["blend"]],
+                            tempo=TEMPOS[action["tempo"]], curve=CURVES[action["curve"]])
+        return Decision(op, slot, reason=reason)
 
 
 def alpha_reason(target: float, steps: int) -> str:
     """The reason text of a SET_ALPHA_TARGET, e.g. 'alpha_target=0.7 alpha_speed_epochs=3'."""
     return f"alpha_target={target:g} alpha_speed_epochs={steps}"
-
-
-@dataclass(frozen=True)
-class PolicyAction:
-    """A decoded action: the Decision, and the blend settings chosen for a GERMINATE."""
-
-    decision: Decision
-    blend: str | None = None
-    # blend operator of the new seed (GERMINATE only)
-    tempo: str | None = None
-    # blend tempo of the new seed (GERMINATE only)
-    curve: str | None = None
-    # alpha curve of the new seed (GERMINATE only)

@@ -8,6 +8,8 @@ traceback from deep inside ``torch.load``.
 
 from __future__ import annotations
 
+import math
+
 import pickle
 import warnings
 from pathlib import Path
@@ -71,15 +73,24 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a policy checkpoint (wrong type of {', '.join(wrong)})")
     if not 0 < ckpt["obs_dim"] <= MAX_OBS_DIM:
         raise CheckpointError(f"{path}: not a policy checkpoint (obs_dim {ckpt['obs_dim']} out of range)")
-    widths = ckpt["network"].values()
-    if not all(isinstance(w, int) and not isinstance(w, bool) and 0 < w <= MAX_WIDTH for w in widths):
-        raise CheckpointError(f"{path}: not a policy checkpoint (network widths {ckpt['network']!r} out of range)")
+    if not all(_setting_ok(k, v) for k, v in ckpt["network"].items()):
+        raise CheckpointError(f"{path}: not a policy checkpoint (network settings {ckpt['network']!r} out of range)")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["state_dict"].items()):
         raise CheckpointError(f"{path}: not a policy checkpoint (its state_dict holds more than named tensors)")
     names = list(ckpt["slot_ids"]) + list(ckpt["blueprints"])
     if not all(isinstance(n, str) for n in names):
         raise CheckpointError(f"{path}: not a policy checkpoint (slot ids and blueprints must be names)")
     return ckpt
+
+
+def _setting_ok(name, value) -> bool:
+    """A network setting as ``NetworkConfig`` could hold it: a width (a positive int, at most
+    MAX_WIDTH; the names without 'bias' or 'prior') or a finite initial logit or prior."""
+    if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if "bias" in name or "prior" in name:
+        return math.isfinite(value) and abs(value) <= 100
+    return isinstance(value, int) and 0 < value <= MAX_WIDTH
 
 
 def summarise_keys(keys: list[str], shown: int = 3) -> str:

@@ -8,7 +8,7 @@ legal. Gates may still refuse a legal move; masks only rule out moves that canno
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import MappingProxyType
 
 import torch
@@ -38,12 +38,23 @@ def slot_op_mask(stages: Sequence[SeedStage]) -> Tensor:
     return torch.tensor(rows, dtype=torch.bool)
 
 
-def build_masks(space: ActionSpace, stages: Sequence[SeedStage]) -> dict[str, Tensor]:
-    """Masks of one observation: 'op' (n_ops,), 'slot' (n_ops, n_slots), other heads (n,)."""
+def build_masks(space: ActionSpace, stages: Sequence[SeedStage], inert: Collection[str] = (),
+                present: Sequence[bool] | None = None) -> dict[str, Tensor]:
+    """Masks of one observation: 'op' (n_ops,), 'slot' (n_ops, n_slots), other heads (n,).
+
+    ``inert`` blueprints are masked out of the blueprint head (GERMINATE is illegal when no
+    blueprint is left); slots whose ``present`` flag is False (a checkpoint's slot the running
+    model lacks) take no op. An op is legal when at least one slot may take it; WAIT always is."""
     slot = slot_op_mask(stages)
+    if present is not None:
+        slot &= torch.tensor(list(present), dtype=torch.bool).unsqueeze(0)
+    blueprint = torch.tensor([b not in inert for b in space.blueprints], dtype=torch.bool)
+    if not blueprint.any():
+        slot[OPS.index(Op.GERMINATE)] = False
     op = slot.any(dim=1)
     op[OPS.index(Op.WAIT)] = True
-    masks = {"op": op, "slot": slot}
+    slot[OPS.index(Op.WAIT)] = True  # WAIT uses no slot: any index is fine
+    masks = {"op": op, "slot": slot, "blueprint": blueprint}
     for head, n in space.head_sizes.items():
         if head not in masks:
             masks[head] = torch.ones(n, dtype=torch.bool)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
 
-from esper.tamiyo.policy.actions import LEGACY_HEAD_CHOICE, ActionSpace
+from esper.leyline.actions import Op
+from esper.tamiyo.policy.actions import BLENDS, CURVES, LEGACY_HEAD_CHOICE, OPS, TEMPOS, ActionSpace
 from esper.tamiyo.policy.checkpoint import CheckpointError, read_checkpoint, summarise_keys
 from esper.tamiyo.policy.distribution import FactoredDistribution
 from esper.tamiyo.policy.masks import MASKED_LOGIT
@@ -44,6 +47,27 @@ class NetworkConfig:
     # width of the encoder and of the LSTM
     head_hidden: int = 32
     # hidden width of each action head and of the value head
+    wait_bias: float = 2.0
+    # initial logit of WAIT over the other ops (the op head starts near uniform otherwise): a new
+    # policy mostly lets the run be, so the seeds it germinates live long enough to show their effect
+    blueprint_cost_prior: float = 0.5
+    # initial blueprint logits are -this * ln(params / the cheapest's params) (set by the trainer
+    # from the registry, PolicyNetwork.set_blueprint_prior): a new policy tries cheap seeds first
+    # (GROWTH_NOTES: "cheap blueprints first"); at 0.5 on a CNN, norm ~0.6, attention ~0.15 ...
+    # conv_heavy ~0.01. With a uniform blueprint head the default run's germinations were
+    # dominated by costly seeds (conv_heavy: 11x the host's parameters, -8.8 pp in 20 epochs),
+    # and the policy stopped germinating within 25 updates
+    settings_bias: float = 3.0
+    # initial logit of the slot's default blend settings (add, fast, linear: what the heuristic
+    # uses) over the others: a new policy mostly germinates as the heuristic does (P ~0.7 for all
+    # three) and learns where other settings pay. With uniform settings heads one germination in
+    # 36 had them, and a seed's outcome varied with five random choices instead of two (slot and
+    # blueprint): a slow tempo, for one, blends a seed over half a 16-epoch episode
+
+
+CHOICES: Mapping[str, tuple[str, ...]] = MappingProxyType({"blend": BLENDS, "tempo": TEMPOS, "curve": CURVES})
+SETTINGS_PRIOR: Mapping[str, str] = MappingProxyType({"blend": "add", "tempo": "fast", "curve": "linear"})
+"""Head -> the choice ``NetworkConfig.settings_bias`` favours at initialisation (SlotConfig's defaults)."""
 
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -63,9 +87,18 @@ class PolicyNetwork(nn.Module):
         self.lstm = nn.LSTM(cfg.hidden, cfg.hidden)
         self.heads = nn.ModuleDict({h: _mlp(cfg.hidden, cfg.head_hidden, n) for h, n in space.head_sizes.items()})
         self.value = _mlp(cfg.hidden, cfg.head_hidden, 1)
-        for head in self.heads.values():  # near-uniform initial policy
+        for head in self.heads.values():  # near-uniform initial policy ...
             nn.init.normal_(head[-1].weight, std=0.01)
             nn.init.zeros_(head[-1].bias)
+        with torch.no_grad():  # ... that mostly waits, and germinates with the default settings
+            self.heads["op"][-1].bias[OPS.index(Op.WAIT)] = cfg.wait_bias
+            for head, choice in SETTINGS_PRIOR.items():
+                self.heads[head][-1].bias[CHOICES[head].index(choice)] = cfg.settings_bias
+
+    @torch.no_grad()
+    def set_blueprint_prior(self, log_cost: Tensor) -> None:
+        """Blueprint head's initial bias: -cfg.blueprint_cost_prior * ``log_cost`` (n_blueprints,)."""
+        self.heads["blueprint"][-1].bias.copy_(-self.cfg.blueprint_cost_prior * log_cost)
 
     def initial_state(self, batch: int) -> State:
         z = torch.zeros(1, batch, self.cfg.hidden)
@@ -118,11 +151,13 @@ class PolicyNetwork(nn.Module):
         A checkpoint saved before a head of ``LEGACY_HEAD_CHOICE`` existed loads with that head
         pinned to the choice that reproduces its old behaviour (logged as a warning); any other
         mismatch, and any file that is not such a checkpoint, raises a one-line CheckpointError
-        (a ValueError)."""
+        (a ValueError). Building the network draws its throwaway initial weights from a forked
+        RNG: loading a policy leaves the caller's torch RNG (a training run's) untouched."""
         ckpt = read_checkpoint(path)
         space = ActionSpace(tuple(ckpt["slot_ids"]), tuple(ckpt["blueprints"]))
         try:
-            net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
+            with torch.random.fork_rng(devices=[]):
+                net = cls(int(ckpt["obs_dim"]), space, NetworkConfig(**ckpt["network"]))
         except (TypeError, ValueError, RuntimeError) as exc:  # unknown or absurd network settings
             raise CheckpointError(f"{path}: not a checkpoint of this PolicyNetwork (network {ckpt['network']!r}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
