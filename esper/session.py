@@ -26,6 +26,7 @@ from esper.tamiyo import HeuristicController, NoController
 from esper.tolaria.trainer import FaultSpec, RunSummary, Trainer
 from telemetry_schema.endings import STOP_SIGNALS, ending, exit_signals
 from telemetry_schema.rundir import RunWriter
+from telemetry_schema.tags import write_tags
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,11 @@ class RunSpec:
     runs_dir: str = "runs"
     # parent directory of run directories
     run_name: str | None = None
-    # run id prefix (a timestamp is appended)
+    # run id prefix (a timestamp is appended); with run_name_exact, the run id itself
+    run_name_exact: bool = False
+    # the run directory is exactly runs_dir/run_name and must not exist yet (RunExists otherwise)
+    tags: tuple[str, ...] = ()
+    # the user's tags on the run (telemetry_schema.tags), written when it starts
     fault: FaultSpec | None = None
     # deliberate fault for governor demos
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -183,7 +188,10 @@ def _run(spec: RunSpec, ctx: D.DistContext, extra_sink: Sink | None,
     task, model = build_model(spec)
     controller = make_controller(spec, task.topology)
     config = {"run": dataclasses.asdict(spec) | {"fault": str(spec.fault)}}
-    run_id = new_run_id(spec.run_name or task.name) if ctx.is_main else None
+    exact = bool(spec.run_name_exact and spec.run_name)
+    run_id = None  # rank 0 names the run, the other ranks join it
+    if ctx.is_main:
+        run_id = spec.run_name if exact else new_run_id(spec.run_name or task.name)
     run_id = D.agree(ctx, run_id)
     stops = tuple(s for s in STOP_SIGNALS if not (ctx.enabled and s == signal.SIGTERM))
     with exit_signals(stops):
@@ -192,7 +200,9 @@ def _run(spec: RunSpec, ctx: D.DistContext, extra_sink: Sink | None,
                                    slot_ids=list(model.order), config=config, device=spec.train.device,
                                    torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size,
                                    on_error="drop" if spec.telemetry_errors == "continue" else "raise",
-                                   planned_epochs=spec.train.epochs)
+                                   planned_epochs=spec.train.epochs, exclusive=exact and ctx.is_main)
+        if ctx.is_main and spec.tags:
+            write_tags(rw.run_dir, list(spec.tags))
         status, reason, trainer = _train_and_close(spec, ctx, task, model, controller, rw,
                                                    MultiSink(event_sink, extra_sink) if extra_sink else event_sink,
                                                    on_start)

@@ -39,6 +39,23 @@ def new_run_id(name: str | None = None, clock=time.time) -> str:
     return f"{base}-{stamp}"
 
 
+class RunExists(ValueError):
+    """A run directory that a new run was to have exactly exists already."""
+
+
+def exact_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """``runs_dir/name`` for a new run named exactly ``name`` (``esper train --run-name``), or a
+    one-line ValueError when ``name`` is not a valid run id or that directory exists already."""
+    if not isinstance(name, str) or not RUN_ID_RE.match(name) or ".." in name:
+        raise ValueError(f"--run-name {name!r}: use 1-128 letters, digits and ._- (starting with a "
+                         f"letter or digit)")
+    run_dir = Path(runs_dir) / name
+    if run_dir.exists():
+        raise RunExists(f"{run_dir} exists already: choose another --run-name, or add "
+                        f"--run-name-suffix for {name}-YYYYmmdd-HHMMSS")
+    return run_dir
+
+
 def validate_run_id(run_id: str) -> str:
     """Reject ids that could escape a log directory (path traversal) or are not ours."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
@@ -98,14 +115,19 @@ class RunWriter:
 
 
 def create_run(runs_dir: str | Path, started: RunStarted, *, rank: int = 0,
-               config: WriterConfig | None = None, **writer_kwargs) -> RunWriter:
+               config: WriterConfig | None = None, exclusive: bool = False, **writer_kwargs) -> RunWriter:
     """Create ``runs_dir/<run_id>/``, write run.json, open the rank's streams and emit ``started``.
 
     Refuses to overwrite existing streams of the rank: data already written is never lost.
+    ``exclusive``: the directory must not exist yet (``RunExists`` otherwise, nothing written), for
+    a run named exactly by the user; the other ranks of a distributed run join rank 0's directory.
     """
     run_id = validate_run_id(started.run_id)
     run_dir = Path(runs_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=not exclusive)
+    except FileExistsError:
+        raise RunExists(f"{run_dir} exists already") from None
     config = config or WriterConfig(heartbeat_s=started.heartbeat_s)
     writer = EventWriter(run_dir / EVENTS_DIR, rank=rank, config=config,
                          summary_dir=run_dir if rank == 0 else None, **writer_kwargs)
