@@ -43,16 +43,24 @@ class RunExists(ValueError):
     """A run directory that a new run was to have exactly exists already."""
 
 
-def exact_run_dir(runs_dir: str | Path, name: str) -> Path:
+def exact_run_dir(runs_dir: str | Path, name: str, *, create: bool = False) -> Path:
     """``runs_dir/name`` for a new run named exactly ``name`` (``esper train --run-name``), or a
-    one-line ValueError when ``name`` is not a valid run id or that directory exists already."""
+    one-line ValueError when ``name`` is not a valid run id or that directory exists already.
+    ``create``: make it too, atomically (one made meanwhile by another process is refused as well),
+    before ``create_run`` opens the streams in it."""
     if not isinstance(name, str) or not RUN_ID_RE.match(name) or ".." in name:
         raise ValueError(f"--run-name {name!r}: use 1-128 letters, digits and ._- (starting with a "
                          f"letter or digit)")
     run_dir = Path(runs_dir) / name
+    taken = RunExists(f"{run_dir} exists already: choose another --run-name, or add "
+                      f"--run-name-suffix for {name}-YYYYmmdd-HHMMSS")
     if run_dir.exists():
-        raise RunExists(f"{run_dir} exists already: choose another --run-name, or add "
-                        f"--run-name-suffix for {name}-YYYYmmdd-HHMMSS")
+        raise taken
+    if create:
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError:
+            raise taken from None
     return run_dir
 
 
@@ -115,19 +123,14 @@ class RunWriter:
 
 
 def create_run(runs_dir: str | Path, started: RunStarted, *, rank: int = 0,
-               config: WriterConfig | None = None, exclusive: bool = False, **writer_kwargs) -> RunWriter:
+               config: WriterConfig | None = None, **writer_kwargs) -> RunWriter:
     """Create ``runs_dir/<run_id>/``, write run.json, open the rank's streams and emit ``started``.
 
     Refuses to overwrite existing streams of the rank: data already written is never lost.
-    ``exclusive``: the directory must not exist yet (``RunExists`` otherwise, nothing written), for
-    a run named exactly by the user; the other ranks of a distributed run join rank 0's directory.
     """
     run_id = validate_run_id(started.run_id)
     run_dir = Path(runs_dir) / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=not exclusive)
-    except FileExistsError:
-        raise RunExists(f"{run_dir} exists already") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
     config = config or WriterConfig(heartbeat_s=started.heartbeat_s)
     writer = EventWriter(run_dir / EVENTS_DIR, rank=rank, config=config,
                          summary_dir=run_dir if rank == 0 else None, **writer_kwargs)

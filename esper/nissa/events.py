@@ -118,19 +118,17 @@ def decision_settings(decision) -> dict:
 
 def start_run(runs_dir, *, run_id: str, task: str, topology: str, host_params: int, slot_ids: list[str],
               config: dict, device: str, torch_version: str = "", rank: int = 0,
-              world_size: int = 1, on_error: str = "raise", planned_epochs: int = 0,
-              exclusive: bool = False) -> tuple[RunWriter, EventSink]:
+              world_size: int = 1, on_error: str = "raise", planned_epochs: int = 0) -> tuple[RunWriter, EventSink]:
     """Create ``runs_dir/<run_id>/``, emit run_started, and return the run writer and its sink.
 
     Each rank writes its own streams (``events/<kind>.rank<R>.arrows``) in the one run
     directory (run.json is written by rank 0 only). ``on_error``: what a failed write of the
     log does, 'raise' (the next event raises TelemetryError) or 'drop' (training goes on without
-    a log; the events are counted as dropped). ``exclusive``: the run directory must not exist
-    yet (``telemetry_schema.rundir.RunExists``)."""
+    a log; the events are counted as dropped)."""
     started = ev.RunStarted(run_id=run_id, task=task, topology=topology, host_params=host_params,
                             slot_ids=list(slot_ids), config_json=json.dumps(config, default=str),
                             python_version=platform.python_version(), torch_version=torch_version,
                             device=device, world_size=world_size, planned_epochs=planned_epochs)
     rw = create_run(runs_dir, started, rank=rank,
-                    config=WriterConfig(heartbeat_s=started.heartbeat_s, on_error=on_error), exclusive=exclusive)
+                    config=WriterConfig(heartbeat_s=started.heartbeat_s, on_error=on_error))
     return rw, EventSink(rw.writer)

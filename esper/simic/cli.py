@@ -143,11 +143,14 @@ def run_ppo(args: argparse.Namespace, console: Console | None = None,
     torch.set_num_threads(args.threads)
     task, topology, host_params, slot_ids = _probe(cfgs.env)
     config = dict(cfgs.as_dict(), resumed_from=str(args.resume) if args.resume else None)
+    if exact:  # made now, atomically: a run that took the name meanwhile is refused, not joined
+        exact_run_dir(args.runs_dir, args.run_name, create=True)
     with exit_signals():  # SIGTERM / SIGHUP end the run as Ctrl-C does: log closed, checkpoints kept
         rw = create_run(args.runs_dir, ev.RunStarted(
-            run_id=args.run_name if exact else new_run_id(args.run_name or f"ppo-{task}"), task=task, topology=topology, host_params=host_params,
+            run_id=args.run_name if exact else new_run_id(args.run_name or f"ppo-{task}"), task=task,
+            topology=topology, host_params=host_params,
             slot_ids=slot_ids, config_json=json.dumps(config, default=str), python_version=platform.python_version(),
-            torch_version=torch.__version__, device=cfgs.env.device, num_envs=cfgs.run.envs), exclusive=exact)
+            torch_version=torch.__version__, device=cfgs.env.device, num_envs=cfgs.run.envs))
         if tags:
             write_tags(rw.run_dir, tags)
         console.print(f"run directory: [bold]{escape(str(rw.run_dir))}[/]"

@@ -126,3 +126,13 @@ def test_ppo_into_a_pipe_prints_one_line_per_round_and_makes_the_named_tagged_ru
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pp"]
     assert read_tags(tmp_path / "pp") == ["ppo-smoke"]
     assert json.loads((tmp_path / "pp" / "run.json").read_text())["run_id"] == "pp"
+
+
+def test_a_run_that_finds_its_exact_name_taken_at_start_writes_nothing(tmp_path):
+    """The command line checked the name, then something took it before the run began."""
+    from esper.session import RunSpec, run_training
+    from telemetry_schema.rundir import RunExists
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(RunExists, match="taken exists already"):
+        run_training(RunSpec(runs_dir=str(tmp_path), run_name="taken", run_name_exact=True))
+    assert list((tmp_path / "taken").iterdir()) == []
