@@ -13,46 +13,44 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from telemetry_schema.endings import RunInterrupted, interrupted_exit_code
+from telemetry_schema.rundir import exact_run_dir
 from telemetry_schema.sinks import TelemetryError
+from telemetry_schema.tags import TagError, check_tag
 
+from esper.flags import COMMANDS, CliError, OneLineParser, command_parser, make_parser  # noqa: F401 (API)
 from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
-from esper.nissa.sink import Sink
+from esper.leyline.tasks import default_epochs
+from esper.progress import RunBoard, format_duration
 from esper.terminal import TerminalStream
 
 if TYPE_CHECKING:
     from esper.session import RunSpec
 
-# torch is imported by the commands that need it (``esper --help`` and ``esper export`` do not)
-COMMANDS = MappingProxyType({"train": "train a morphogenetic model",
-            "ppo": "learn the controller with PPO over vectorised environments",
-            "export": "write a run's events as CSV, Parquet or JSON Lines tables, or TensorBoard event files"})
+__all__ = ["COMMANDS", "CliError", "OneLineParser", "command_parser", "make_parser", "main", "make_console",
+           "spec_from_args", "parse_heuristic", "parse_overrides", "parse_init_seeds", "train"]
 
+# torch is imported by the commands that need it when they run (``--help`` imports none)
 STAGE_STYLE = MappingProxyType({"TRAINING": "yellow", "BLENDING": "cyan", "HOLDING": "magenta",
                                 "FOSSILIZED": "green", "PRUNED": "red", "EMBARGOED": "red", "GERMINATED": "blue"})
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
+class LiveProgress(RunBoard):
+    """The terminal's display: a progress bar (epoch N/M, metrics, elapsed, ETA) over a table of
+    each slot's stage, seed and last event, redrawn in place; lifecycle moments print above it."""
 
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):  # no usage dump: one line, exit 2
-        raise CliError(message)
-
-
-class ProgressSink(Sink):
-    """Renders epochs, metrics and each slot's seed and stage."""
-
-    def __init__(self, console: Console, epochs: int, slot_ids: list[str]) -> None:
+    def __init__(self, console: Console, epochs: int, slot_ids: list[str], **kw) -> None:
+        super().__init__(epochs, slot_ids, **kw)
         self.console = console
         self.progress = Progress(TextColumn("epoch {task.completed:>3.0f}/{task.total:.0f}"), BarColumn(),
-                                 TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), console=console)
-        self.task = self.progress.add_task("train", total=epochs, metrics="")
-        self.slots = {sid: ["DORMANT", "", "", ""] for sid in slot_ids}  # stage, seed, blueprint, note
+                                 TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(),
+                                 TextColumn("eta {task.fields[eta]}"), console=console)
+        self.task = self.progress.add_task("train", total=epochs, metrics="", eta="?")
         self.live: Live | None = None
 
     def render(self) -> Group:
@@ -60,118 +58,69 @@ class ProgressSink(Sink):
         for col in ("slot", "stage", "seed", "blueprint", "last event"):
             table.add_column(col)
         for sid, (stage, seed, bp, note) in self.slots.items():
-            table.add_row(sid, f"[{STAGE_STYLE.get(stage, 'white')}]{stage}[/]", seed, bp, note)
+            table.add_row(sid, Text(stage, style=STAGE_STYLE.get(stage, "white")), Text(seed), Text(bp), Text(note))
         return Group(self.progress, table)
 
-    def _refresh(self) -> None:
+    def changed(self) -> None:
         if self.live is not None:
             self.live.update(self.render())
 
-    def epoch_completed(self, epoch, result, host_params, total_params, seconds, compute=None) -> None:
-        extra = f" ppl {result.perplexity:.2f}" if result.perplexity is not None else ""
-        self.progress.update(self.task, completed=epoch, metrics=(
-            f"loss {result.train_loss:.3f} val_loss {result.val_loss:.3f} val_acc {result.val_acc:5.2f}%"
-            f"{extra} params {total_params}"))
-        self._refresh()
+    def epoch_done(self) -> None:
+        self.progress.update(self.task, completed=self.epoch, metrics=self.metrics,
+                             eta=format_duration(self.eta.remaining()))
+        self.changed()
 
-    def seed_germinated(self, slot_id, seed_id, blueprint, params, blend, tempo, blend_epochs) -> None:
-        self.slots[slot_id][1:3] = [seed_id, blueprint]
-        self.console.log(f"{slot_id}: germinated {seed_id} ({blueprint}, {params} params)")
-
-    def stage_changed(self, slot_id, seed_id, from_stage, to_stage, reason) -> None:
-        self.slots[slot_id][0] = to_stage.name
-        if to_stage.name in ("DORMANT",):
-            self.slots[slot_id][1:3] = ["", ""]
-        self._refresh()
-
-    def gate_evaluated(self, slot_id, seed_id, result) -> None:
-        mark = "pass" if result.passed else "fail " + ",".join(result.checks_failed)
-        self.slots[slot_id][3] = f"{result.gate.value} {mark}"
-
-    def counterfactual(self, slot_id, seed_id, real_acc, off_acc, se=None) -> None:
-        self.slots[slot_id][3] = f"contribution {real_acc - off_acc:+.2f}pp"
-
-    def seed_fossilized(self, slot_id, seed_id, reason, initiator, params) -> None:
-        self.console.log(f"{slot_id}: [green]fossilized[/] {seed_id}: {reason}")
-
-    def seed_pruned(self, slot_id, seed_id, reason, initiator) -> None:
-        self.console.log(f"{slot_id}: [red]pruned[/] {seed_id} ({initiator}): {reason}")
-
-    def governor_panic(self, verdict) -> None:
-        self.console.log(f"[red]governor panic[/]: {verdict.reason} (loss {verdict.loss:.4g})")
-
-    def governor_rollback(self, to_epoch, seeds_pruned, reason) -> None:
-        self.console.log(f"[red]governor rollback[/] to epoch {to_epoch} ({reason})")
+    def note(self, text: str, style: str = "") -> None:
+        self.console.print(Text(text, style=style))
 
 
-def command_parser() -> OneLineParser:
-    """The command list alone, for ``esper --help`` (no torch)."""
-    p = OneLineParser(prog="esper", description="Train neural networks that grow, and watch them grow.")
-    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
-    for name, text in COMMANDS.items():
-        sub.add_parser(name, help=text)
-    return p
+class PlainProgress(RunBoard):
+    """Output into a pipe or a file: one line per epoch, and one per lifecycle moment (indented)."""
+
+    def __init__(self, out, epochs: int, slot_ids: list[str], **kw) -> None:
+        super().__init__(epochs, slot_ids, **kw)
+        self.out = out
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def epoch_done(self) -> None:
+        self._line(self.epoch_line())
+
+    def note(self, text: str, style: str = "") -> None:
+        self._line("  " + text)
 
 
-def make_parser() -> OneLineParser:
-    from esper.runtime.tasks import TASK_NAMES, TaskOptions
-    p = OneLineParser(prog="esper", description="Train neural networks that grow, and watch them grow.")
-    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
-    t = sub.add_parser("train", help=COMMANDS["train"])
-    t.add_argument("--task", default="synthetic-images", help=f"one of {', '.join(TASK_NAMES)}")
-    t.add_argument("--epochs", type=int, default=None,
-                   help=f"epochs to train (default {TrainConfig.epochs}; pydoc-text 15)")
-    t.add_argument("--controller", default="heuristic", metavar="heuristic|none|policy:PATH",
-                   help="who decides: the heuristic, nobody, or a policy trained by `esper ppo`")
-    t.add_argument("--slots", default="all", help="'all', a count N (the last N), or slot ids a,b")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    t.add_argument("--runs-dir", default="runs")
-    t.add_argument("--run-name", default=None)
-    t.add_argument("--gates", choices=("strict", "permissive"), default=GateConfig.mode)
-    t.add_argument("--inject-fault", default=None, metavar="nan@EPOCH|spike@EPOCH",
-                   help="nan: poison the first training loss of EPOCH (weights go NaN, the governor rolls "
-                        "back at once); spike: multiply the val loss x100 for 3 epochs from EPOCH (3 "
-                        "statistical anomalies, then a rollback; needs EPOCH > 10 for the loss history). "
-                        "A fault that cannot fire is refused")
-    t.add_argument("--data-dir", default=None, help="data directory (cifar10)")
-    t.add_argument("--npz-kind", choices=("auto", "image", "signal", "features"), default="auto",
-                   help="npz:PATH tasks: what x holds; auto: 4-D and square 3-D image, other 3-D signal, "
-                        "2-D features")
-    t.add_argument("--batch-size", type=int, default=TaskOptions.batch_size)
-    t.add_argument("--train-size", type=int, default=None, help="synthetic-images: training samples")
-    t.add_argument("--val-size", type=int, default=None, help="synthetic-images: validation samples")
-    t.add_argument("--gate", default=None, metavar="KEY=VALUE,...",
-                   help="override quality-gate thresholds (GateConfig), e.g. min_training_epochs=1")
-    t.add_argument("--heuristic", default=None, metavar="KEY=VALUE,...",
-                   help="override heuristic controller thresholds, e.g. min_epoch=1,plateau_window=1")
-    t.add_argument("--host-width", type=int, default=None, metavar="N",
-                   help="host width: the CNN's first-block channels (default 8) or the transformer's "
-                        "embedding width (default 64)")
-    t.add_argument("--host-depth", type=int, default=None, metavar="N",
-                   help="host depth: the CNN's conv blocks (default 3) or the transformer's layers (default 2)")
-    t.add_argument("--init-seeds", default=None, metavar="SLOT=BLUEPRINT,...",
-                   help="seeds built and fossilized before epoch 1 (a grown architecture trained from the "
-                        "start), e.g. block1=conv_light,block2=conv_heavy")
-    t.add_argument("--max-params", type=int, default=None, metavar="N",
-                   help="growth budget: the heuristic grows no seed that takes host + seeds past N parameters")
-    t.add_argument("--max-flops-ratio", type=float, default=None, metavar="X",
-                   help="growth budget: ... nor past X times the host's forward FLOPs per sample")
-    t.add_argument("--nproc", type=int, default=None, metavar="N",
-                   help="data-parallel training on N local processes (re-launches under torch.distributed.run)")
-    t.add_argument("--on-telemetry-error", choices=("stop", "continue"), default="stop",
-                   help="when the log cannot be written (a full disk): stop training with an error, or "
-                        "continue training without a log (default: stop)")
-    t.add_argument("--dist-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="distributed runs: how long a collective waits for a dead or stuck rank")
-    from esper.simic.cli import add_ppo_arguments
-    add_ppo_arguments(sub.add_parser("ppo", help=COMMANDS["ppo"]))
-    return p
+def make_console(stream=None) -> Console:
+    """The console of a command: no source locations on its log lines, and, when the output is
+    not a terminal, no wrapping (a line of a log file is a line of output)."""
+    console = Console(file=TerminalStream(stream or sys.stdout), log_path=False)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+def progress_display(console: Console, epochs: int, slot_ids: list[str]) -> RunBoard:
+    if console.is_terminal:
+        return LiveProgress(console, epochs, slot_ids)
+    return PlainProgress(console.file, epochs, slot_ids)
+
+
+def check_run_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """The flags that name and tag a run (``esper train`` and ``esper ppo``): a run named exactly
+    must not exist yet; the tags (returned) must be valid. Raises CliError; touches nothing."""
+    try:
+        tags = tuple(check_tag(t) for t in args.tags or ())
+        if args.run_name is not None and not args.run_name_suffix:
+            exact_run_dir(args.runs_dir, args.run_name)
+    except (TagError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return tags
 
 
 def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
-    from esper.runtime.synthetic import SyntheticConfig
-    from esper.runtime.tasks import TaskOptions, default_epochs
+    from esper.leyline.tasks import SyntheticConfig
+    from esper.runtime.tasks import TaskOptions
     from esper.session import RunSpec
     from esper.tolaria.trainer import FaultSpec
     if args.epochs is None:
@@ -205,7 +154,8 @@ def spec_from_args(args: argparse.Namespace) -> tuple[RunSpec, str]:
     if args.val_size is not None:
         synthetic = dataclasses.replace(synthetic, val_size=args.val_size)
     spec = RunSpec(task=args.task, controller=args.controller, runs_dir=args.runs_dir,
-                   run_name=args.run_name, fault=fault, train=train,
+                   run_name=args.run_name, run_name_exact=not args.run_name_suffix,
+                   tags=check_run_args(args), fault=fault, train=train,
                    heuristic=heuristic_from_args(args), dist_timeout_s=args.dist_timeout,
                    telemetry_errors=args.on_telemetry_error, init_seeds=parse_init_seeds(args.init_seeds),
                    task_options=TaskOptions(data_dir=args.data_dir, batch_size=args.batch_size,
@@ -331,20 +281,23 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
         raise CliError(str(exc).strip("'\"")) from None
     check_init_seeds(spec.init_seeds, probe)
     spec = dataclasses.replace(spec, slots=list(probe.order))
-    progress = ProgressSink(console, spec.train.epochs, list(probe.order))
+    progress = progress_display(console, spec.train.epochs, list(probe.order))
 
     def on_start(run_dir) -> None:
-        console.print(f"run directory: [bold]{run_dir}[/]")
-        console.print(f"watch it: [bold]esper-tui {run_dir}[/]  or  "
-                      f"[bold]esper-dashboard --logdir {spec.runs_dir}[/]")
+        progress.eta.restart()
+        console.print(f"run directory: [bold]{escape(str(run_dir))}[/]")
+        console.print(f"watch it: [bold]esper-tui {escape(str(run_dir))}[/]  or  "
+                      f"[bold]esper-dashboard --logdir {escape(str(spec.runs_dir))}[/]")
 
     try:
-        if rank == 0:
+        if rank != 0:  # one progress display per run: rank 0's
+            outcome = run_training(spec)
+        elif isinstance(progress, LiveProgress):
             with Live(progress.render(), console=console, refresh_per_second=4) as live:
                 progress.live = live
                 outcome = run_training(spec, progress, on_start)
-        else:  # one progress display per run: rank 0's
-            outcome = run_training(spec)
+        else:
+            outcome = run_training(spec, progress, on_start)
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(f"run failed: {exc}") from None
     except TelemetryError as exc:
@@ -366,13 +319,13 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
     console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
                   f"governor rollbacks {s.rollbacks}; {s.params} parameters, {s.flops / 1e9:.1f} GFLOP")
-    console.print(f"log: {outcome.run_dir / 'events'}")
+    console.print(f"log: {escape(str(outcome.run_dir / 'events'))}")
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console(file=TerminalStream(sys.stdout))  # a closed terminal stops output, not the run
+    console = make_console()  # a closed terminal stops output, not the run
     words = sys.argv[1:] if argv is None else list(argv)
     try:
         if words[:1] == ["export"]:
@@ -381,15 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         if words[:1] not in (["train"], ["ppo"]):
             command_parser().parse_args(words)  # --help, or a one-line error for an unknown command
             raise CliError("usage: esper train|ppo|export [...] (try: esper --help)")
-        args = make_parser().parse_args(argv)
+        args = make_parser().parse_args(words)
         if args.command == "ppo":
+            check_run_args(args)
             from esper.simic.cli import run_ppo
             try:
                 return run_ppo(args, console)
             except ValueError as exc:
                 raise CliError(str(exc)) from None
-        if args.command != "train":
-            raise CliError("usage: esper train|ppo|export [...] (try: esper --help)")
         return train(args, console, argv)
     except CliError as exc:
         sys.stderr.write(f"esper: error: {exc}\n")

@@ -11,30 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from esper.cli import COMMANDS, CliError, OneLineParser
-from telemetry_schema.export import FORMATS, ExportError, export_run, parse_kinds
-
-
-def make_parser() -> OneLineParser:
-    text = COMMANDS["export"]
-    p = OneLineParser(prog="esper export", description=text[0].upper() + text[1:] + ".")
-    p.add_argument("run", metavar="RUN", help="the run directory (format 1 or 2; every rank of a distributed run)")
-    p.add_argument("dir", metavar="DIR", nargs="?", default=None,
-                   help="with --tensorboard: the directory to write the event files to")
-    p.add_argument("--format", choices=tuple(FORMATS), default=None,
-                   help="table format (default: csv): one file per event kind")
-    p.add_argument("--kinds", default=None, metavar="K1,K2",
-                   help="only these event kinds (default: every kind that has events)")
-    p.add_argument("--out", default=None, metavar="DIR", help="where the tables go (default: RUN/export/FORMAT/)")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="write TensorBoard event files to DIR instead of tables (needs the tensorboard package)")
-    p.add_argument("--force", action="store_true", help="replace files a previous export wrote")
-    return p
+from esper.flags import CliError, export_parser
+from telemetry_schema.export import ExportError, export_run, parse_kinds
 
 
 def run_export(argv: list[str]) -> int:
     """Parse ``esper export`` arguments and export; raises CliError for bad input."""
-    args = make_parser().parse_args(argv)
+    args = export_parser().parse_args(argv)
     try:
         if args.tensorboard:
             return _tensorboard(args)

@@ -25,7 +25,8 @@ from esper.runtime.tasks import TaskOptions, build_task
 from esper.tamiyo import HeuristicController, NoController
 from esper.tolaria.trainer import FaultSpec, RunSummary, Trainer
 from telemetry_schema.endings import STOP_SIGNALS, ending, exit_signals
-from telemetry_schema.rundir import RunWriter
+from telemetry_schema.rundir import RunExists, RunWriter, exact_run_dir
+from telemetry_schema.tags import write_tags
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,11 @@ class RunSpec:
     runs_dir: str = "runs"
     # parent directory of run directories
     run_name: str | None = None
-    # run id prefix (a timestamp is appended)
+    # run id prefix (a timestamp is appended); with run_name_exact, the run id itself
+    run_name_exact: bool = False
+    # the run directory is exactly runs_dir/run_name and must not exist yet (RunExists otherwise)
+    tags: tuple[str, ...] = ()
+    # the user's tags on the run (telemetry_schema.tags), written when it starts
     fault: FaultSpec | None = None
     # deliberate fault for governor demos
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -183,8 +188,9 @@ def _run(spec: RunSpec, ctx: D.DistContext, extra_sink: Sink | None,
     task, model = build_model(spec)
     controller = make_controller(spec, task.topology)
     config = {"run": dataclasses.asdict(spec) | {"fault": str(spec.fault)}}
-    run_id = new_run_id(spec.run_name or task.name) if ctx.is_main else None
-    run_id = D.agree(ctx, run_id)
+    run_id, refused = D.agree(ctx, _name_run(spec, task.name) if ctx.is_main else None)
+    if refused:  # on every rank: none waits for a run that will not start
+        raise RunExists(refused)
     stops = tuple(s for s in STOP_SIGNALS if not (ctx.enabled and s == signal.SIGTERM))
     with exit_signals(stops):
         rw, event_sink = start_run(spec.runs_dir, run_id=run_id, task=task.name,
@@ -193,6 +199,8 @@ def _run(spec: RunSpec, ctx: D.DistContext, extra_sink: Sink | None,
                                    torch_version=torch.__version__, rank=ctx.rank, world_size=ctx.world_size,
                                    on_error="drop" if spec.telemetry_errors == "continue" else "raise",
                                    planned_epochs=spec.train.epochs)
+        if ctx.is_main and spec.tags:
+            write_tags(rw.run_dir, list(spec.tags))
         status, reason, trainer = _train_and_close(spec, ctx, task, model, controller, rw,
                                                    MultiSink(event_sink, extra_sink) if extra_sink else event_sink,
                                                    on_start)
@@ -201,6 +209,18 @@ def _run(spec: RunSpec, ctx: D.DistContext, extra_sink: Sink | None,
     if status == "failed":
         raise D.RankFailure(reason)
     return RunOutcome(rw.run_dir, status, trainer.summary, model.host_param_count(), list(model.order), reason)
+
+
+def _name_run(spec: RunSpec, task_name: str) -> tuple[str, str]:
+    """(run id, '') for rank 0 to share, or ('', why) when the exact run name is taken. An exact
+    name's directory is made here, before the other ranks learn the id and join it."""
+    if not (spec.run_name_exact and spec.run_name):
+        return new_run_id(spec.run_name or task_name), ""
+    try:
+        exact_run_dir(spec.runs_dir, spec.run_name, create=True)
+    except ValueError as exc:
+        return "", str(exc)
+    return spec.run_name, ""
 
 
 def _train_and_close(spec: RunSpec, ctx: D.DistContext, task, model, controller, rw: RunWriter, sink: Sink,

@@ -39,6 +39,31 @@ def new_run_id(name: str | None = None, clock=time.time) -> str:
     return f"{base}-{stamp}"
 
 
+class RunExists(ValueError):
+    """A run directory that a new run was to have exactly exists already."""
+
+
+def exact_run_dir(runs_dir: str | Path, name: str, *, create: bool = False) -> Path:
+    """``runs_dir/name`` for a new run named exactly ``name`` (``esper train --run-name``), or a
+    one-line ValueError when ``name`` is not a valid run id or that directory exists already.
+    ``create``: make it too, atomically (one made meanwhile by another process is refused as well),
+    before ``create_run`` opens the streams in it."""
+    if not isinstance(name, str) or not RUN_ID_RE.match(name) or ".." in name:
+        raise ValueError(f"--run-name {name!r}: use 1-128 letters, digits and ._- (starting with a "
+                         f"letter or digit)")
+    run_dir = Path(runs_dir) / name
+    taken = RunExists(f"{run_dir} exists already: choose another --run-name, or add "
+                      f"--run-name-suffix for {name}-YYYYmmdd-HHMMSS")
+    if run_dir.exists():
+        raise taken
+    if create:
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError:
+            raise taken from None
+    return run_dir
+
+
 def validate_run_id(run_id: str) -> str:
     """Reject ids that could escape a log directory (path traversal) or are not ours."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:

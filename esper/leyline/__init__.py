@@ -1,4 +1,5 @@
-"""Contracts shared across the Esper core: stages and their transition table, gate ids, configs."""
+"""Contracts shared across the Esper core: stages and their transition table, gate ids, configs
+(``tasks.py``: task names and defaults the command line shows without torch)."""
 
 from esper.leyline.config import (
     GateConfig, GovernorConfig, GradientConfig, HeuristicConfig, SlotConfig, TrainConfig,

@@ -9,36 +9,11 @@ phase-invariant orientation-and-frequency features, which a ~6k-parameter CNN le
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Size and difficulty of the synthetic image task."""
-
-    train_size: int = 8192
-    # training samples
-    val_size: int = 2048
-    # validation samples
-    image_size: int = 16
-    # height and width in pixels
-    classes: int = 10
-    # number of orientations
-    noise: float = 3.5
-    # std of the additive pixel noise
-    distractor: float = 0.3
-    # contrast of the distractor grating relative to the class grating
-    jitter: float = 0.04
-    # std of the orientation jitter, radians (classes are pi / classes apart)
-    min_freq: float = 0.12
-    # lowest grating frequency, cycles per pixel
-    max_freq: float = 0.35
-    # highest grating frequency, cycles per pixel
-    seed: int = 1234
-    # generator seed: the same seed gives the same data
+from esper.leyline.tasks import SyntheticConfig
 
 
 def _gratings(labels: Tensor, cfg: SyntheticConfig, g: torch.Generator) -> Tensor:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -22,16 +21,9 @@ from torch import nn
 
 from esper.kasmina.hosts import CNNConfig, CNNHost, TransformerConfig, TransformerHost
 from esper.runtime.data import TensorLoader, lm_windows, random_crop_flip
-from esper.runtime.synthetic import FreshSyntheticLoader, SyntheticConfig, synthetic_val
+from esper.leyline.tasks import BATCH_SIZE, TASK_NAMES, SyntheticConfig
+from esper.runtime.synthetic import FreshSyntheticLoader, synthetic_val
 
-TASK_NAMES = ("synthetic-images", "pydoc-text", "cifar10", "text:PATH", "npz:PATH")
-DEFAULT_EPOCHS = MappingProxyType({"pydoc-text": 15})
-"""Epochs of a run when --epochs is not given, where a task differs from TrainConfig.epochs (a
-pydoc-text epoch is ~20x a synthetic-images one: 15 keep a run to a few minutes on 2 cores)."""
-
-
-def default_epochs(task: str, fallback: int) -> int:
-    return DEFAULT_EPOCHS.get(task, fallback)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -58,7 +50,7 @@ class Task:
 class TaskOptions:
     """Knobs shared by every task."""
 
-    batch_size: int = 64
+    batch_size: int = BATCH_SIZE
     # training and validation batch size
     seed: int = 0
     # data order (and synthetic data) seed

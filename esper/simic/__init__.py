@@ -10,9 +10,10 @@
     shared_data.py  the environments' one task and data iterator (one pass drawn per step)
     env.py        one morphogenetic training environment on the core
     vec_env.py    K environments in lockstep on shared batches, with their host-only shadows
+    config.py     the run's configurations (RunConfig, EnvConfig, PPOConfig) and defaults, torch-free
     training.py   a run: round/time budget, learner checkpoints, resume
     telemetry.py  per-environment event sinks, PPOUpdate events
-    cli.py        ``esper ppo``: add_ppo_arguments / run_ppo
+    cli.py        ``esper ppo``: run_ppo (its flags: esper.flags.add_ppo_arguments)
 
 Importing this package imports nothing else; import the modules you need.
 """

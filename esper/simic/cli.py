@@ -1,6 +1,6 @@
 """``esper ppo``: train the learned controller on K vectorised morphogenetic environments.
 
-The lead wires it into ``esper/cli.py`` with ``add_ppo_arguments(subparser)`` and
+``esper.cli`` parses the flags (``esper.flags.add_ppo_arguments``, torch-free) and calls
 ``run_ppo(args)``. Rendering (rich) lives here only; the library modules never print.
 """
 
@@ -10,71 +10,35 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
+from esper.flags import add_ppo_arguments
 from esper.kasmina.model import MorphogeneticModel
-from esper.runtime.synthetic import SyntheticConfig
+from esper.leyline.tasks import SyntheticConfig
+from esper.progress import format_duration
 from esper.runtime.tasks import TaskOptions, build_task
 from esper.session import prepare_runs_dir
 from esper.simic.collect import RoundResult
-from esper.simic.env import EnvConfig
-from esper.simic.ppo import PPOConfig
-from esper.simic.rewards import MODES, RewardConfig
+from esper.simic.config import DEFAULT_BUDGET_S, DEFAULT_WORKERS, EnvConfig, PPOConfig
+from esper.simic.rewards import RewardConfig
 from esper.simic.telemetry import ppo_update_event
 from esper.simic.training import Budget, Configs, PPOTrainer, RunConfig, load_checkpoint
 from telemetry_schema import events as ev
 from telemetry_schema.endings import ending, exit_signals, interrupted_exit_code
-from telemetry_schema.rundir import create_run, new_run_id
+from telemetry_schema.rundir import create_run, exact_run_dir, new_run_id
+from telemetry_schema.tags import check_tag, write_tags
 
-
-DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
-"""Worker processes of a default run: the 2 cores the default is sized for, where the machine has them."""
-DEFAULT_BUDGET_S = 780.0
-"""Seconds of learning of a default run: 13 minutes, leaving room for start-up and the checkpoint."""
-
-
-def add_ppo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Flags of ``esper ppo``. The defaults learn for at most 13 minutes (``--time-budget``), so a
-    default run ends within 15 minutes on 2 CPU cores; on a fast machine it stops at ``--rounds``."""
-    run, env = RunConfig(), EnvConfig()
-    p.add_argument("--task", default=env.task, help="task of every environment")
-    p.add_argument("--envs", type=int, default=run.envs, help="vectorised environments stepping in lockstep")
-    p.add_argument("--rounds", type=int, default=None,
-                   help=f"rounds at most, one PPO update each (default {run.rounds}; resumed: the checkpoint's)")
-    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help=f"stop before a round that would end past this (default {DEFAULT_BUDGET_S:.0f}; 0 = none)")
-    p.add_argument("--rollout-steps", type=int, default=run.rollout_steps, help="lockstep steps per round")
-    p.add_argument("--episode-length", type=int, default=env.episode_length, help="RL steps (host epochs) per episode")
-    p.add_argument("--reward-mode", choices=MODES, default=RewardConfig.mode)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--run-name", default=None)
-    p.add_argument("--gates", choices=("strict", "permissive"), default=env.gates)
-    p.add_argument("--lr", type=float, default=PPOConfig.lr, help="policy learning rate")
-    p.add_argument("--entropy-scale", type=float, default=1.0,
-                   help="multiplies every head's entropy coefficient (more exploration above 1)")
-    p.add_argument("--train-size", type=int, default=env.synthetic_train,
-                   help="training samples per epoch of the synthetic task")
-    p.add_argument("--val-size", type=int, default=env.synthetic_val, help="validation samples of the synthetic task")
-    p.add_argument("--workers", type=int, default=None,
-                   help=f"processes the environments are split over (default: the CPU cores, at most "
-                        f"{DEFAULT_WORKERS} and one per environment); the run steps the same with any number")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for small hosts)")
-    p.add_argument("--data-dir", default=None, help="data directory (cifar10)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR|learner.pt",
-                   help="continue the learner of an earlier run (its configuration; --rounds/--time-budget may extend it)")
-    return p
-
-
+__all__ = ["add_ppo_arguments", "configs_from_args", "resumed_configs", "run_ppo", "main"]
 
 
 def configs_from_args(args: argparse.Namespace) -> Configs:
@@ -131,13 +95,15 @@ def _probe(env: EnvConfig):
     return task.name, task.topology, model.host_param_count(), list(model.order)
 
 
-def _summary(i: int, r: RoundResult, eta_s: float) -> str:
+def _summary(i: int, rounds: int, r: RoundResult, budget: Budget) -> tuple[str, str]:
+    """A round's progress and rewards, and its update's statistics: two parts of one report."""
     s = r.stats
     ret = f"{sum(r.episode_returns) / len(r.episode_returns):+.3f}" if r.episode_returns else "   n/a"
     comps = " ".join(f"{k}={v:+.3f}" for k, v in r.components.items() if v)
     heads = " ".join(f"{h}={v:.2f}" for h, v in s.head_entropy.items())
-    return (f"round {i}: reward/step {r.mean_reward:+.4f} episode return {ret} | {comps} | eta {eta_s / 60:.1f} min\n"
-            f"  pg {s.policy_loss:+.4f} vf {s.value_loss:.4f} kl {s.approx_kl:.2e} clip {s.clip_fraction:.3f} "
+    return (f"round {i}/{rounds} reward/step {r.mean_reward:+.4f} episode return {ret} | {comps} | "
+            f"elapsed {format_duration(budget.elapsed)} eta {format_duration(budget.eta_s())}",
+            f"pg {s.policy_loss:+.4f} vf {s.value_loss:.4f} kl {s.approx_kl:.2e} clip {s.clip_fraction:.3f} "
             f"ev {s.explained_variance:+.3f} lr {s.lr:.2e}{' KL-STOP' if s.early_stopped else ''} | H {heads}")
 
 
@@ -167,18 +133,28 @@ def run_ppo(args: argparse.Namespace, console: Console | None = None,
     (both after every round). Returns the exit status (0, or 128 + the signal's number when
     Ctrl-C, SIGTERM or SIGHUP interrupted it); raises ValueError for bad flags."""
     console = console or Console()
+    tags = [check_tag(tag) for tag in args.tags or ()]
+    exact = bool(args.run_name) and not args.run_name_suffix
+    if exact:
+        exact_run_dir(args.runs_dir, args.run_name)  # refused before any work: nothing is touched
     ckpt = load_checkpoint(args.resume) if args.resume else None
     cfgs = resumed_configs(args, ckpt) if ckpt else configs_from_args(args)
     prepare_runs_dir(args.runs_dir)
     torch.set_num_threads(args.threads)
     task, topology, host_params, slot_ids = _probe(cfgs.env)
     config = dict(cfgs.as_dict(), resumed_from=str(args.resume) if args.resume else None)
+    if exact:  # made now, atomically: a run that took the name meanwhile is refused, not joined
+        exact_run_dir(args.runs_dir, args.run_name, create=True)
     with exit_signals():  # SIGTERM / SIGHUP end the run as Ctrl-C does: log closed, checkpoints kept
         rw = create_run(args.runs_dir, ev.RunStarted(
-            run_id=new_run_id(args.run_name or f"ppo-{task}"), task=task, topology=topology, host_params=host_params,
+            run_id=args.run_name if exact else new_run_id(args.run_name or f"ppo-{task}"), task=task,
+            topology=topology, host_params=host_params,
             slot_ids=slot_ids, config_json=json.dumps(config, default=str), python_version=platform.python_version(),
             torch_version=torch.__version__, device=cfgs.env.device, num_envs=cfgs.run.envs))
-        console.print(f"run directory: [bold]{rw.run_dir}[/]" + (f" (resumed from {args.resume})" if ckpt else ""))
+        if tags:
+            write_tags(rw.run_dir, tags)
+        console.print(f"run directory: [bold]{escape(str(rw.run_dir))}[/]"
+                      + (f" (resumed from {escape(str(args.resume))})" if ckpt else ""))
         status, reason = "completed", ""
         try:
             _learn(cfgs, rw, ckpt, console, clock)
@@ -196,8 +172,10 @@ def _learn(cfgs: Configs, rw, ckpt: dict | None, console: Console, clock: Callab
     trainer = PPOTrainer.build(cfgs, rw.writer, ckpt)
     budget = Budget(cfgs.run.rounds, cfgs.run.time_budget_s, trainer.rounds_done, clock=clock)
     spent = trainer.seconds_spent
-    with trainer, Progress(TextColumn("round {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
-                           TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"), console=console) as progress:
+    progress = Progress(TextColumn("round {task.completed:.0f}/{task.total:.0f}"), BarColumn(),
+                        TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"), console=console,
+                        disable=not console.is_terminal)  # into a pipe or a file: the round lines alone
+    with trainer, progress:
         bar = progress.add_task("ppo", total=cfgs.run.rounds, completed=trainer.rounds_done, eta="?")
         while budget.allows_another():
             t0, cpu0 = clock(), trainer.cpu_seconds()
@@ -206,18 +184,20 @@ def _learn(cfgs: Configs, rw, ckpt: dict | None, console: Console, clock: Callab
             _log_round(rw.writer, trainer.rounds_done, result, clock() - t0)
             _log_cpu(rw.writer, trainer.rounds_done, cpu0, trainer.cpu_seconds())
             trainer.save(Path(rw.run_dir), spent + budget.elapsed)
-            progress.console.print(_summary(trainer.rounds_done, result, budget.eta_s()))
-            progress.update(bar, completed=trainer.rounds_done, eta=f"{budget.eta_s() / 60:.1f} min")
+            head, stats = _summary(trainer.rounds_done, cfgs.run.rounds, result, budget)
+            progress.console.print(Text(f"{head}\n  {stats}" if console.is_terminal else f"{head} | {stats}"))
+            progress.update(bar, completed=trainer.rounds_done, eta=format_duration(budget.eta_s()))
     why = "round budget" if trainer.rounds_done >= cfgs.run.rounds else "time budget"
-    console.print(f"stopped after {trainer.rounds_done} rounds ({why}), {budget.elapsed / 60:.1f} min")
-    console.print(f"policy: [bold]{rw.run_dir}/policy.pt[/]  (use: esper train --controller "
-                  f"policy:{rw.run_dir}/policy.pt; continue: esper ppo --resume {rw.run_dir})")
+    console.print(f"stopped after {trainer.rounds_done} rounds ({why}), {format_duration(budget.elapsed)}")
+    run_dir = escape(str(rw.run_dir))
+    console.print(f"policy: [bold]{run_dir}/policy.pt[/]  (use: esper train --controller "
+                  f"policy:{run_dir}/policy.pt; continue: esper ppo --resume {run_dir})")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m esper.simic.cli``) until ``esper ppo`` is wired in."""
-    parser = add_ppo_arguments(argparse.ArgumentParser(prog="esper ppo"))
-    return run_ppo(parser.parse_args(argv))
+    """``python -m esper.simic.cli ...``: the same as ``esper ppo ...``."""
+    from esper.cli import main as esper_main
+    return esper_main(["ppo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -25,43 +25,10 @@ from esper.nissa.sink import Sink
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions
 from esper.session import task_slot_config
+from esper.simic.config import EnvConfig
 from esper.simic.rewards import RewardConfig, StepFacts, compute_reward
 from esper.simic.shared_data import Batch, SharedData
 from esper.tolaria.trainer import FaultSpec, Trainer
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """What every environment trains and for how long (a short proxy of a full training run)."""
-
-    task: str = "synthetic-images"
-    # task name (esper.runtime.tasks)
-    episode_length: int = 16
-    # RL steps per episode; the host trains episode_length + 1 epochs (the first one before any
-    # action) on a cosine LR schedule over those epochs, and the last epoch ends the episode
-    seed: int = 0
-    # base seed: the shared data stream's seed and the root of every episode's host seed
-    device: str = "cpu"
-    # device of the host models
-    slots: tuple[str, ...] | None = None
-    # slot ids to enable (None = every slot of the host)
-    synthetic_train: int = 1024
-    # training samples per epoch of the synthetic task (fresh ones every epoch; small: one epoch
-    # per RL step on CPU)
-    synthetic_val: int = 512
-    # validation samples of the synthetic task
-    batch_size: int = 64
-    # host training batch size
-    gates: str = "permissive"
-    # gate mode of the lifecycle ('strict' or 'permissive')
-    data_dir: str | None = None
-    # data directory (cifar10)
-    fault: str | None = None
-    # deliberate fault of every episode, 'nan@EPOCH' or 'spike@EPOCH' (tests the death path)
-    shared_host: bool = True
-    # environments starting an episode at the same step start from the same host weights (one host
-    # seed per episode index), so one host-only shadow pairs with all of them; False gives every
-    # environment its own host seed (and its own shadow)
 
 
 def task_options(cfg: EnvConfig) -> TaskOptions:

@@ -12,55 +12,11 @@ import torch
 from torch import Tensor
 
 from esper.simic import losses as L
+from esper.simic.config import PPOConfig
 from esper.simic.gae import compute_gae
 from esper.simic.rollout import Rollout
 from esper.simic.schedule import lr_factor
 from esper.tamiyo.policy.network import PolicyNetwork
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """Hyper-parameters of the PPO update (CORE_SPEC §8)."""
-
-    lr: float = 1e-3
-    # Adam learning rate at the top of the schedule. A round holds few samples (K envs x T steps,
-    # order 32-128), so an update takes few optimizer steps: at 3e-4 one update moved the policy by
-    # approx KL ~1e-4 on a real round (4 envs x 10 steps, 8 Adam steps); at 2e-3 the default run's
-    # updates ended near 5e-2 (the top of the 1e-3..5e-2 band) with the KL stop firing every round
-    gamma: float = 0.995
-    # discount; also the gamma of the potential-based shaping
-    gae_lambda: float = 0.97
-    # GAE lambda
-    clip: float = 0.2
-    # ratio clip of each head's surrogate
-    value_clip: float | None = None
-    # clip of the value update around the old value (None = unclipped). Returns are O(1-10) here,
-    # so a 0.2 clip let the critic move 0.2 per update and explained variance stayed near 0;
-    # value clipping does not help PPO in general (Andrychowicz et al. 2021, "What matters ...")
-    vf_coef: float = 0.5
-    # weight of the value loss
-    entropy_coefs: dict[str, float] = field(default_factory=lambda: {
-        "op": 0.01, "slot": 0.005, "blueprint": 0.005, "blend": 0.002, "tempo": 0.002,
-        "alpha_target": 0.002, "alpha_speed": 0.002, "curve": 0.002})
-    # entropy bonus per head (heads missing here get 0)
-    max_grad_norm: float = 0.5
-    # global gradient-norm clip of the policy
-    update_epochs: int = 4
-    # passes over the round's data
-    minibatches: int = 4
-    # minibatches per pass (groups of environments; capped at the number of environments)
-    target_kl: float | None = 0.02
-    # stop the update before a step whose minibatch approx KL exceeds this (None = never)
-    scale_rewards: bool = True
-    # divide rewards by the running std of the discounted return (esper.simic.collect.RewardScaler)
-    normalize_advantages: bool = True
-    # standardise advantages over the whole round (not per minibatch: a minibatch is a group of
-    # whole environment sequences, and the environments of a round share their host, so the
-    # difference between environments is the signal; per-minibatch centring erased it)
-    warmup_updates: int = 3
-    # updates of linear LR warmup (never more than a tenth of the run's updates)
-    lr_floor: float = 0.1
-    # final LR fraction of the cosine decay
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from esper.simic.collect import Learner, RoundResult
+from esper.simic.config import RunConfig
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.rewards import RewardConfig
@@ -31,24 +32,6 @@ from esper.tamiyo.policy.network import NetworkConfig, PolicyNetwork
 
 if TYPE_CHECKING:
     from esper.simic.vec_env import VecMorphEnv
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """How long a PPO run learns and on how many environments."""
-
-    envs: int = 4
-    # environments stepping in lockstep
-    rounds: int = 150
-    # rounds at most (one PPO update each)
-    rollout_steps: int = 8
-    # lockstep steps collected per round (the LSTM state carries over between rounds)
-    time_budget_s: float = 0.0
-    # stop before a round that would end past this many seconds of learning (0 = no limit)
-    seed: int = 0
-    # seed of the policy's initial weights and of action sampling
-    workers: int = 1
-    # processes the environments are split over (esper.simic.procs); the run steps the same either way
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def _start(tmp_path, argv):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:  # run_training's on_start, or run_ppo, prints it once the log exists
         if line.startswith("run directory:"):
-            return proc, next(tmp_path.glob("sig-*"))
+            return proc, tmp_path / "sig"  # --run-name names it exactly
     pytest.fail(f"no run directory announced: {proc.communicate()[1]}")
 
 
@@ -92,7 +92,7 @@ def _run_in_a_terminal(tmp_path, argv, kind):
     deadline, shown = time.monotonic() + HANG_GUARD_S, b""
     while time.monotonic() < deadline and proc.poll() is None:
         shown += _drain(master)
-        run_dirs = list(tmp_path.glob("sig-*"))
+        run_dirs = [d for d in (tmp_path / "sig",) if d.is_dir()]
         try:
             if run_dirs and read_run(run_dirs[0]).rows(kind):
                 return proc, master, run_dirs[0]

@@ -153,14 +153,14 @@ def test_sigterm_ends_the_run_as_interrupted_with_its_checkpoints(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300
-        while not list(tmp_path.glob("term-*/learner.pt")):  # wait for the first round's checkpoint
+        while not (tmp_path / "term" / "learner.pt").exists():  # wait for the first round's checkpoint
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 128 + signal.SIGTERM
     finally:
         proc.kill()
-    run_dir = next(tmp_path.glob("term-*"))
+    run_dir = tmp_path / "term"
     finished = read_run(run_dir).rows("run_finished")
     assert [(f["status"], f["reason"]) for f in finished] == [("interrupted", "SIGTERM")]
     assert torch.load(run_dir / "learner.pt", weights_only=True)["rounds"] >= 1
