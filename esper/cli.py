@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -264,6 +265,7 @@ def relaunch(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def train(args: argparse.Namespace, console: Console, argv: list[str] | None = None) -> int:
+    started = time.monotonic()  # the summary's time is the whole command's, set-up and saving included
     from esper.distributed import RankFailure, launched_by_torchrun
     from esper.session import ModelSaveError, build_model, make_controller, prepare_runs_dir, run_training
     spec, slots_text = spec_from_args(args)
@@ -316,7 +318,8 @@ def train(args: argparse.Namespace, console: Console, argv: list[str] | None = N
     console.line()
     s = outcome.summary
     final = f"{s.final.val_acc:.2f}%" if s.final else "n/a"
-    console.print(f"{outcome.status}: {s.epochs} epochs in {s.seconds:.1f}s, final val_acc {final}, "
+    console.print(f"{outcome.status}: {s.epochs} epochs in {format_duration(time.monotonic() - started)} "
+                  f"(training {format_duration(s.seconds)}), final val_acc {final}, "
                   f"seeds germinated {s.germinated}, fossilized {s.fossilized}, pruned {s.pruned}, "
                   f"governor rollbacks {s.rollbacks}; {s.params} parameters, {s.flops / 1e9:.1f} GFLOP")
     console.print(f"log: {escape(str(outcome.run_dir / 'events'))}")

@@ -51,6 +51,17 @@ def test_piped_output_has_no_source_locations_nor_wrapped_lines(piped_run):
                                                                   "completed:", "log:"))]
 
 
+def test_the_summary_gives_the_whole_commands_time_and_the_training_time(piped_run):
+    _, lines = piped_run
+    summary = [ln for ln in lines if ln.startswith("completed:")]
+    assert len(summary) == 1
+    m = re.match(r"completed: 3 epochs in (\d+):(\d\d):(\d\d) \(training (\d+):(\d\d):(\d\d)\), final val_acc",
+                 summary[0])
+    assert m, summary[0]
+    whole, training = (int(h) * 3600 + int(mi) * 60 + int(s) for h, mi, s in (m.groups()[:3], m.groups()[3:]))
+    assert whole >= training
+
+
 def test_run_name_is_the_run_directory_and_tags_are_written(piped_run):
     runs, _ = piped_run
     assert sorted(p.name for p in runs.iterdir()) == ["exact"]
