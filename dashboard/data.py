@@ -210,6 +210,12 @@ class RunEntry:
                 self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
                 return RunState()
 
+    def replay_of(self, scope: Scope = DEFAULT) -> ScopedReplay:
+        """The replay of ``scope`` (made at the start on first use): its seek targets."""
+        with self.lock:
+            log_ = self.model.log
+            return self._lru(self._replays, scope, lambda: ScopedReplay(log_, 0, scope))
+
     def choices(self) -> Choices:
         """The ranks and environments this run offers to choose from (as of a refresh: a
         browser's choice is checked against the log as it is now, not as first read)."""

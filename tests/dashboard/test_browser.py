@@ -126,8 +126,16 @@ def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
     page.goto(f"{app_url}/run/alpha-run")
     total = len(log)
     wait_points(page, "g-acc", 0, lambda n: n > 10)
+    # a finished run opens on its final state, in replay, not following it live
+    expect(page.locator("#mode input[value=replay]")).to_be_checked()
+    expect(page.locator("#cursor-info")).to_contain_text(f"final: {total:,} events")
+    expect(page.locator("#run-facts")).to_contain_text("status: completed")
+    page.get_by_text("Live", exact=True).click()
     page.get_by_text("Replay", exact=True).click()
-    wait_points(page, "g-acc", 0, lambda n: n == 0)  # replay rewinds to the start
+    wait_points(page, "g-acc", 0, lambda n: n == 0)  # entering replay rewinds to the start
+    # at event 0 the run has not finished (nor started): the header says so, and the charts have no data yet
+    expect(page.locator("#run-facts")).to_contain_text("status: waiting")
+    expect(page.locator("#g-acc")).to_contain_text("no data yet")
     half = total // 2
     box = page.locator("#cursor input")
     box.fill(str(half))
