@@ -292,17 +292,3 @@ def reward_figure(state: RunState, opts: ChartOptions) -> go.Figure:
         x = np.searchsorted(r["seq"], s["seq"]) + 1
         traces.append(line(label(name), x, s["value"], opts, PALETTE[(i + 1) % len(PALETTE)], dash="dot"))
     return new_figure(traces, base_layout("Rewards", opts, xaxis={"title": {"text": "reward event"}}))
-
-
-COMPARE_METRICS = {"val_acc": "val accuracy (%)", "train_acc": "train accuracy (%)", "val_loss": "val loss",
-                   "train_loss": "train loss", "total_params": "parameters"}
-
-
-def compare_figure(states: dict[str, RunState], metric: str, opts: ChartOptions) -> go.Figure:
-    """One curve per run of an epoch-level metric, aligned by epoch."""
-    metric = metric if metric in COMPARE_METRICS else "val_acc"
-    traces = [line(run_id, st.epochs["epoch"], st.epochs[metric], opts, PALETTE[i % len(PALETTE)])
-              for i, (run_id, st) in enumerate(states.items())]
-    return new_figure(traces, base_layout(f"Compare: {COMPARE_METRICS[metric]}", opts, height=420, showlegend=True,
-                                          xaxis={"title": {"text": "epoch"}},
-                                          yaxis={"title": {"text": COMPARE_METRICS[metric]}}))

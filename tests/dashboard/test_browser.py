@@ -20,7 +20,8 @@ from telemetry_schema.rundir import read_run
 from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard.app import basic_bundle_matches, create_app
-from dashboard.figures import ChartOptions, compare_figure
+from dashboard.figures import ChartOptions
+from dashboard.metric_figures import compare_metric_figure, metric_figure
 from dashboard.run_view import FIRST_CHARTS, LATER_CHARTS, build_charts
 from dashboard.settings import DashboardConfig
 
@@ -189,8 +190,9 @@ def test_pages_load_plotly_basic_bundle_of_plotly_py_version(page, app_url, logd
     assert any(n.endswith("/assets/plotly-basic.min.js") for n in fetched)
     assert not any(n.endswith("/plotly.min.js") for n in fetched)  # Dash's full bundle is never fetched
     # every trace type the pages draw is one the bundle has
-    figs = [*build_charts(state, ChartOptions()).values(), compare_figure({"alpha-run": state}, "val_acc",
-                                                                          ChartOptions())]
+    figs = [*build_charts(state, ChartOptions()).values(),
+            compare_metric_figure({"alpha-run": state}, "val_acc", ChartOptions()),
+            metric_figure(state, ["val_acc", "batch/loss"], ChartOptions())]
     used = {trace.type for fig in figs for trace in fig.data}
     assert used and used <= set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)"))
     assert not page.errors
