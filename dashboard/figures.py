@@ -249,6 +249,11 @@ def params_figure(state: RunState, opts: ChartOptions) -> go.Figure:
     return time_figure(traces, state, "Parameters", "parameters", xm, opts)
 
 
+def log_axis(opts: ChartOptions) -> dict:
+    """A y axis in the scale asked for (points at or below zero are not drawn on a log one)."""
+    return {"type": "log"} if opts.log_y else {}
+
+
 PPO_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
 
 
@@ -262,7 +267,8 @@ def ppo_figure(state: RunState, opts: ChartOptions) -> go.Figure:
         x = np.searchsorted(p["seq"], s["seq"]) + 1
         traces.append(line(f"H({label(head)})", x, s["value"], opts, PALETTE[(i + len(PPO_COLUMNS)) % len(PALETTE)],
                            dash="dot"))
-    return new_figure(traces, base_layout("PPO updates", opts, xaxis={"title": {"text": "PPO update"}}))
+    return new_figure(traces, base_layout("PPO updates", opts, xaxis={"title": {"text": "PPO update"}},
+                                          yaxis=log_axis(opts)))
 
 
 def action_figure(state: RunState, opts: ChartOptions, windows: int = 60) -> go.Figure:
@@ -291,4 +297,5 @@ def reward_figure(state: RunState, opts: ChartOptions) -> go.Figure:
     for i, (name, s) in enumerate(sorted(state.reward_components.items(), key=lambda kv: text(kv[0]))):
         x = np.searchsorted(r["seq"], s["seq"]) + 1
         traces.append(line(label(name), x, s["value"], opts, PALETTE[(i + 1) % len(PALETTE)], dash="dot"))
-    return new_figure(traces, base_layout("Rewards", opts, xaxis={"title": {"text": "reward event"}}))
+    return new_figure(traces, base_layout("Rewards", opts, xaxis={"title": {"text": "reward event"}},
+                                          yaxis=log_axis(opts)))

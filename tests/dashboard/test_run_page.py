@@ -97,6 +97,9 @@ def test_time_charts_take_a_log_scale_and_a_compute_axis(root):
     fig = figures.alpha_figure(st, figures.ChartOptions(log_y=True))
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.range is None  # alpha's fixed range dropped
     assert figures.loss_figure(st, figures.ChartOptions()).layout.yaxis.type is None
+    for chart in (figures.loss_figure, figures.params_figure, figures.ppo_figure, figures.reward_figure,
+                  metric_figures.system_figure):
+        assert chart(st, figures.ChartOptions(log_y=True)).layout.yaxis.type == "log", chart.__name__
     acc = figures.accuracy_figure(st, figures.ChartOptions(xaxis="flops"))
     assert list(acc.data[0].x) == [1000.0, 2000.0, 3000.0, 4000.0]
     assert acc.layout.xaxis.title.text == "compute (cumulative FLOPs)"
