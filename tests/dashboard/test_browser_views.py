@@ -72,8 +72,10 @@ def test_seek_buttons_move_the_replay_cursor_to_a_panic(page, app_url, logdir):
     assert len(panics) >= 2
     page.goto(f"{app_url}/run/alpha-run")
     expect(page.locator("#cursor-info")).to_contain_text("final:")
-    page.locator("#seek-prev-panic").click()  # from the end: the last panic
+    page.get_by_text("Live", exact=True).click()
+    page.locator("#seek-prev-panic").click()  # from the end, following live: replay at the last panic
     expect(page.locator("#cursor-info")).to_contain_text(f"replay: event {panics[-1] + 1:,} /")
+    expect(page.locator("#mode input[value=replay]")).to_be_checked()
     page.locator("#seek-prev-panic").click()
     expect(page.locator("#cursor-info")).to_contain_text(f"replay: event {panics[-2] + 1:,} /")
     page.locator("#seek-next-panic").click()
