@@ -7,7 +7,11 @@ makes, as esper-tui's picker shows it); statuses come from ``run_status``."""
 
 from __future__ import annotations
 
-from dash import Input, Output, dash_table, dcc, html
+import hashlib
+import json
+
+from dash import Input, Output, State, dash_table, dcc, html
+from dash.exceptions import PreventUpdate
 
 from telemetry_schema.runs import RunSummary, matches
 from telemetry_schema.status import STATUSES
@@ -36,6 +40,7 @@ def layout(store: RunStore, search: str = ""):
             "color": STATUS_COLORS["error"], "fontWeight": "bold"}])
     return html.Div([html.H2("Runs"), html.P(f"Log directory: {store.logdir}", className="muted"),
                      filters(summaries), html.P(count_note(len(rows), len(rows)), id="runs-count", className="muted"),
+                     dcc.Store(id="runs-digest", data=None),
                      table], className="card")
 
 
@@ -53,6 +58,10 @@ def filters(summaries: list[RunSummary]) -> html.Div:
 
 def tag_options(summaries: list[RunSummary]) -> list[str]:
     return sorted({t for s in summaries for t in s.tags})
+
+
+def _digest(obj) -> str:
+    return hashlib.blake2b(json.dumps(obj, default=str).encode(), digest_size=12).hexdigest()
 
 
 def count_note(shown: int, total: int) -> str:
@@ -77,9 +86,15 @@ def tooltips(rows: list[dict]) -> list[dict]:
 
 def register(app, store: RunStore) -> None:
     @app.callback(Output("runs-table", "data"), Output("runs-table", "tooltip_data"), Output("runs-count", "children"),
-                  Output("runs-tag", "options"), Input("tick", "n_intervals"), Input("runs-filter", "value"),
-                  Input("runs-status", "value"), Input("runs-tag", "value"))
-    def refresh_runs(_n, text, status, tag):
+                  Output("runs-tag", "options"), Output("runs-digest", "data"), Input("tick", "n_intervals"),
+                  Input("runs-filter", "value"), Input("runs-status", "value"), Input("runs-tag", "value"),
+                  State("runs-digest", "data"))
+    def refresh_runs(_n, text, status, tag, shown):
         summaries = store.summaries()
         rows = run_rows(filtered(summaries, text, status, tag))
-        return rows, tooltips(rows), count_note(len(rows), len(summaries)), tag_options(summaries)
+        out = (rows, tooltips(rows), count_note(len(rows), len(summaries)), tag_options(summaries))
+        digest = _digest(out)
+        # a poll that changes nothing sends nothing (a thousand rows re-sent each second cost more than listing them)
+        if digest == shown:
+            raise PreventUpdate
+        return (*out, digest)

@@ -50,6 +50,20 @@ def test_runs_filter_by_name_task_status_and_tag(runs_root):
     assert ids(["forged"], 5, {"a": 1}) == ["run-0", "run-1", "run-2"]  # values no page sends filter nothing
 
 
+def test_a_runs_poll_that_changes_nothing_sends_nothing(runs_root):
+    from tests.dashboard.callbacks import CallbackClient
+    client = CallbackClient(create_app(runs_root))
+    key = client.key_for("runs-table.data")
+    values = {("tick", "n_intervals"): 1, ("runs-filter", "value"): "", ("runs-digest", "data"): None}
+    first = client.call(key, values).get_json()["response"]
+    assert len(first["runs-table"]["data"]) == 3 and first["runs-count"]["children"] == "3 runs"
+    digest = first["runs-digest"]["data"]
+    again = client.call(key, values | {("tick", "n_intervals"): 2, ("runs-digest", "data"): digest})
+    assert again.status_code == 204  # nothing changed: no update at all
+    narrowed = client.call(key, values | {("runs-digest", "data"): digest, ("runs-filter", "value"): "run-1"})
+    assert [r["run_id"] for r in narrowed.get_json()["response"]["runs-table"]["data"]] == ["run-1"]
+
+
 def test_runs_page_filters_survive_a_reload(page, serve, runs_root):
     pytest.importorskip("playwright.sync_api")
     from playwright.sync_api import expect
