@@ -46,13 +46,19 @@ def default_runs(rows: list[RunSummary], limit: int = DEFAULT_RUNS) -> list[str]
 
 
 def layout(store: RunStore, search: str = ""):
+    chosen = default_runs(store.summaries())
+    # every metric of the runs chosen, from the first render: a kept (persisted) pick is then one
+    # of the dropdown's options before its callback has answered
+    with chosen_states(store, chosen) as states:
+        names, _ = metric_choices(states, "")
     return html.Div([
         html.H2("Compare runs"),
-        html.Div([dcc.Dropdown(id="compare-runs", options=store.run_ids(), value=default_runs(store.summaries()),
+        html.Div([dcc.Dropdown(id="compare-runs", options=store.run_ids(), value=chosen,
                                multi=True, placeholder="runs", className="compare-runs")], className="controls"),
         html.Div([dcc.Input(id="compare-filter", type="text", debounce=True, persistence=True,
                             placeholder="filter metrics (regex)", className="metric-filter"),
-                  dcc.Dropdown(id="compare-metric", value=DEFAULT_METRIC, clearable=False, options=[DEFAULT_METRIC],
+                  dcc.Dropdown(id="compare-metric", value=DEFAULT_METRIC, clearable=False,
+                               options=names if DEFAULT_METRIC in names else [DEFAULT_METRIC, *names],
                                persistence=True, className="metric-pick"),
                   html.Div("", id="compare-filter-error", className="query-error")], className="controls"),
         html.Div(chart_controls("compare-"), className="controls"),

@@ -59,7 +59,7 @@ def layout(store: RunStore, raw_id: str, search: str = ""):
         controls(choices, scope), replay_bar(entry.length, cursor_info(entry, None), final),
         html.Div([dcc.Graph(id=gid, config={"displaylogo": False}, className="chart", style=chart_style(gid))
                   for gid in CHARTS], className="grid"),
-        metric_card(),
+        metric_card(metric_names(store, RunRequest(run_id, scope=scope), "")[0]),
         html.Div([html.H3("Controller decisions"),
                   table("decisions-table", DECISION_COLUMNS, page_size=10)], className="card"),
         html.Div([html.H3("Events"), event_filters(entry.log.kinds), table("events-table", EVENT_COLUMNS)],
@@ -68,14 +68,15 @@ def layout(store: RunStore, raw_id: str, search: str = ""):
     ])
 
 
-def metric_card() -> html.Div:
+def metric_card(names: list[str]) -> html.Div:
     """Any metric the run logged (its own scalars, system use, per-slot series...): a regex
-    filter over the names, the picker, and their chart."""
+    filter over the names, the picker (offering ``names`` from the first render, so a kept pick
+    is one of its options before its callback answers), and their chart."""
     return html.Div([
         html.H3("Metrics"),
         html.Div([dcc.Input(id="metric-filter", type="text", debounce=True, className="metric-filter",
                             placeholder="filter names (regex, e.g. reward/.*)", persistence=True),
-                  dcc.Dropdown(id="metric-pick", options=[], value=[], multi=True, placeholder="pick metrics",
+                  dcc.Dropdown(id="metric-pick", options=names, value=[], multi=True, placeholder="pick metrics",
                                className="metric-pick", persistence=True),
                   html.Div("", id="metric-filter-error", className="query-error")], className="controls"),
         dcc.Graph(id="g-metrics", config={"displaylogo": False}),

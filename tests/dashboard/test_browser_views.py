@@ -114,4 +114,11 @@ def test_configuration_and_compare_config_diff(page, app_url):
     expect(page.locator("#compare-config")).to_contain_text("seed")
     pick(page, "compare-metric", "batch/loss")
     wait_layout(page, "g-compare", "layout.title.text", "Compare: batch/loss")
+    page.locator("#compare-xaxis").get_by_text("step", exact=True).click()
+    page.locator("#compare-logy").get_by_text("log scale").click()
+    wait_layout(page, "g-compare", "layout.yaxis.type", "log")
+    page.reload()  # the compare page's metric and options are kept too
+    wait_layout(page, "g-compare", "layout.title.text", "Compare: batch/loss")
+    wait_layout(page, "g-compare", "layout.xaxis.title.text", "step")
+    wait_layout(page, "g-compare", "layout.yaxis.type", "log")
     assert not page.errors
