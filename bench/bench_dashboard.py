@@ -22,6 +22,15 @@
    reads the run only when the page asks), then twice warm. Peer: the same browser opening the
    runs page (no charts), the floor of any page of this app.
 
+4. Runs page at scale (``--scale`` runs this part alone): ``--scale-runs`` finished synthetic
+   runs of ``--scale-events`` events each (default 100 x 30,000, then 1,000 x 2,000), served by
+   ``esper-dashboard`` in its own process (as a user starts it: the newest runs prefetched). Times
+   the runs page's first build on the cold server (the router's answer for ``/``, as the browser
+   asks for it, once the server answers), a poll of the table that re-sends every row, three
+   polls that find nothing new (the steady state), and the server's resident memory after them. Targets (issue 17): 100 x 30k open in <= 2 s with
+   <= 300 MB; 1,000 runs in <= 5 s. Peer: reading and folding every run's whole log in this
+   process (``summarize(..., read_log=True)``, what listing a run cost before summary files).
+
 Prints figures, never pass/fail. The last line is one JSON object.
 """
 
@@ -273,6 +282,85 @@ def browser_open(logdir: Path, run_id: str, chromium: str, cold_opens: int = 3) 
             "cold_no_prefetch_runs_s": [round(c[0], 3) for c in unprefetched]}
 
 
+def _post_json(url: str, body: dict) -> tuple[float, bytes]:
+    req = urllib.request.Request(url + "/_dash-update-component", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        data = resp.read()
+    return time.perf_counter() - t0, data
+
+
+def runs_page_at_scale(workdir: Path, runs: int, events: int, peer_runs: int) -> dict:
+    """The runs page of ``runs`` runs of ``events`` events on a cold ``esper-dashboard``: seconds
+    to build it, to refresh its table, and the server's RSS; the peer reads ``peer_runs`` of the
+    logs whole (scaled to all of them)."""
+    import psutil
+
+    from telemetry_schema.runs import summarize
+
+    logdir = workdir / f"scale-{runs}x{events}"
+    t0 = time.perf_counter()
+    for i in range(runs):
+        generate(logdir, SynthConfig(events=events, seed=i, run_id=f"run-{i:04d}"))
+    print(f"generated {runs:,} runs of {events:,} events in {time.perf_counter() - t0:.1f} s")
+    port = 9000 + os.getpid() % 900
+    url = f"http://127.0.0.1:{port}"
+    route = {"output": "page.children", "outputs": {"id": "page", "property": "children"},
+             "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+             "state": [{"id": "url", "property": "search", "value": ""}], "changedPropIds": ["url.pathname"]}
+    outputs = [("runs-table", "data"), ("runs-table", "tooltip_data"), ("runs-count", "children"),
+               ("runs-tag", "options"), ("runs-digest", "data")]
+
+    def refresh(digest):
+        return {"output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+                "outputs": [{"id": i, "property": p} for i, p in outputs],
+                "inputs": [{"id": "tick", "property": "n_intervals", "value": 1},
+                           {"id": "runs-filter", "property": "value", "value": None},
+                           {"id": "runs-status", "property": "value", "value": None},
+                           {"id": "runs-tag", "property": "value", "value": None}],
+                "state": [{"id": "runs-digest", "property": "data", "value": digest}],
+                "changedPropIds": ["tick.n_intervals"]}
+    t_spawn = time.perf_counter()
+    server = _start_server(logdir, port)
+    try:
+        started = time.perf_counter() - t_spawn
+        open_s, page = _post_json(url, route)
+        shown = page.count(b'"run_id":"run-')
+        full_s, data = _post_json(url, refresh(None))  # a poll of a browser that holds no table
+        digest = json.loads(data)["response"]["runs-digest"]["data"]
+        refreshes = [_post_json(url, refresh(digest))[0] for _ in range(3)]  # polls that find nothing new
+        rss = psutil.Process(server.pid).memory_info().rss
+    finally:
+        server.terminate()
+        server.wait(10)
+    sample = [logdir / f"run-{i:04d}" for i in range(0, runs, max(1, runs // max(1, peer_runs)))][:peer_runs]
+    t0 = time.perf_counter()
+    for run_dir in sample:
+        summarize(run_dir, read_log=True)
+    peer = (time.perf_counter() - t0) * runs / max(1, len(sample))
+    return {"runs": runs, "events": events, "rows": shown, "server_start_s": started, "open_s": open_s,
+            "refresh_full_s": full_s, "refresh_s": statistics.median(refreshes), "server_rss_mb": rss / 2 ** 20, "peer_full_read_s": peer}
+
+
+def scale_main(a) -> int:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-scale-") as tmp:
+        for runs, events in zip(a.scale_runs, a.scale_events):
+            r = runs_page_at_scale(Path(tmp), runs, events, a.scale_peer_runs)
+            results.append(r)
+            print(f"runs page, {r['runs']:,} runs x {r['events']:,} events: {r['rows']:,} rows built in "
+                  f"{r['open_s']:.2f} s on a cold server (it answered {r['server_start_s']:.2f} s after its start); "
+                  f"table poll {r['refresh_s']:.3f} s ({r['refresh_full_s']:.3f} s re-sending every row); server RSS {r['server_rss_mb']:.0f} MB; "
+                  f"peer full read + fold of every log {r['peer_full_read_s']:.1f} s "
+                  f"-> open / peer = {r['open_s'] / max(r['peer_full_read_s'], 1e-9):.3f}x")
+    print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {os.getloadavg()[0]:.2f}")
+    print(json.dumps({"scale": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+                                for r in results], "loadavg_1m": round(os.getloadavg()[0], 2),
+                      "cpus": os.cpu_count()}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=1_000_000)
@@ -282,7 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="first-render measurements (best is reported)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium for the browser-open figure")
     p.add_argument("--cold-opens", type=int, default=3, help="browser opens on a fresh server (median reported)")
+    p.add_argument("--scale", action="store_true", help="measure only the runs page at scale (part 4)")
+    p.add_argument("--scale-runs", type=int, nargs="+", default=[100, 1000], help="runs per scale case")
+    p.add_argument("--scale-events", type=int, nargs="+", default=[30_000, 2_000], help="events per run, per case")
+    p.add_argument("--scale-peer-runs", type=int, default=10, help="runs the peer reads whole (scaled to all)")
     a = p.parse_args(argv)
+    if a.scale:
+        if len(a.scale_runs) != len(a.scale_events):
+            p.error("--scale-runs and --scale-events need as many values each")
+        return scale_main(a)
     choose_memory_pool()  # as esper-dashboard does (the first render is timed in this process)
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         tmp = Path(tmp)

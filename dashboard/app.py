@@ -69,6 +69,11 @@ def create_app(logdir: str | Path, config: DashboardConfig | None = None, prefet
     app.prefetch_thread = prefetching  # None without prefetch
     for page in PAGES:
         page.register(app, store)
+    # The browser's colour-scheme preference, read in the browser before any page's charts are
+    # built (they take it as a State): the charts' template follows it, as the stylesheet does.
+    app.clientside_callback(
+        "function(_) { return window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)').matches"
+        " ? 'dark' : 'light'; }", Output("theme", "data"), Input("url", "pathname"))
 
     @app.callback(Output("page", "children"), Input("url", "pathname"), State("url", "search"))
     def route(pathname, search):
@@ -93,7 +98,7 @@ def frame(config: DashboardConfig) -> html.Div:
                           delay_show=150, overlay_style={"visibility": "visible", "opacity": 0.5},
                           custom_spinner=html.Div("Reading the run logs…", id="page-loading-note",
                                                   className="card loading-note"))
-    return html.Div([dcc.Location(id="url"), nav,
+    return html.Div([dcc.Location(id="url"), dcc.Store(id="theme", data="light"), nav,
                      dcc.Interval(id="tick", interval=config.poll_ms, n_intervals=0), loading])
 
 

@@ -34,7 +34,8 @@ from telemetry_schema.fold import RunState
 from telemetry_schema.reader import LogError, RunFollower, stream_files
 from telemetry_schema.rundir import is_run_dir, read_run, validate_run_id
 from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay
-from telemetry_schema.runs import RunSummary, run_files, summary_of
+from telemetry_schema.runs import RunSummary, run_files, summary_from_tally, summary_of
+from telemetry_schema.summary import read_summary
 from telemetry_schema.tables import KindTables
 from telemetry_schema.v1 import v1_streams
 
@@ -210,6 +211,12 @@ class RunEntry:
                 self.error = f"{self.run_dir}: cannot fold its events ({type(exc).__name__}: {exc})"
                 return RunState()
 
+    def replay_of(self, scope: Scope = DEFAULT) -> ScopedReplay:
+        """The replay of ``scope`` (made at the start on first use): its seek targets."""
+        with self.lock:
+            log_ = self.model.log
+            return self._lru(self._replays, scope, lambda: ScopedReplay(log_, 0, scope))
+
     def choices(self) -> Choices:
         """The ranks and environments this run offers to choose from (as of a refresh: a
         browser's choice is checked against the log as it is now, not as first read)."""
@@ -342,14 +349,29 @@ class RunStore:
         return thread
 
     def summaries(self) -> list[RunSummary]:
-        """One summary per run; a run that cannot be summarised becomes an 'error' row."""
+        """One row per run (``runs.summarize``'s row); a run that cannot be summarised becomes an
+        'error' row. A run this store does not follow yet is listed from the small summary file
+        its writer keeps current (no log is read: a thousand runs list in well under a second,
+        and listing creates no entry); a run without one, or one a page has opened, from the
+        log this store follows (incrementally, corrupt streams included)."""
+        now = self.clock()
         rows = []
         for run_id in self.run_ids():
             try:
-                rows.append(self.entry(run_id).summary())
+                rows.append(self._summary(run_id, now))
             except RunNotFound as exc:  # e.g. a symlink out of the log directory
                 rows.append(RunSummary(self.logdir / run_id, run_id, status="error", error=str(exc)))
         return rows
+
+    def _summary(self, run_id: str, now: float) -> RunSummary:
+        run_id = self.resolve(run_id)
+        with self._lock:
+            followed = run_id in self._entries
+        if not followed:
+            tally = read_summary(self.logdir / run_id)
+            if tally is not None and tally.run_id:
+                return summary_from_tally(self.logdir / run_id, tally, now)
+        return self.entry(run_id).summary()
 
 
 def _valid(name: str) -> bool:

@@ -1,11 +1,13 @@
 """Time charts of a run: pure functions from a folded ``RunState`` to a ``go.Figure``.
 
-Every time chart shares the x-axis choice (epoch, step or wall seconds since the start), the
-governor markers (panics and rollbacks, on a hidden overlay axis so they sit at the top of the
+Every time chart shares the x-axis choice (epoch, step, wall seconds since the start or the
+run's cumulative FLOPs), a log or linear y axis, the governor markers (panics and rollbacks, on a hidden overlay axis so they sit at the top of the
 plot whatever the zoom) and ``uirevision`` (zoom and legend toggles survive updates). Series
 longer than ``max_points`` are min/max thinned here, on the server, and smoothed with the EMA
 both viewers use (``telemetry_schema.series``). Trace data are
-lists, so the browser can extend them in place with ``Patch()``.
+lists, so the browser can extend them in place with ``Patch()``. A chart with nothing to draw
+says "no data yet" instead of showing bare axes. The colours follow the browser's light or dark
+preference (``ChartOptions.theme``), like the page's stylesheet.
 """
 
 from __future__ import annotations
@@ -16,15 +18,24 @@ import numpy as np
 import plotly.graph_objects as go
 
 from telemetry_schema.fold import RunState, Series
-from telemetry_schema.series import ema, thin
+from telemetry_schema.series import ema, thin, x_values
 
 from dashboard.safe import label, text
 
-X_AXES = {"epoch": "epoch", "step": "step", "wall": "wall time (s since start)"}
-# A small template: plotly's named templates cost tens of ms to validate on every figure.
-TEMPLATE = {"layout": {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12},
-                       "xaxis": {"gridcolor": "#ebebeb", "zeroline": False},
-                       "yaxis": {"gridcolor": "#ebebeb", "zeroline": False}}}
+X_AXES = {"epoch": "epoch", "step": "step", "wall": "wall time (s since start)",
+          "flops": "compute (cumulative FLOPs)"}
+# Small templates: plotly's named templates cost tens of ms to validate on every figure.
+TEMPLATES = {
+    "light": {"layout": {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#222"},
+                         "xaxis": {"gridcolor": "#ebebeb", "zeroline": False},
+                         "yaxis": {"gridcolor": "#ebebeb", "zeroline": False}}},
+    "dark": {"layout": {"plot_bgcolor": "#1e2026", "paper_bgcolor": "#1e2026",
+                        "font": {"size": 12, "color": "#d8dae0"},
+                        "xaxis": {"gridcolor": "#363a44", "zeroline": False, "linecolor": "#555"},
+                        "yaxis": {"gridcolor": "#363a44", "zeroline": False, "linecolor": "#555"}}},
+}
+"""The charts' colours per theme: 'dark' when the browser prefers a dark colour scheme."""
+NO_DATA = "no data yet"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -40,6 +51,10 @@ class ChartOptions:
     """The gradient-ratio line drawn on the ratio chart."""
     uirevision: str = ""
     """Kept equal across updates of one view so zoom and legend state survive."""
+    log_y: bool = False
+    """A log y axis on the time charts (points at or below zero are not drawn)."""
+    theme: str = "light"
+    """'light' or 'dark' (``TEMPLATES``)."""
 
 
 class XMap:
@@ -47,6 +62,7 @@ class XMap:
 
     def __init__(self, state: RunState, axis: str) -> None:
         self.axis = axis if axis in X_AXES else "epoch"
+        self.state = state
         ep = self.epochs_series = state.epochs
         self.ep_epoch, self.ep_step, self.ep_wall = ep["epoch"], ep["step"], ep["wall"]
         starts = [s["wall"][0] for s in (state.batches, ep) if len(s)]
@@ -58,6 +74,8 @@ class XMap:
             return s["step"].astype(np.float64)
         if self.axis == "wall":
             return s["wall"] - self.t0
+        if self.axis == "flops":
+            return x_values(self.state, s, "flops")
         if s is not self.epochs_series and len(self.ep_step) and "step" in s.names:
             # events inside an epoch: a fractional epoch, interpolated between epoch ends
             return np.interp(s["step"], np.r_[0, self.ep_step], np.r_[self.ep_epoch[0] - 1, self.ep_epoch])
@@ -68,14 +86,36 @@ class XMap:
         epochs = np.asarray(epochs, dtype=np.float64)
         if self.axis == "epoch" or not len(self.ep_epoch):
             return epochs
-        ys = self.ep_step if self.axis == "step" else self.ep_wall - self.t0
+        if self.axis == "flops":
+            ys = np.asarray(self.epochs_series["flops_cumulative"], np.float64)
+        else:
+            ys = self.ep_step if self.axis == "step" else self.ep_wall - self.t0
         return np.interp(epochs, self.ep_epoch, ys)
 
 
 def new_figure(traces, layout: dict) -> go.Figure:
     """Build the figure in one step: trace and layout dicts validated once (plotly's per-object
-    setters and update_layout cost tens of ms per figure)."""
-    return go.Figure(data=list(traces), layout={"template": TEMPLATE, **layout})
+    setters and update_layout cost tens of ms per figure). With no point in any trace, the
+    axes are hidden and the chart says "no data yet"."""
+    traces = list(traces)
+    layout = {"template": TEMPLATES["light"], **layout}
+    if not any(_has_points(t) for t in traces):
+        layout = no_data_layout(layout)
+    return go.Figure(data=traces, layout=layout)
+
+
+def _has_points(trace: dict) -> bool:
+    values = trace.get("x") if trace.get("x") is not None else trace.get("y")
+    return values is not None and len(values) > 0
+
+
+def no_data_layout(layout: dict) -> dict:
+    """``layout`` with every axis hidden and the "no data yet" note in the middle."""
+    hidden = {"visible": False}
+    axes = {k: {**v, **hidden} for k, v in layout.items() if k.startswith(("xaxis", "yaxis")) and isinstance(v, dict)}
+    note = {"text": NO_DATA, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False,
+            "font": {"size": 16, "color": "#888"}, "name": "no-data"}
+    return {**layout, "xaxis": hidden, "yaxis": hidden, **axes, "annotations": [note], "shapes": []}
 
 
 def _shaped(x: np.ndarray, y: np.ndarray, opts: ChartOptions, smooth: bool = True):
@@ -131,7 +171,8 @@ def _f(v) -> str:
 
 
 def base_layout(title: str, opts: ChartOptions, height: int = 300, **kw) -> dict:
-    return {"title": {"text": title, "x": 0.01, "font": {"size": 14}}, "uirevision": opts.uirevision,
+    return {"template": TEMPLATES.get(opts.theme, TEMPLATES["light"]),
+            "title": {"text": title, "x": 0.01, "font": {"size": 14}}, "uirevision": opts.uirevision,
             "height": height, "margin": {"l": 50, "r": 10, "t": 36, "b": 20}, "hovermode": "closest",
             "legend": {"orientation": "h", "y": -0.3, "yanchor": "top"}, **kw}
 
@@ -140,10 +181,12 @@ def time_figure(traces: list[dict], state: RunState, title: str, ytitle: str, xm
                 opts: ChartOptions, **layout) -> go.Figure:
     """A time chart: the traces, the governor markers, the chosen x-axis, zoom kept per axis choice."""
     yaxis = {"title": {"text": ytitle}, **layout.pop("yaxis", {})}
+    if opts.log_y:
+        yaxis = {**{k: v for k, v in yaxis.items() if k != "range"}, "type": "log"}
     lay = base_layout(title, opts, xaxis={"title": {"text": X_AXES[xmap.axis]}}, yaxis=yaxis,
                       yaxis9={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
                       **layout)
-    lay["uirevision"] = f"{opts.uirevision}:{xmap.axis}"
+    lay["uirevision"] = f"{opts.uirevision}:{'log' if opts.log_y else 'linear'}:{xmap.axis}"
     return new_figure(traces + governor_traces(state, xmap), lay)
 
 
@@ -206,6 +249,11 @@ def params_figure(state: RunState, opts: ChartOptions) -> go.Figure:
     return time_figure(traces, state, "Parameters", "parameters", xm, opts)
 
 
+def log_axis(opts: ChartOptions) -> dict:
+    """A y axis in the scale asked for (points at or below zero are not drawn on a log one)."""
+    return {"type": "log"} if opts.log_y else {}
+
+
 PPO_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
 
 
@@ -219,7 +267,8 @@ def ppo_figure(state: RunState, opts: ChartOptions) -> go.Figure:
         x = np.searchsorted(p["seq"], s["seq"]) + 1
         traces.append(line(f"H({label(head)})", x, s["value"], opts, PALETTE[(i + len(PPO_COLUMNS)) % len(PALETTE)],
                            dash="dot"))
-    return new_figure(traces, base_layout("PPO updates", opts, xaxis={"title": {"text": "PPO update"}}))
+    return new_figure(traces, base_layout("PPO updates", opts, xaxis={"title": {"text": "PPO update"}},
+                                          yaxis=log_axis(opts)))
 
 
 def action_figure(state: RunState, opts: ChartOptions, windows: int = 60) -> go.Figure:
@@ -248,18 +297,5 @@ def reward_figure(state: RunState, opts: ChartOptions) -> go.Figure:
     for i, (name, s) in enumerate(sorted(state.reward_components.items(), key=lambda kv: text(kv[0]))):
         x = np.searchsorted(r["seq"], s["seq"]) + 1
         traces.append(line(label(name), x, s["value"], opts, PALETTE[(i + 1) % len(PALETTE)], dash="dot"))
-    return new_figure(traces, base_layout("Rewards", opts, xaxis={"title": {"text": "reward event"}}))
-
-
-COMPARE_METRICS = {"val_acc": "val accuracy (%)", "train_acc": "train accuracy (%)", "val_loss": "val loss",
-                   "train_loss": "train loss", "total_params": "parameters"}
-
-
-def compare_figure(states: dict[str, RunState], metric: str, opts: ChartOptions) -> go.Figure:
-    """One curve per run of an epoch-level metric, aligned by epoch."""
-    metric = metric if metric in COMPARE_METRICS else "val_acc"
-    traces = [line(run_id, st.epochs["epoch"], st.epochs[metric], opts, PALETTE[i % len(PALETTE)])
-              for i, (run_id, st) in enumerate(states.items())]
-    return new_figure(traces, base_layout(f"Compare: {COMPARE_METRICS[metric]}", opts, height=420, showlegend=True,
-                                          xaxis={"title": {"text": "epoch"}},
-                                          yaxis={"title": {"text": COMPARE_METRICS[metric]}}))
+    return new_figure(traces, base_layout("Rewards", opts, xaxis={"title": {"text": "reward event"}},
+                                          yaxis=log_axis(opts)))

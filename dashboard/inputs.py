@@ -63,3 +63,16 @@ def record(value) -> dict:
 def path(value, default: str = "/") -> str:
     """A URL path or query from dcc.Location: a string, else ``default``."""
     return value if isinstance(value, str) else default
+
+
+def flag(value, on: str) -> bool:
+    """A checklist of one option: whether ``on`` is ticked (anything else: not)."""
+    return isinstance(value, list) and on in value
+
+
+THEMES = ("light", "dark")
+
+
+def theme(value) -> str:
+    """The browser's colour scheme: 'dark' or 'light' (anything else)."""
+    return value if isinstance(value, str) and value in THEMES else "light"

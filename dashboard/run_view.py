@@ -17,11 +17,15 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 from dash import html, no_update
 
+from telemetry_schema.config import flatten
 from telemetry_schema.fold import RunState
+from telemetry_schema.replay import TARGETS, seek_position
 from telemetry_schema.runmodel import Scope
 from telemetry_schema.search import QueryError
+from telemetry_schema.series import SeriesError, metrics, select
+from telemetry_schema.status import is_live, progress, run_status
 
-from dashboard import figures, lifecycle_figures
+from dashboard import figures, lifecycle_figures, metric_figures
 from dashboard.data import RunEntry, RunStore
 from dashboard.live import diff, prepare
 from dashboard.safe import css_name, text
@@ -36,6 +40,7 @@ CHARTS = {
     "g-swimlane": lifecycle_figures.swimlane_figure,
     "g-gates": lifecycle_figures.gates_figure,
     "g-params": figures.params_figure,
+    "g-system": metric_figures.system_figure,
     "g-ppo": figures.ppo_figure,
     "g-reward": figures.reward_figure,
     "g-actions": figures.action_figure,
@@ -60,6 +65,15 @@ class RunRequest:
     smoothing: float = 0.0
     scope: Scope = DEFAULT
     """The rank and env shown."""
+    log_y: bool = False
+    """Log y axes on the time charts."""
+    theme: str = "light"
+    """The browser's colour scheme: 'light' or 'dark'."""
+
+    def options(self, store: RunStore) -> figures.ChartOptions:
+        return figures.ChartOptions(xaxis=self.xaxis, smoothing=float(self.smoothing or 0),
+                                    max_points=store.config.max_points, g2_threshold=store.config.g2_threshold,
+                                    uirevision=self.run_id, log_y=self.log_y, theme=self.theme)
 
 
 def build_charts(state: RunState, opts: figures.ChartOptions, gids=tuple(CHARTS)) -> dict[str, go.Figure]:
@@ -76,16 +90,14 @@ def chart_outputs(store: RunStore, req: RunRequest, shipped: dict | None,
     its own callback keeps its own record."""
     gids = tuple(gids)
     entry = store.entry(req.run_id)
-    opts = figures.ChartOptions(xaxis=req.xaxis, smoothing=float(req.smoothing or 0),
-                                max_points=store.config.max_points, g2_threshold=store.config.g2_threshold,
-                                uirevision=req.run_id)
+    opts = req.options(store)
     with entry.view(req.cursor, req.scope) as state:
         if entry.failure():
             return [go.Figure() for _ in gids], {}, [{"display": "none"}] * 3
         # clients polling the same run and scope at the same point share one build: live, the
         # state is the fold of every event read so far; in replay, of the first ``cursor``
         point = entry.length if req.cursor is None or req.cursor >= entry.length else req.cursor
-        key = (req.scope, point, opts.xaxis, opts.smoothing, gids)
+        key = (req.scope, point, opts, gids)
         charts, optional = entry.memo(key, lambda: _prepared(state, opts, gids))
     # figures of another scope are no base for a patch: send every chart whole
     same = (shipped or {}).get(SHIPPED_SELECTION) == scope_key(req.scope)
@@ -115,8 +127,12 @@ def header(store: RunStore, run_id: str, cursor: int | None, scope: Scope = DEFA
         if failure:
             return html.Div([html.H3(f"Run {run_id}: cannot read its log"), html.P(failure)],
                             className="card error-card", id="run-error")
-        facts = [("status", entry.status()), ("task", text(st.task)), ("topology", text(st.topology)),
-                 *_selection_facts(entry.choices(), scope), ("epoch", st.epoch),
+        replaying = cursor is not None and cursor < entry.length
+        # a replay shows the run as it was at the cursor (as esper-tui's header does); else as it is now
+        now = (st.last_wall or entry.clock()) if replaying else entry.clock()
+        status = run_status(st, now) if replaying else entry.status()
+        facts = [("status", status), ("task", text(st.task)), ("topology", text(st.topology)),
+                 *_selection_facts(entry.choices(), scope), *_progress_facts(st, now),
                  ("step", st.step), ("events", f"{st.events:,}"), ("best val acc", _pct(st.best_val_acc())),
                  ("fossilized", st.seeds_fossilized()), ("pruned", st.seeds_pruned()), ("panics", st.panics()),
                  ("torn bytes", entry.model.torn_bytes)]
@@ -131,6 +147,29 @@ def header(store: RunStore, run_id: str, cursor: int | None, scope: Scope = DEFA
         corrupt_banner(corrupt),
         rank_banner(alerts),
     ], className="card")
+
+
+def _progress_facts(st: RunState, now: float) -> list[tuple[str, object]]:
+    """('epoch', '12/40') and, while the run goes on, ('time left', '3m 20s')."""
+    prog = progress(st, now)
+    facts = [("epoch", prog.label().removeprefix("epoch "))]
+    if prog.left_s is not None:
+        facts.append(("time left", fmt_duration(prog.left_s)))
+    return facts
+
+
+def fmt_duration(seconds: float) -> str:
+    """'1h 02m', '3m 20s', '45s'."""
+    s = int(round(max(0.0, seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def opens_final(entry: RunEntry) -> bool:
+    """Whether a run page opens on the run's final state (replay mode, cursor at the end)
+    rather than following it live: the run has ended (or can no longer write)."""
+    return entry.ended or not is_live(entry.status())
 
 
 def corrupt_banner(corrupt: list[str]) -> html.Div:
@@ -212,7 +251,7 @@ def _pct(v) -> str:
 def cursor_info(entry: RunEntry, cursor: int | None, scope: Scope = DEFAULT) -> str:
     total = entry.length
     if cursor is None or cursor >= total:
-        return f"live: {total:,} events"
+        return f"{'final' if opens_final(entry) else 'live'}: {total:,} events"
     with entry.view(cursor, scope) as st:
         return f"replay: event {cursor:,} / {total:,} (epoch {st.epoch}, {fmt_time(st.last_wall)})"
 
@@ -233,3 +272,61 @@ def table_outputs(store: RunStore, req: RunRequest, kinds: list[str] | None, que
     except QueryError as exc:
         return decisions, [], str(exc)
     return decisions, event_rows(entry.log, found, cfg.event_rows), ""
+
+
+SEEKS = tuple((direction, target) for target in ("panic", "gate_failure", "stage_change") for direction in ("prev", "next"))
+"""The replay bar's seek buttons: (direction, ``replay.TARGETS`` name)."""
+SEEK_NAMES = {"panic": "panic", "gate_failure": "gate failure", "stage_change": "stage change"}
+
+
+def seek_id(direction: str, target: str) -> str:
+    return f"seek-{direction}-{target.replace('_', '-')}"
+
+
+def seek_target(store: RunStore, run_id: str, scope: Scope, cursor: int | None, direction: str,
+                target: str) -> tuple[int, str]:
+    """(the cursor a seek button leads to from ``cursor`` (None: the end), a note when there is
+    nowhere to go). The events sought keep to the scope shown, as the TUI's seeks do."""
+    entry = store.entry(run_id)
+    entry.refresh()
+    with entry.lock:
+        total = entry.length
+        here = total if cursor is None else min(cursor, total)
+        if target not in TARGETS:
+            return here, ""
+        replay = entry.replay_of(scope)
+        new = seek_position(replay.positions(target), here, direction)
+    if new == here:
+        return here, f"no {'later' if direction == 'next' else 'earlier'} {SEEK_NAMES.get(target, target)}"
+    return new, ""
+
+
+def config_rows(store: RunStore, run_id: str) -> list[dict]:
+    """The run's whole configuration (its ``run_started`` config), one row per dotted key."""
+    entry = store.entry(run_id)
+    with entry.view() as st:
+        return [{"key": k, "value": v} for k, v in flatten(st.config or {})]
+
+
+def metric_names(store: RunStore, req: RunRequest, pattern: str) -> tuple[list[str], str]:
+    """(every metric of the scope shown whose name matches the regex ``pattern``, the filter's
+    one-line error or '')."""
+    entry = store.entry(req.run_id)
+    with entry.view(None, req.scope) as st:
+        names = metrics(st)
+    try:
+        return select(names, pattern), ""
+    except SeriesError as exc:
+        return [], str(exc)
+
+
+def metric_chart(store: RunStore, req: RunRequest, names: list[str]) -> go.Figure:
+    """The metric picker's chart of the picked metrics, as of the request's cursor."""
+    entry = store.entry(req.run_id)
+    with entry.view(req.cursor, req.scope) as st:
+        if entry.failure():
+            return go.Figure()
+        point = entry.length if req.cursor is None or req.cursor >= entry.length else req.cursor
+        opts = req.options(store)
+        return entry.memo((req.scope, point, opts, ("metrics", tuple(names))),
+                          lambda: metric_figures.metric_figure(st, names, opts))

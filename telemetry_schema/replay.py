@@ -102,12 +102,19 @@ class Replay:
 
     def next(self, target: str) -> RunState:
         """Move to just after the next event of ``target`` (stays put when there is none)."""
-        pos = self.positions(target)
-        i = np.searchsorted(pos, self.cursor, side="left")
-        return self.seek(pos[i] + 1) if i < len(pos) else self.state
+        return self.seek(seek_position(self.positions(target), self.cursor, "next"))
 
     def previous(self, target: str) -> RunState:
         """Move to just after the previous event of ``target`` before the cursor."""
-        pos = self.positions(target)
-        i = np.searchsorted(pos, self.cursor - 1, side="left") - 1
-        return self.seek(pos[i] + 1) if i >= 0 else self.seek(0)
+        return self.seek(seek_position(self.positions(target), self.cursor, "prev"))
+
+
+def seek_position(positions: np.ndarray, cursor: int, direction: str) -> int:
+    """Where a seek from ``cursor`` to the next ('next') or previous ('prev') of the events at
+    ``positions`` (sorted) leads: just after that event. With no next one the cursor stays; with
+    no previous one it goes to the start."""
+    if direction == "next":
+        i = int(np.searchsorted(positions, cursor, side="left"))
+        return int(positions[i]) + 1 if i < len(positions) else int(cursor)
+    i = int(np.searchsorted(positions, cursor - 1, side="left")) - 1
+    return int(positions[i]) + 1 if i >= 0 else 0

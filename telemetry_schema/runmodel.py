@@ -25,7 +25,7 @@ import numpy as np
 from telemetry_schema.arrays import to_numpy
 from telemetry_schema.eventlog import EventLog
 from telemetry_schema.fold import Fold, RankCheck, RunState, SlotState
-from telemetry_schema.replay import Replay
+from telemetry_schema.replay import Replay, seek_position
 from telemetry_schema.status import run_status
 from telemetry_schema.tables import KindTables
 
@@ -225,12 +225,7 @@ class RunModel:
             return max(0, min(length, cur + (1 if move == "step+" else -1)))
         direction, name = move.split(":")
         replay = self.replay or ScopedReplay(self.log, 0, self.scope)
-        pos = replay.positions(name)
-        if direction == "next":
-            i = int(np.searchsorted(pos, cur, side="left"))
-            return int(pos[i]) + 1 if i < len(pos) else cur
-        i = int(np.searchsorted(pos, cur - 1, side="left")) - 1
-        return int(pos[i]) + 1 if i >= 0 else 0
+        return seek_position(replay.positions(name), cur, direction)
 
     def has_target(self, move: str) -> bool:
         """Whether ``move`` leads anywhere from the cursor (a seek to no panic does not)."""

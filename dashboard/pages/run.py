@@ -1,4 +1,9 @@
-"""The run page: live charts, lifecycle, gates, governor, decisions, events, and the replay bar.
+"""The run page: live charts, lifecycle, gates, governor, system use, any metric through the
+metric picker, decisions, events, the run's configuration, and the replay bar.
+
+A run that has ended opens on its final state (replay mode, the cursor at the end); one that
+goes on opens live. The chart options (x axis, smoothing, log scale) and the picked metrics are
+kept by the browser (Dash persistence): a reload shows the same view.
 
 Distributed and PPO runs get a rank and an env dropdown; the choice is kept in the URL query
 (``/run/<id>?rank=1&env=2``), so a view can be shared, and every value the browser sends back
@@ -18,12 +23,15 @@ from dashboard import inputs
 from dashboard.data import RunNotFound, RunStore
 from dashboard.figures import X_AXES
 from dashboard.live import next_cursor
-from dashboard.run_view import (CHARTS, FIRST_CHARTS, LATER_CHARTS, RunRequest, chart_outputs, cursor_info,
-                                env_value, header, selector_props, selector_update, sync_selection, table_outputs)
+from dashboard.run_view import (CHARTS, FIRST_CHARTS, LATER_CHARTS, SEEK_NAMES, SEEKS, RunRequest, chart_outputs,
+                                config_rows, cursor_info, env_value, header, metric_chart, metric_names, opens_final,
+                                seek_id, seek_target, selector_props, selector_update, sync_selection, table_outputs)
 from dashboard.selection import BadSelection, Choices
 from dashboard.tables import DECISION_COLUMNS, EVENT_COLUMNS
 
 SPEEDS = (1, 4, 16, 64)
+MAX_PICKED = 12
+"""Most metrics the metric chart overlays."""
 
 
 def match(path: str):
@@ -41,20 +49,52 @@ def layout(store: RunStore, raw_id: str, search: str = ""):
         return header(store, run_id, None)
     choices = entry.choices()
     scope = choices.from_query(search)  # a value the run lacks is dropped (the URL is then corrected)
+    final = opens_final(entry)
     return html.Div([
         dcc.Store(id="run-id", data=run_id),
         dcc.Store(id="shipped", data={}), dcc.Store(id="shipped-later", data={}),  # one per chart group
         dcc.Store(id="live-total", data=entry.length),  # the log's length as last polled
         dcc.Location(id="run-url", refresh=False),  # the query only: no reload, no re-route
         html.Div(header(store, run_id, None, scope), id="run-header"),
-        controls(choices, scope), replay_bar(entry.length, cursor_info(entry, None)),
+        controls(choices, scope), replay_bar(entry.length, cursor_info(entry, None), final),
         html.Div([dcc.Graph(id=gid, config={"displaylogo": False}, className="chart", style=chart_style(gid))
                   for gid in CHARTS], className="grid"),
+        metric_card(metric_names(store, RunRequest(run_id, scope=scope), "")[0]),
         html.Div([html.H3("Controller decisions"),
                   table("decisions-table", DECISION_COLUMNS, page_size=10)], className="card"),
         html.Div([html.H3("Events"), event_filters(entry.log.kinds), table("events-table", EVENT_COLUMNS)],
                  className="card"),
+        config_card(config_rows(store, run_id)),
     ])
+
+
+def metric_card(names: list[str]) -> html.Div:
+    """Any metric the run logged (its own scalars, system use, per-slot series...): a regex
+    filter over the names, the picker (offering ``names`` from the first render, so a kept pick
+    is one of its options before its callback answers), and their chart."""
+    return html.Div([
+        html.H3("Metrics"),
+        html.Div([dcc.Input(id="metric-filter", type="text", debounce=True, className="metric-filter",
+                            placeholder="filter names (regex, e.g. reward/.*)", persistence=True),
+                  dcc.Dropdown(id="metric-pick", options=names, value=[], multi=True, placeholder="pick metrics",
+                               className="metric-pick", persistence=True),
+                  html.Div("", id="metric-filter-error", className="query-error")], className="controls"),
+        dcc.Graph(id="g-metrics", config={"displaylogo": False}),
+    ], className="card")
+
+
+def config_card(rows: list[dict]) -> html.Div:
+    """The run's whole configuration, one dotted key a row (filterable, as plain text)."""
+    return html.Div([
+        html.H3("Configuration"),
+        html.P("No configuration logged yet." if not rows else f"{len(rows)} keys", id="config-note",
+               className="muted"),
+        dash_table.DataTable(id="config-table", columns=[{"id": "key", "name": "key"}, {"id": "value", "name": "value"}],
+                             data=rows, page_size=25, filter_action="native", sort_action="native",
+                             style_as_list_view=True,
+                             style_cell={"textAlign": "left", "padding": "3px 6px", "fontSize": "13px",
+                                         "whiteSpace": "pre-wrap", "fontFamily": "monospace"}),
+    ], className="card", id="config-card")
 
 
 def chart_style(gid: str) -> dict:
@@ -70,19 +110,31 @@ def controls(choices: Choices, scope: Scope) -> html.Div:
         html.Div([html.Label("env"), dcc.Dropdown(id="sel-env", options=env_options, value=env_value(scope),
                                                   clearable=False, searchable=False, className="picker")],
                  id="env-pick", className="pick", style=env_style),
-        html.Label("x-axis"), dcc.RadioItems(id="xaxis", options=[{"label": v.split(" ")[0], "value": k}
-                                                                  for k, v in X_AXES.items()],
-                                             value="epoch", inline=True),
-        html.Label("EMA smoothing"),
-        html.Div(dcc.Slider(id="smoothing", min=0, max=0.99, step=0.01, value=0,
-                            marks={0: "0", 0.5: "0.5", 0.9: "0.9", 0.99: ".99"}), className="smoothing"),
+        *chart_controls(),
     ], className="controls card")
 
 
-def replay_bar(total: int, info: str) -> html.Div:
+def chart_controls(prefix: str = "") -> list:
+    """The x axis, smoothing and log scale of every time chart, kept across reloads (Dash
+    persistence). ``prefix`` names another page's copies (the compare page's)."""
+    return [
+        html.Label("x-axis"), dcc.RadioItems(id=f"{prefix}xaxis", options=[{"label": v.split(" ")[0], "value": k}
+                                                                           for k, v in X_AXES.items()],
+                                             value="epoch", inline=True, persistence=True),
+        html.Label("EMA smoothing"),
+        html.Div(dcc.Slider(id=f"{prefix}smoothing", min=0, max=0.99, step=0.01, value=0, persistence=True,
+                            marks={0: "0", 0.5: "0.5", 0.9: "0.9", 0.99: ".99"}), className="smoothing"),
+        dcc.Checklist(id=f"{prefix}logy", options=[{"label": "log scale", "value": "log"}], value=[], inline=True,
+                      persistence=True),
+    ]
+
+
+def replay_bar(total: int, info: str, final: bool = False) -> html.Div:
+    """Live or replay, the player, the scrubber, and the seek buttons. ``final``: the run has
+    ended, so the bar starts in replay at the last event (the run's final state)."""
     return html.Div([
         dcc.RadioItems(id="mode", options=[{"label": "Live", "value": "live"}, {"label": "Replay", "value": "replay"}],
-                       value="live", inline=True),
+                       value="replay" if final else "live", inline=True),
         html.Button("Play", id="play", n_clicks=0),
         dcc.Dropdown(id="speed", options=[{"label": f"{s}x", "value": s} for s in SPEEDS], value=1,
                      clearable=False, className="speed"),
@@ -90,6 +142,11 @@ def replay_bar(total: int, info: str) -> html.Div:
                             updatemode="mouseup", tooltip={"always_visible": False}), className="scrubber"),
         html.Span(info, id="cursor-info", className="muted"),
         dcc.Interval(id="replay-timer", interval=500, disabled=True),
+        dcc.Store(id="seek-to", data=None),
+        html.Div([html.Button(("◀ " if d == "prev" else "") + SEEK_NAMES[t] + (" ▶" if d == "next" else ""),
+                              id=seek_id(d, t), n_clicks=0, className="seek",
+                              title=f"{'previous' if d == 'prev' else 'next'} {SEEK_NAMES[t]}")
+                  for d, t in SEEKS] + [html.Span("", id="seek-note", className="muted")], className="seeks"),
     ], className="replay card")
 
 
@@ -123,11 +180,12 @@ def _selection(store: RunStore, run_id, rank, env) -> Scope:
     return store.entry(str(run_id)).choices().parse(rank, env)
 
 
-def _request(store: RunStore, run_id, mode, cursor, rank, env, xaxis="epoch", smoothing=0.0) -> RunRequest:
+def _request(store: RunStore, run_id, mode, cursor, rank, env, xaxis="epoch", smoothing=0.0, logy=None,
+             theme=None) -> RunRequest:
     """The view a callback's inputs ask for, every value checked (``dashboard.inputs``)."""
     return RunRequest(str(run_id), inputs.cursor(cursor) if mode == "replay" else None,
                       inputs.choice(xaxis, X_AXES, "epoch"), inputs.smoothing(smoothing),
-                      _selection(store, run_id, rank, env))
+                      _selection(store, run_id, rank, env), inputs.flag(logy, "log"), inputs.theme(theme))
 
 
 def refusing(callback):
@@ -165,15 +223,18 @@ def register(app, store: RunStore) -> None:
 
     @app.callback(Output("cursor", "max", allow_duplicate=True), Output("cursor", "value"),
                   Input("live-total", "data"), Input("replay-timer", "n_intervals"), Input("mode", "value"),
-                  State("cursor", "value"), State("speed", "value"), State("run-id", "data"), prevent_initial_call=True)
+                  Input("seek-to", "data"), State("cursor", "value"), State("speed", "value"), State("run-id", "data"),
+                  prevent_initial_call=True)
     @refusing
-    def move_cursor(_total, _play, mode, value, speed, run_id):
+    def move_cursor(_total, _play, mode, seek, value, speed, run_id):
         entry = store.entry(str(run_id))
         entry.refresh()  # rate-limited: the length as of now, not as of the poll that fired this
         total = entry.length
         triggers = {prop.split(".")[0] for prop in _triggers()}
-        new = next_cursor(triggers, mode, inputs.cursor(value), total, inputs.choice(speed, SPEEDS, 1),
-                          cfg.replay_ticks)
+        sought = inputs.cursor(inputs.record(seek).get("cursor")) if "seek-to" in triggers else None
+        new = (min(sought, total) if sought is not None else
+               next_cursor(triggers, mode, inputs.cursor(value), total, inputs.choice(speed, SPEEDS, 1),
+                           cfg.replay_ticks))
         return max(total, 1), (no_update if new == value else new)  # the new value never exceeds the max
 
     @app.callback(Output("replay-timer", "disabled"), Output("play", "children"), Output("mode", "value"),
@@ -203,27 +264,47 @@ def register(app, store: RunStore) -> None:
     def sync_url(rank, env, search, run_id):
         return sync_selection(store.entry(str(run_id)).choices(), rank, env, inputs.path(search, ""), _triggers())
 
+    @app.callback(Output("seek-to", "data"), Output("mode", "value", allow_duplicate=True),
+                  Output("seek-note", "children"),
+                  [Input(seek_id(d, t), "n_clicks") for d, t in SEEKS],
+                  State("cursor", "value"), State("mode", "value"), State("sel-rank", "value"), State("sel-env", "value"),
+                  State("run-id", "data"), prevent_initial_call=True)
+    @refusing
+    def seek(*args):
+        cursor, mode, rank, env, run_id = args[len(SEEKS):]
+        fired = [t for t in _triggers() if t.startswith("seek-")]
+        if not fired:
+            raise PreventUpdate
+        direction, target = next((d, t) for d, t in SEEKS if seek_id(d, t) == fired[0].split(".")[0])
+        req = _request(store, run_id, mode, cursor, rank, env)
+        new, note = seek_target(store, req.run_id, req.scope, req.cursor, direction, target)
+        if note:
+            return no_update, no_update, note
+        return {"cursor": new, "n": sum(a or 0 for a in args[:len(SEEKS)] if isinstance(a, int))}, "replay", ""
+
     view_inputs = [Input("cursor", "value"), Input("mode", "value"), Input("xaxis", "value"),
-                   Input("smoothing", "value"), Input("sel-rank", "value"), Input("sel-env", "value")]
+                   Input("smoothing", "value"), Input("sel-rank", "value"), Input("sel-env", "value"),
+                   Input("logy", "value")]
 
     # Two stages: the first screen's charts, then the others. The second callback takes the
     # first's shipped record as an input, so Dash calls it only once the first has answered
     # (on opening the page and on every later change alike): the browser draws the first
     # screen without waiting for the eight charts below it.
     @app.callback([Output(gid, "figure") for gid in FIRST_CHARTS] + [Output("shipped", "data")],
-                  *view_inputs, State("shipped", "data"), State("run-id", "data"))
+                  *view_inputs, State("shipped", "data"), State("run-id", "data"), State("theme", "data"))
     @refusing
-    def render_charts(cursor, mode, xaxis, smoothing, rank, env, shipped, run_id):
-        req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing)
+    def render_charts(cursor, mode, xaxis, smoothing, rank, env, logy, shipped, run_id, theme):
+        req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing, logy, theme)
         figs, shipped, _ = chart_outputs(store, req, inputs.record(shipped), FIRST_CHARTS)
         return figs + [shipped]
 
     @app.callback([Output(gid, "figure") for gid in LATER_CHARTS] + [Output("shipped-later", "data"),
                   Output("g-ppo", "style"), Output("g-reward", "style"), Output("g-actions", "style")],
-                  *view_inputs, Input("shipped", "data"), State("shipped-later", "data"), State("run-id", "data"))
+                  *view_inputs, Input("shipped", "data"), State("shipped-later", "data"), State("run-id", "data"),
+                  State("theme", "data"))
     @refusing
-    def render_later_charts(cursor, mode, xaxis, smoothing, rank, env, _first, shipped, run_id):
-        req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing)
+    def render_later_charts(cursor, mode, xaxis, smoothing, rank, env, logy, _first, shipped, run_id, theme):
+        req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing, logy, theme)
         figs, shipped, optional = chart_outputs(store, req, inputs.record(shipped), LATER_CHARTS)
         return figs + [shipped] + optional
 
@@ -236,3 +317,21 @@ def register(app, store: RunStore) -> None:
     def render_tables(cursor, mode, kinds, query, rank, env, run_id):
         return table_outputs(store, _request(store, run_id, mode, cursor, rank, env), inputs.names(kinds),
                              inputs.search(query))
+
+    @app.callback(Output("metric-pick", "options"), Output("metric-filter-error", "children"),
+                  Input("tick", "n_intervals"), Input("metric-filter", "value"), Input("sel-rank", "value"),
+                  Input("sel-env", "value"), State("metric-pick", "options"), State("metric-pick", "value"),
+                  State("run-id", "data"))
+    @refusing
+    def list_metrics(_n, pattern, rank, env, shown, picked, run_id):
+        req = _request(store, run_id, "live", None, rank, env)
+        names, error = metric_names(store, req, inputs.search(pattern))
+        names += [p for p in inputs.names(picked) or [] if p not in names]  # a pick stays choosable
+        return (no_update if names == shown else names), error
+
+    @app.callback(Output("g-metrics", "figure"), *view_inputs, Input("metric-pick", "value"),
+                  State("run-id", "data"), State("theme", "data"))
+    @refusing
+    def render_metrics(cursor, mode, xaxis, smoothing, rank, env, logy, picked, run_id, theme):
+        req = _request(store, run_id, mode, cursor, rank, env, xaxis, smoothing, logy, theme)
+        return metric_chart(store, req, (inputs.names(picked) or [])[:MAX_PICKED])

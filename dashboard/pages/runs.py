@@ -1,12 +1,22 @@
-"""The runs page: every run of the log directory with its status and outcome; sortable.
+"""The runs page: every run of the log directory with its status and outcome; sortable, and
+filtered by name or task, status and tag (``telemetry_schema.runs.matches``, as esper-tui's
+picker filters; the filters are kept across reloads).
 
-Its rows are ``telemetry_schema.runs.RunSummary`` (``summary_of`` each run's live fold: the row
-``summarize`` makes, as esper-tui's picker shows it); statuses come from ``run_status``."""
+Its rows are ``telemetry_schema.runs.RunSummary`` (``RunStore.summaries``: the row ``summarize``
+makes, as esper-tui's picker shows it); statuses come from ``run_status``."""
 
 from __future__ import annotations
 
-from dash import Input, Output, dash_table, html
+import hashlib
+import json
 
+from dash import Input, Output, State, dash_table, dcc, html
+from dash.exceptions import PreventUpdate
+
+from telemetry_schema.runs import RunSummary, matches
+from telemetry_schema.status import STATUSES
+
+from dashboard import inputs
 from dashboard.data import RunStore
 from dashboard.tables import CORRUPT, RUN_COLUMNS, run_rows
 
@@ -18,7 +28,8 @@ def match(path: str):
 def layout(store: RunStore, search: str = ""):
     columns = [{"id": cid, "name": name, "presentation": "markdown"} if cid == "run" else {"id": cid, "name": name}
                for cid, name in RUN_COLUMNS]
-    rows = run_rows(store.summaries())
+    summaries = store.summaries()
+    rows = run_rows(summaries)
     table = dash_table.DataTable(
         id="runs-table", columns=columns, data=rows, tooltip_data=tooltips(rows), sort_action="native",
         sort_by=[{"column_id": "started", "direction": "desc"}], markdown_options={"link_target": "_self"},
@@ -27,8 +38,40 @@ def layout(store: RunStore, search: str = ""):
                                  "color": c, "fontWeight": "bold"} for s, c in STATUS_COLORS.items()]
         + [{"if": {"filter_query": f'{{status}} contains "{CORRUPT.strip(" ·")}"', "column_id": "status"},
             "color": STATUS_COLORS["error"], "fontWeight": "bold"}])
-    return html.Div([html.H2("Runs"), html.P(f"Log directory: {store.logdir}", className="muted"), table],
-                    className="card")
+    return html.Div([html.H2("Runs"), html.P(f"Log directory: {store.logdir}", className="muted"),
+                     filters(summaries), html.P(count_note(len(rows), len(rows)), id="runs-count", className="muted"),
+                     dcc.Store(id="runs-digest", data=None),
+                     table], className="card")
+
+
+def filters(summaries: list[RunSummary]) -> html.Div:
+    """Text (run id or task), status and tag filters, kept across reloads."""
+    return html.Div([
+        dcc.Input(id="runs-filter", type="text", debounce=True, placeholder="filter by name or task",
+                  persistence=True, className="metric-filter"),
+        dcc.Dropdown(id="runs-status", options=[*STATUSES, "error"], value=None, placeholder="any status",
+                     persistence=True, className="picker"),
+        dcc.Dropdown(id="runs-tag", options=tag_options(summaries), value=None, placeholder="any tag",
+                     persistence=True, className="picker"),
+    ], className="controls")
+
+
+def tag_options(summaries: list[RunSummary]) -> list[str]:
+    return sorted({t for s in summaries for t in s.tags})
+
+
+def _digest(obj) -> str:
+    return hashlib.blake2b(json.dumps(obj, default=str).encode(), digest_size=12).hexdigest()
+
+
+def count_note(shown: int, total: int) -> str:
+    return f"{total} runs" if shown == total else f"{shown} of {total} runs"
+
+
+def filtered(summaries: list[RunSummary], text, status, tag) -> list[RunSummary]:
+    """The rows the filters pass (a value the page could not have sent filters nothing)."""
+    text, status, tag = inputs.search(text), inputs.search(status), inputs.search(tag)
+    return [s for s in summaries if matches(s, text, status, tag)]
 
 
 STATUS_COLORS = {"waiting": "#7f7f7f", "running": "#2ca02c", "stalled": "#ff7f0e", "crashed": "#d62728",
@@ -42,7 +85,16 @@ def tooltips(rows: list[dict]) -> list[dict]:
 
 
 def register(app, store: RunStore) -> None:
-    @app.callback(Output("runs-table", "data"), Output("runs-table", "tooltip_data"), Input("tick", "n_intervals"))
-    def refresh_runs(_n):
-        rows = run_rows(store.summaries())
-        return rows, tooltips(rows)
+    @app.callback(Output("runs-table", "data"), Output("runs-table", "tooltip_data"), Output("runs-count", "children"),
+                  Output("runs-tag", "options"), Output("runs-digest", "data"), Input("tick", "n_intervals"),
+                  Input("runs-filter", "value"), Input("runs-status", "value"), Input("runs-tag", "value"),
+                  State("runs-digest", "data"))
+    def refresh_runs(_n, text, status, tag, shown):
+        summaries = store.summaries()
+        rows = run_rows(filtered(summaries, text, status, tag))
+        out = (rows, tooltips(rows), count_note(len(rows), len(summaries)), tag_options(summaries))
+        digest = _digest(out)
+        # a poll that changes nothing sends nothing (a thousand rows re-sent each second cost more than listing them)
+        if digest == shown:
+            raise PreventUpdate
+        return (*out, digest)

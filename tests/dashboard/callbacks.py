@@ -24,7 +24,8 @@ class CallbackClient:
         self.client.get("/")  # Dash sets up its routes on the first request
 
     def keys(self) -> list[str]:
-        return list(self.app.callback_map)
+        """The server's callbacks (a clientside one runs in the browser and has no function here)."""
+        return [k for k, cb in self.app.callback_map.items() if "callback" in cb]
 
     def key_for(self, output: str) -> str:
         """The callback key whose outputs include ``output`` ('id.property')."""

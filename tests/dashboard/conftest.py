@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from telemetry_schema.summary import SUMMARY
 from telemetry_schema.synth import SynthConfig, generate
 
 CHROMIUM = "/usr/bin/chromium"
@@ -30,6 +31,9 @@ def logdir(tmp_path_factory) -> Path:
     (broken / "events.arrows").write_bytes(b"this is not an arrow stream")
     generate(root, SynthConfig(events=2_000, seed=4, run_id="corrupt-run"))
     corrupt_middle(root / "corrupt-run" / CORRUPT_STREAM)
+    # the writer's summary file knows nothing of a corruption on disk afterwards: without it the
+    # run is listed from its log, which the viewers find corrupt
+    (root / "corrupt-run" / SUMMARY).unlink()
     return root
 
 

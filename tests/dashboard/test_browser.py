@@ -20,7 +20,8 @@ from telemetry_schema.rundir import read_run
 from telemetry_schema.synth import SynthConfig, generate
 
 from dashboard.app import basic_bundle_matches, create_app
-from dashboard.figures import ChartOptions, compare_figure
+from dashboard.figures import ChartOptions
+from dashboard.metric_figures import compare_metric_figure, metric_figure
 from dashboard.run_view import FIRST_CHARTS, LATER_CHARTS, build_charts
 from dashboard.settings import DashboardConfig
 
@@ -126,8 +127,16 @@ def test_replay_scrubber_changes_what_is_shown(page, app_url, logdir):
     page.goto(f"{app_url}/run/alpha-run")
     total = len(log)
     wait_points(page, "g-acc", 0, lambda n: n > 10)
+    # a finished run opens on its final state, in replay, not following it live
+    expect(page.locator("#mode input[value=replay]")).to_be_checked()
+    expect(page.locator("#cursor-info")).to_contain_text(f"final: {total:,} events")
+    expect(page.locator("#run-facts")).to_contain_text("status: completed")
+    page.get_by_text("Live", exact=True).click()
     page.get_by_text("Replay", exact=True).click()
-    wait_points(page, "g-acc", 0, lambda n: n == 0)  # replay rewinds to the start
+    wait_points(page, "g-acc", 0, lambda n: n == 0)  # entering replay rewinds to the start
+    # at event 0 the run has not finished (nor started): the header says so, and the charts have no data yet
+    expect(page.locator("#run-facts")).to_contain_text("status: waiting")
+    expect(page.locator("#g-acc")).to_contain_text("no data yet")
     half = total // 2
     box = page.locator("#cursor input")
     box.fill(str(half))
@@ -155,7 +164,8 @@ def test_first_screen_charts_are_drawn_before_the_others(page, app_url, logdir):
     page.on("requestfinished", lambda r: outputs(r) and calls.append(("answered", outputs(r))))
     page.add_init_script(DRAWN)
     page.goto(f"{app_url}/run/alpha-run")
-    later = [gid for gid in LATER_CHARTS if gid not in ("g-ppo", "g-reward", "g-actions")]  # no PPO in this log
+    # no PPO and no system samples in this log
+    later = [gid for gid in LATER_CHARTS if gid not in ("g-ppo", "g-reward", "g-actions", "g-system")]
     for gid in later:  # every chart is drawn, with its data
         wait_points(page, gid, 0, lambda n: n > 0)
     wait_points(page, "g-params", 0, lambda n: n == state.epochs.length)
@@ -181,8 +191,9 @@ def test_pages_load_plotly_basic_bundle_of_plotly_py_version(page, app_url, logd
     assert any(n.endswith("/assets/plotly-basic.min.js") for n in fetched)
     assert not any(n.endswith("/plotly.min.js") for n in fetched)  # Dash's full bundle is never fetched
     # every trace type the pages draw is one the bundle has
-    figs = [*build_charts(state, ChartOptions()).values(), compare_figure({"alpha-run": state}, "val_acc",
-                                                                          ChartOptions())]
+    figs = [*build_charts(state, ChartOptions()).values(),
+            compare_metric_figure({"alpha-run": state}, "val_acc", ChartOptions()),
+            metric_figure(state, ["val_acc", "batch/loss"], ChartOptions())]
     used = {trace.type for fig in figs for trace in fig.data}
     assert used and used <= set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)"))
     assert not page.errors
@@ -245,7 +256,8 @@ def test_compare_overlays_runs(page, app_url):
     while page.evaluate(TRACE_COUNT, "g-compare") != 3 and time.monotonic() < deadline:
         time.sleep(0.2)
     names = page.evaluate("() => document.querySelector('#g-compare .js-plotly-plot').data.map(t => t.name)")
-    assert names == ["alpha-run", "beta-run", "corrupt-run"]  # the readable runs (the broken one is left out)
+    # the newest finished runs, newest first (the broken one is left out)
+    assert sorted(names) == ["alpha-run", "beta-run", "corrupt-run"]
     expect(page.locator("#compare-table")).to_contain_text("best_val_acc")
 
 

@@ -141,6 +141,7 @@ def test_replay_follows_the_selection(page, url, multi_root):
     assert expected != fold(multi_root, "ddp-agree", rank=0, rows=half).batches.length
     page.goto(f"{url}/run/ddp-agree?rank=1")
     wait_points(page, "g-loss", 0, lambda n: n == fold(multi_root, "ddp-agree", 1).batches.length)
+    page.get_by_text("Live", exact=True).click()  # a finished run opens on its final state, in replay
     page.get_by_text("Replay", exact=True).click()
     wait_points(page, "g-loss", 0, lambda n: n == 0)  # replay rewinds to the start
     box = page.locator("#cursor input")

@@ -232,7 +232,7 @@ def test_next_cursor():
 def test_chart_outputs_for_broken_and_good_runs(logdir):
     store = RunStore(logdir)
     figs, shipped, optional = chart_outputs(store, RunRequest("alpha-run", cursor=2000), {})
-    assert len(figs) == 10 and set(shipped) >= {"g-loss", "g-swimlane"}
+    assert len(figs) == len(CHARTS) == 11 and set(shipped) >= {"g-loss", "g-swimlane"}
     assert optional == [{"display": "none"}] * 3  # synthetic runs have no PPO
     figs, _, _ = chart_outputs(store, RunRequest("broken-run"), {})
     assert all(len(f.data) == 0 for f in figs)
@@ -424,4 +424,4 @@ def test_poll_tick_never_sets_the_replay_cursor(logdir):
     ticked = [outs for outs, ins in callbacks if "tick" in ins]
     assert ticked and not any("cursor.value" in outs for outs in ticked)
     movers = [ins for outs, ins in callbacks if "cursor.value" in outs]
-    assert movers == [{"live-total", "replay-timer", "mode"}]
+    assert movers == [{"live-total", "replay-timer", "mode", "seek-to"}]

@@ -11,7 +11,7 @@ from telemetry_schema.fold import Decision, Fold, GovernorRecord, RunState, Seri
 from telemetry_schema.rundir import read_run
 from telemetry_schema.series import ema, ema_reference, thin
 
-from dashboard import figures, lifecycle_figures
+from dashboard import figures, lifecycle_figures, metric_figures
 from dashboard.app import PLOTLY_BUNDLE
 
 
@@ -172,7 +172,7 @@ def test_lines_break_where_x_goes_back():
 def test_empty_state_figures_do_not_fail():
     empty = RunState()
     for fn in list(figures.__dict__.values()):
-        if callable(fn) and getattr(fn, "__name__", "").endswith("_figure") and fn is not figures.compare_figure \
+        if callable(fn) and getattr(fn, "__name__", "").endswith("_figure") \
                 and fn is not figures.new_figure and fn is not figures.time_figure:
             assert fn(empty, figures.ChartOptions()) is not None
     assert lifecycle_figures.swimlane_figure(empty, figures.ChartOptions()).data
@@ -180,8 +180,8 @@ def test_empty_state_figures_do_not_fail():
 
 def test_compare_overlays_runs_by_epoch(state):
     other = RunState()
-    fig = figures.compare_figure({"a": state, "b": other}, "val_loss", figures.ChartOptions())
-    assert [t.name for t in fig.data] == ["a", "b"]
+    fig = metric_figures.compare_metric_figure({"a": state, "b": other}, "val_loss", figures.ChartOptions())
+    assert [t.name for t in fig.data] == ["a"]  # b has no val_loss yet: no line
     np.testing.assert_allclose(fig.data[0].x, state.epochs["epoch"])
     np.testing.assert_allclose(fig.data[0].y, state.epochs["val_loss"])
 

@@ -50,7 +50,13 @@ GOOD = {("tick", "n_intervals"): 1, ("mode", "value"): "replay", ("run-id", "dat
         ("url", "pathname"): "/run/hostile-run", ("url", "search"): "?rank=0",
         ("compare-runs", "value"): ["hostile-run", "null-manifest"], ("compare-metric", "value"): "val_acc",
         ("replay-timer", "n_intervals"): 1, ("play", "n_clicks"): 1, ("replay-timer", "disabled"): True,
-        ("run-url", "search"): "", ("sel-rank", "options"): [], ("sel-env", "options"): []}
+        ("run-url", "search"): "", ("sel-rank", "options"): [], ("sel-env", "options"): [],
+        ("logy", "value"): ["log"], ("theme", "data"): "dark", ("seek-to", "data"): {"cursor": 10, "n": 1},
+        ("metric-filter", "value"): "val_", ("metric-pick", "value"): ["val_acc"],
+        ("metric-pick", "options"): [], ("seek-prev-panic", "n_clicks"): 1,
+        ("compare-xaxis", "value"): "flops", ("compare-smoothing", "value"): 0.5, ("compare-logy", "value"): [],
+        ("compare-filter", "value"): "loss", ("runs-filter", "value"): "", ("runs-status", "value"): None,
+        ("runs-tag", "value"): None, ("runs-digest", "data"): None}
 """A value the page itself could send for each input and state of every callback."""
 FORGED = [float("inf"), float("-inf"), float("nan"), -1, -10**30, 10**30, 1e308, 2**63, True, "x", "",
           "../../etc/passwd", "<script>alert(1)</script>", "a" * 10_000, [], [1, "a", None], {}, {"a": [1]},

@@ -87,6 +87,16 @@ def test_the_metric_catalogue_and_its_regex_filter():
         curves(fold(emit), "nope")
 
 
+def test_the_catalogue_of_a_log_with_slot_events_that_name_no_slot():
+    """Slot-keyed series of events without a slot (a foreign or hostile log) are keyed None: the
+    catalogue lists the named slots and skips those, instead of failing to sort None among them."""
+    def emit(w):
+        w.emit(ev.AlphaChanged(value=0.5, target=1.0, mode="up"), slot="s0", seed="a", epoch=1)
+        w.emit(ev.AlphaChanged(value=0.6, target=1.0, mode="up"), epoch=1)
+    names = metrics(fold(emit))
+    assert [n for n in names if n.startswith("alpha/")] == ["alpha/s0"]
+
+
 def test_wall_and_log_axes_and_panic_markers():
     def emit(w):
         w.emit(ev.RunStarted(run_id="r", task="t", topology="cnn", host_params=1))
