@@ -18,7 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from telemetry_schema.fold import RunState, Series
-from telemetry_schema.series import ema, thin, x_values
+from telemetry_schema.series import SeriesError, SeriesOptions, curves, ema, thin, x_values
 
 from dashboard.safe import label, text
 
@@ -190,31 +190,54 @@ def time_figure(traces: list[dict], state: RunState, title: str, ytitle: str, xm
     return new_figure(traces + governor_traces(state, xmap), lay)
 
 
+def series_options(opts: ChartOptions, smooth: bool = True) -> SeriesOptions:
+    return SeriesOptions(x=opts.xaxis if opts.xaxis in X_AXES else "epoch",
+                         smoothing=opts.smoothing if smooth else 0.0, max_points=opts.max_points, log_y=opts.log_y)
+
+
+def metric_traces(state: RunState, name: str, opts: ChartOptions, title: str | None = None, color_at: int = 0,
+                  scale: float = 1.0, smooth: bool = True, color: str | None = None, **kw) -> list[dict]:
+    """One line per curve of metric ``name`` from the shared plot series (none when the run lacks
+    it), named ``title`` (default: the metric), followed by the curve's own name when the metric
+    has several (one per environment of a PPO run)."""
+    try:
+        found = curves(state, name, series_options(opts, smooth))
+    except SeriesError:
+        return []
+    title = name if title is None else title
+    line_kw = kw.pop("line", {})
+    return [{"type": "scatter", "mode": "lines", "name": label(title if len(found) == 1 else f"{title} · {c.name}"),
+             "x": c.x, "y": c.y / scale,
+             "line": {"color": color or PALETTE[(color_at + i) % len(PALETTE)], **line_kw}, **kw}
+            for i, c in enumerate(found)]
+
+
 def loss_figure(state: RunState, opts: ChartOptions) -> go.Figure:
-    """Batch loss (dense, downsampled), train and validation loss per epoch; governor markers."""
-    xm, b, e = XMap(state, opts.xaxis), state.batches, state.epochs
-    traces = [line("batch loss", xm.series(b), b["loss"], opts, "#aec7e8"),
-              line("train loss", xm.series(e), e["train_loss"], opts, PALETTE[0]),
-              line("val loss", xm.series(e), e["val_loss"], opts, PALETTE[1])]
+    """Batch loss (dense, thinned keeping its spikes), train and validation loss per epoch; governor markers."""
+    xm = XMap(state, opts.xaxis)
+    traces = (metric_traces(state, "batch/loss", opts, "batch loss", color="#aec7e8")
+              + metric_traces(state, "train_loss", opts, "train loss", color=PALETTE[0])
+              + metric_traces(state, "val_loss", opts, "val loss", color=PALETTE[1]))
     return time_figure(traces, state, "Loss", "loss", xm, opts)
 
 
 def accuracy_figure(state: RunState, opts: ChartOptions) -> go.Figure:
-    xm, e = XMap(state, opts.xaxis), state.epochs
-    traces = [line("train acc", xm.series(e), e["train_acc"], opts, PALETTE[0]),
-              line("val acc", xm.series(e), e["val_acc"], opts, PALETTE[1])]
+    xm = XMap(state, opts.xaxis)
+    traces = (metric_traces(state, "train_acc", opts, "train acc", color=PALETTE[0])
+              + metric_traces(state, "val_acc", opts, "val acc", color=PALETTE[1]))
     return time_figure(traces, state, "Accuracy", "accuracy (%)", xm, opts)
 
 
-def _slot_traces(state: RunState, per_slot: dict[str, Series], column: str, xm: XMap,
-                 opts: ChartOptions) -> list[dict]:
-    """One trace per slot of the run (empty for a slot with no data yet), in slot order."""
+def _slot_traces(state: RunState, prefix: str, opts: ChartOptions) -> list[dict]:
+    """One trace per slot of the run (empty for a slot with no data yet), in slot order; lines
+    broken where the slot held no seed (the shared series' breaks)."""
     traces = []
     for i, slot in enumerate(_slots(state)):
-        s = per_slot.get(slot)
-        x, y = (xm.series(s), s[column]) if s is not None else (np.empty(0), np.empty(0))
-        traces.append(line(label(slot), x, y, opts, PALETTE[i % len(PALETTE)], smooth=False,
-                           legendgroup=label(slot)))
+        color = PALETTE[i % len(PALETTE)]
+        found = metric_traces(state, f"{prefix}/{slot}", opts, label(slot), smooth=False, color=color,
+                              legendgroup=label(slot))
+        traces += found or [{"type": "scatter", "mode": "lines", "name": label(slot), "x": [], "y": [],
+                             "line": {"color": color}, "legendgroup": label(slot)}]
     return traces
 
 
@@ -225,7 +248,7 @@ def _slots(state: RunState) -> list[str]:
 
 def alpha_figure(state: RunState, opts: ChartOptions) -> go.Figure:
     xm = XMap(state, opts.xaxis)
-    return time_figure(_slot_traces(state, state.alpha, "value", xm, opts), state, "Alpha per slot", "alpha",
+    return time_figure(_slot_traces(state, "alpha", opts), state, "Alpha per slot", "alpha",
                        xm, opts, yaxis={"range": [-0.05, 1.1]})
 
 
@@ -236,16 +259,16 @@ def ratio_figure(state: RunState, opts: ChartOptions) -> go.Figure:
              "line": {"dash": "dash", "color": "#d62728", "width": 1}}
     note = {"text": f"G2 {g2:g}", "xref": "paper", "x": 0, "yref": "y", "y": g2, "showarrow": False,
             "xanchor": "left", "yanchor": "bottom", "font": {"color": "#d62728", "size": 11}}
-    return time_figure(_slot_traces(state, state.grads, "ratio", xm, opts), state, "Gradient ratio per slot",
+    return time_figure(_slot_traces(state, "grad_ratio", opts), state, "Gradient ratio per slot",
                        "seed/host ratio", xm, opts, shapes=[shape], annotations=[note])
 
 
 def params_figure(state: RunState, opts: ChartOptions) -> go.Figure:
-    xm, e = XMap(state, opts.xaxis), state.epochs
-    traces = [line("total params", xm.series(e), e["total_params"], opts, PALETTE[2], smooth=False,
-                   line={"shape": "hv"}),
-              line("host params", xm.series(e), e["host_params"], opts, PALETTE[7], smooth=False,
-                   dash="dot", line={"shape": "hv"})]
+    xm = XMap(state, opts.xaxis)
+    traces = (metric_traces(state, "total_params", opts, "total params", smooth=False, color=PALETTE[2],
+                            line={"shape": "hv"})
+              + metric_traces(state, "host_params", opts, "host params", smooth=False, color=PALETTE[7],
+                              line={"shape": "hv", "dash": "dot"}))
     return time_figure(traces, state, "Parameters", "parameters", xm, opts)
 
 

@@ -10,35 +10,15 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from telemetry_schema.series import SeriesError, SeriesOptions, curves
 from telemetry_schema.state import RunState
 
-from dashboard.figures import PALETTE, X_AXES, ChartOptions, XMap, base_layout, governor_traces, new_figure
+from dashboard.figures import (PALETTE, X_AXES, ChartOptions, XMap, base_layout, governor_traces, metric_traces,  # noqa: F401
+                               new_figure, series_options)
 from dashboard.safe import label
 
 SYSTEM_PERCENT = ("system/cpu_percent", "system/cpu_total_percent", "system/gpu_util_percent")
 SYSTEM_BYTES = ("system/rss_bytes", "system/mem_used_bytes", "system/gpu_mem_used_bytes")
 GIB = float(2 ** 30)
-
-
-def series_options(opts: ChartOptions) -> SeriesOptions:
-    return SeriesOptions(x=opts.xaxis if opts.xaxis in X_AXES else "epoch", smoothing=opts.smoothing,
-                         max_points=opts.max_points, log_y=opts.log_y)
-
-
-def metric_traces(state: RunState, name: str, opts: ChartOptions, title: str | None = None, color_at: int = 0,
-                  scale: float = 1.0, **kw) -> list[dict]:
-    """One line per curve of metric ``name`` (none when the run lacks it), named ``title``
-    (default: the metric), followed by the curve's own name when the metric has several
-    (one per environment of a PPO run)."""
-    try:
-        found = curves(state, name, series_options(opts))
-    except SeriesError:
-        return []
-    title = name if title is None else title
-    return [{"type": "scatter", "mode": "lines", "name": label(title if len(found) == 1 else f"{title} · {c.name}"),
-             "x": c.x, "y": c.y / scale, "line": {"color": PALETTE[(color_at + i) % len(PALETTE)]}, **kw}
-            for i, c in enumerate(found)]
 
 
 def _time_layout(title: str, ytitle: str, opts: ChartOptions, **kw) -> dict:

@@ -27,7 +27,8 @@ import numpy as np
 from telemetry_schema.state import RunState, Series
 
 X_AXES = ("epoch", "step", "wall", "flops")
-EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "perplexity", "total_params", "flops_cumulative")
+EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "perplexity", "total_params", "host_params",
+                 "flops_cumulative")
 BATCH_METRICS = ("loss", "lr", "samples_per_s")
 SLOT_METRICS = {"alpha": ("alpha", "value"), "grad_ratio": ("grads", "ratio"),
                 "grad_health": ("grads", "health"), "contribution": ("counterfactuals", "contribution")}
@@ -165,7 +166,8 @@ def x_values(state: RunState, series: Series, axis: str) -> np.ndarray:
         start = state.started_wall if state.started_wall is not None else state.first_wall
         return np.asarray(series["wall"], np.float64) - (start or 0.0) if "wall" in names else _index(series)
     if axis == "epoch" and "epoch" in names:
-        return np.asarray(series["epoch"], np.float64)
+        within = _within_epochs(state, series) if series is not state.epochs and "step" in names else None
+        return within if within is not None else np.asarray(series["epoch"], np.float64)
     if axis == "step" and "step" in names:
         return np.asarray(series["step"], np.float64)
     if axis == "flops":
@@ -173,6 +175,27 @@ def x_values(state: RunState, series: Series, axis: str) -> np.ndarray:
     if "seq" in names:  # no such column (e.g. a reward component): place by the event order
         return _at_seq(state, np.asarray(series["seq"]), axis)
     return _index(series)
+
+
+def _within_epochs(state: RunState, series: Series) -> np.ndarray | None:
+    """Fractional epochs of events inside epochs (batches, gradient samples): each step placed
+    between the ends of the epochs around it, so a dense series is drawn along the epoch axis
+    instead of stacked on whole epochs. None when the epoch ends' steps do not only grow (a PPO
+    run's episodes restart them) or there are none yet."""
+    ep = state.epochs
+    if len(ep) < 1:
+        return None
+    knots, ends = np.asarray(ep["step"], np.float64), np.asarray(ep["epoch"], np.float64)
+    if len(knots) > 1 and (np.diff(knots) <= 0).any():
+        return None
+    steps = np.asarray(series["step"], np.float64)
+    x = np.interp(steps, np.r_[0.0, knots], np.r_[ends[0] - 1, ends])
+    past = steps > knots[-1]  # the epoch under way: at the pace of the epochs so far, never past its own end
+    if past.any():
+        pace = knots[-1] / max(ends[-1] - ends[0] + 1, 1.0)
+        own = np.asarray(series["epoch"], np.float64)[past]
+        x[past] = np.minimum(ends[-1] + (steps[past] - knots[-1]) / max(pace, 1.0), own)
+    return x
 
 
 def _index(series: Series) -> np.ndarray:

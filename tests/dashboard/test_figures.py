@@ -212,3 +212,47 @@ def test_plotly_bundle_is_served_only_for_its_own_plotly_version(tmp_path, monke
 
     assert served(app_module.bundle_version())
     assert not served("0.0.1")
+
+
+def _fold_events(emit) -> RunState:
+    from telemetry_schema.reader import read_memory
+    from telemetry_schema.sinks import MemorySink
+    from telemetry_schema.writer import EventWriter, WriterConfig
+    sink = MemorySink()
+    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0, flush_interval=3600), background=False)
+    emit(w)
+    w.close()
+    return Fold().update(read_memory(sink))
+
+
+def test_the_alpha_chart_draws_no_line_across_epochs_without_a_seed():
+    from telemetry_schema import events as ev
+
+    def emit(w):
+        w.emit(ev.RunStarted(run_id="r", task="t", topology="cnn", host_params=1, slot_ids=["s0"]))
+        w.emit(ev.SeedGerminated(blueprint="lora", params=5), slot="s0", seed="a", epoch=1)
+        for epoch, value in ((1, 0.2), (2, 0.5)):
+            w.emit(ev.AlphaChanged(value=value, target=1.0, mode="up"), slot="s0", seed="a", epoch=epoch)
+        w.emit(ev.StageChanged(from_stage="BLENDING", to_stage="PRUNED"), slot="s0", seed="a", epoch=3)
+        w.emit(ev.SeedGerminated(blueprint="lora", params=5), slot="s0", seed="b", epoch=8)
+        for epoch, value in ((9, 0.3), (10, 0.6)):
+            w.emit(ev.AlphaChanged(value=value, target=1.0, mode="up"), slot="s0", seed="b", epoch=epoch)
+    fig = figures.alpha_figure(_fold_events(emit), figures.ChartOptions())
+    (trace,) = [t for t in fig.data if t.name == "s0"]
+    x = np.asarray(trace.x, np.float64)
+    assert x[:2].tolist() == [1.0, 2.0] and np.isnan(x[2]) and x[3:].tolist() == [9.0, 10.0]
+
+
+def test_the_loss_chart_places_batches_between_epoch_ends():
+    from telemetry_schema import events as ev
+
+    def emit(w):
+        step = 0
+        for epoch in (1, 2):
+            for _ in range(4):
+                step += 1
+                w.emit(ev.BatchMetrics(loss=1.0, lr=0.1, samples_per_s=1.0), epoch=epoch, step=step)
+            w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=1), epoch=epoch, step=step)
+    fig = figures.loss_figure(_fold_events(emit), figures.ChartOptions())
+    (batch,) = [t for t in fig.data if t.name == "batch loss"]
+    np.testing.assert_allclose(batch.x, [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])

@@ -141,3 +141,33 @@ def test_system_metrics_are_plotted_as_scalars_and_progress_has_an_eta():
     assert p.label() == "epoch 2/10" and p.elapsed_s > 0
     per_epoch = (state.epochs["wall"][-1] - state.started_wall) / 2
     assert p.left_s == pytest.approx(8 * per_epoch - 1)
+
+
+def _batches_and_epochs(w, epochs: int = 3, per_epoch: int = 4, partial: int = 0) -> None:
+    step = 0
+    for epoch in range(1, epochs + 1):
+        for _ in range(per_epoch):
+            step += 1
+            w.emit(ev.BatchMetrics(loss=float(step), lr=0.1, samples_per_s=1.0), epoch=epoch, step=step)
+        w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=1), epoch=epoch, step=step)
+    for _ in range(partial):  # the epoch under way
+        step += 1
+        w.emit(ev.BatchMetrics(loss=float(step), lr=0.1, samples_per_s=1.0), epoch=epochs + 1, step=step)
+
+
+def test_batches_lie_between_the_epoch_ends_on_the_epoch_axis():
+    (curve,) = curves(fold(lambda w: _batches_and_epochs(w, partial=2)), "batch/loss")
+    # steps 1-4 lie in epoch 1 (x from 0 to 1), 5-8 in epoch 2, ...; the epoch under way at the same pace
+    np.testing.assert_allclose(curve.x, [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5])
+    (epochs,) = curves(fold(lambda w: _batches_and_epochs(w)), "val_acc")
+    assert epochs.x.tolist() == [1.0, 2.0, 3.0]  # the epoch ends themselves stay on whole epochs
+
+
+def test_batches_of_episodes_that_restart_their_steps_stay_on_whole_epochs():
+    def emit(w):
+        for _episode in range(2):
+            for epoch in (1, 2):
+                w.emit(ev.BatchMetrics(loss=1.0, lr=0.1, samples_per_s=1.0), epoch=epoch, step=epoch * 10 - 5)
+                w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=1), epoch=epoch, step=epoch * 10)
+    (curve,) = curves(fold(emit), "batch/loss")
+    assert np.nanmax(curve.x) == 2.0 and set(curve.x[np.isfinite(curve.x)].tolist()) == {1.0, 2.0}
