@@ -256,10 +256,12 @@ def cursor_info(entry: RunEntry, cursor: int | None, scope: Scope = DEFAULT) -> 
         return f"replay: event {cursor:,} / {total:,} (epoch {st.epoch}, {fmt_time(st.last_wall)})"
 
 
-def table_outputs(store: RunStore, req: RunRequest, kinds: list[str] | None, query: str) -> tuple[list, list, str]:
-    """(decision rows, event rows, the query's error or ''): the events before the cursor that
-    ``query`` finds (the query language both viewers share), of the chosen kinds and scope. A
-    query that cannot be run shows its one-line error and no rows."""
+def table_outputs(store: RunStore, req: RunRequest, kinds: list[str] | None,
+                  query: str) -> tuple[list, list, str, str]:
+    """(decision rows, event rows, the query's error or '', how many events it found): the
+    events before the cursor that ``query`` finds (the query language both viewers share), of
+    the chosen kinds and scope; the table lists the newest of them. A query that cannot be run
+    shows its one-line error and no rows."""
     entry = store.entry(req.run_id)
     cfg = store.config
     with entry.view(req.cursor, req.scope) as st:
@@ -270,8 +272,10 @@ def table_outputs(store: RunStore, req: RunRequest, kinds: list[str] | None, que
     try:
         found = find_events(entry.log, query, kinds, stop, rank=rank, env=req.scope.env)
     except QueryError as exc:
-        return decisions, [], str(exc)
-    return decisions, event_rows(entry.log, found, cfg.event_rows), ""
+        return decisions, [], str(exc), ""
+    shown = min(len(found), cfg.event_rows)
+    count = f"({len(found):,} found" + (f", newest {shown:,} shown)" if shown < len(found) else ")")
+    return decisions, event_rows(entry.log, found, cfg.event_rows), "", count
 
 
 SEEKS = tuple((direction, target) for target in ("panic", "gate_failure", "stage_change") for direction in ("prev", "next"))

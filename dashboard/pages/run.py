@@ -62,7 +62,7 @@ def layout(store: RunStore, raw_id: str, search: str = ""):
         metric_card(metric_names(store, RunRequest(run_id, scope=scope), "")[0]),
         html.Div([html.H3("Controller decisions"),
                   table("decisions-table", DECISION_COLUMNS, page_size=10)], className="card"),
-        html.Div([html.H3("Events"), event_filters(entry.log.kinds), table("events-table", EVENT_COLUMNS)],
+        html.Div([html.H3(["Events ", html.Span("", id="events-count", className="count")]), event_filters(entry.log.kinds), table("events-table", EVENT_COLUMNS)],
                  className="card"),
         config_card(config_rows(store, run_id)),
     ])
@@ -309,7 +309,7 @@ def register(app, store: RunStore) -> None:
         return figs + [shipped] + optional
 
     @app.callback(Output("decisions-table", "data"), Output("events-table", "data"),
-                  Output("event-search-error", "children"),
+                  Output("event-search-error", "children"), Output("events-count", "children"),
                   Input("cursor", "value"), Input("mode", "value"), Input("event-kinds", "value"),
                   Input("event-search", "value"), Input("sel-rank", "value"), Input("sel-env", "value"),
                   State("run-id", "data"))

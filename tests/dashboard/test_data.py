@@ -279,10 +279,11 @@ def test_event_table_finds_what_the_shared_search_finds(logdir, query):
     """The events table lists the newest of what ``telemetry_schema.search`` finds (both viewers
     count the same events for a query), newest first."""
     store = RunStore(logdir)
-    _, rows, error = table_outputs(store, RunRequest("alpha-run"), [], query)
+    _, rows, error, count = table_outputs(store, RunRequest("alpha-run"), [], query)
     log = store.entry("alpha-run").log
     found = search(log, query)
     assert error == "" and len(rows) == min(len(found), store.config.event_rows)
+    assert count.startswith(f"({len(found):,} found")
     assert [r["seq"] for r in rows] == [log.event(int(p))[1]["seq"] for p in found[::-1][:len(rows)]]
 
 
@@ -292,7 +293,7 @@ def test_event_table_finds_what_the_shared_search_finds(logdir, query):
                                             ("/(?=G2)/", "bad regular expression")])
 def test_bad_query_is_a_one_line_message_never_a_500(logdir, query, message):
     store = RunStore(logdir)
-    decisions, rows, error = table_outputs(store, RunRequest("alpha-run"), [], query)
+    decisions, rows, error, _ = table_outputs(store, RunRequest("alpha-run"), [], query)
     assert rows == [] and message in error and "\n" not in error and decisions
     client = header_client(logdir)
     resp = client.post("/_dash-update-component", json=tables_body("alpha-run", query))
@@ -301,7 +302,8 @@ def test_bad_query_is_a_one_line_message_never_a_500(logdir, query, message):
     assert ok.status_code == 200 and ok.get_json()["response"]["event-search-error"]["children"] == ""
 
 
-TABLE_OUTPUTS = [("decisions-table", "data"), ("events-table", "data"), ("event-search-error", "children")]
+TABLE_OUTPUTS = [("decisions-table", "data"), ("events-table", "data"), ("event-search-error", "children"),
+                 ("events-count", "children")]
 
 
 def tables_body(run_id, query) -> dict:

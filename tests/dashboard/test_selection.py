@@ -223,7 +223,7 @@ def test_event_rows_of_a_selection(runs):
     rank1 = tables.event_rows(ranked, tables.find_events(ranked, "", ["batch_metrics"], rank=1), 1000)
     assert len(rank1) == folded(runs, "ddp-agree", 1).batches.length == 30
     store = store_of(runs)  # the run page: the scope's events only, run-wide kinds in every env
-    _, rows, _ = table_outputs(store, RunRequest("ppo-run", scope=Scope(0, 1)), [], "")
+    _, rows, _, _ = table_outputs(store, RunRequest("ppo-run", scope=Scope(0, 1)), [], "")
     assert {r["kind"] for r in rows} >= {"reward", "run_started", "run_finished"}
     assert sum(r["kind"] == "reward" for r in rows) == 8 and not any(r["kind"] == "ppo_update" for r in rows)
 
