@@ -1,0 +1,41 @@
+"""What a user saw go wrong, driven through the real app on synthetic logs."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from tui.app import EsperApp
+from tui.source import resolve
+
+from .conftest import FIXED_NOW, wait_for, wait_loaded
+
+
+def make_app(path, **kw) -> EsperApp:
+    return EsperApp(resolve(path), clock=lambda: FIXED_NOW, **kw)
+
+
+def shown_line(widget, y: int) -> str:
+    return "".join(segment.text for segment in widget.render_line(y))
+
+
+async def test_slot_columns_keep_their_gap_when_seeds_grow_wider(run_dir):
+    """The table is first laid out while every slot is dormant ('—'); once seeds germinate,
+    their ids, blueprints and stages are wider and must still be shown whole, one space apart."""
+    app = make_app(run_dir, replay=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        table = app.query_one("#slots", DataTable)
+        await pilot.press(*["full_stop"] * 3)  # run_started: every slot, each still empty
+        await pilot.pause(0.2)
+        assert table.row_count == 3 and all(str(table.get_row_at(r)[1]).strip() == "—" for r in range(3))
+        await pilot.press("G")
+        await wait_for(pilot, lambda: app.session.cursor == app.session.length)
+        await pilot.pause(0.2)
+        assert any(str(table.get_row_at(r)[1]).strip() != "—" for r in range(table.row_count))
+        widths = [c.get_render_width(table) for c in table.columns.values()]
+        for r in range(table.row_count):
+            line, at = shown_line(table, r + 1), 0
+            for cell, width in zip(table.get_row_at(r), widths):
+                assert line[at:at + width].rstrip() == str(cell).rstrip(), (line, str(cell))
+                assert line[at + width - 1] == " "  # the gap before the next column
+                at += width
