@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from telemetry_schema import events as ev
-from telemetry_schema.fold import fold_tables
+from telemetry_schema.fold import RunState, fold_tables
 from telemetry_schema.reader import read_memory
 from telemetry_schema.series import (SeriesError, SeriesOptions, curves, ema, ema_reference, markers, metrics,
                                      select, thin)
@@ -131,3 +131,20 @@ def test_system_metrics_are_plotted_as_scalars_and_progress_has_an_eta():
     assert p.label() == "epoch 2/10" and p.elapsed_s > 0
     per_epoch = (state.epochs["wall"][-1] - state.started_wall) / 2
     assert p.left_s == pytest.approx(8 * per_epoch - 1)
+
+
+def test_progress_counts_completed_epochs_not_the_one_under_way():
+    from telemetry_schema.status import completed_epoch, progress
+
+    sink = MemorySink()
+    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0), background=False, clock=lambda: 0.0,
+                    wall_clock=lambda: 1000.0)
+    w.emit(ev.RunStarted(run_id="r", task="t", topology="cnn", host_params=1, planned_epochs=10))
+    w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=1), epoch=1)
+    w.emit(ev.BatchMetrics(loss=1.0, lr=0.1, samples_per_s=1.0), epoch=2)
+    w._finished = True
+    w.close()
+    state = fold_tables(read_memory(sink))
+    assert state.epoch == 2 and completed_epoch(state) == 1
+    assert progress(state, now=2000.0).label() == "epoch 1/10"
+    assert completed_epoch(RunState()) == 0

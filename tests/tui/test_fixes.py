@@ -39,3 +39,18 @@ async def test_slot_columns_keep_their_gap_when_seeds_grow_wider(run_dir):
                 assert line[at:at + width].rstrip() == str(cell).rstrip(), (line, str(cell))
                 assert line[at + width - 1] == " "  # the gap before the next column
                 at += width
+
+
+async def test_header_counts_completed_epochs_as_the_console_does(run_dir):
+    """One event into epoch 2 (a batch), the run has completed epoch 1: ``esper train`` prints
+    'epoch 1/N', and so does the header (not the epoch under way)."""
+    from .test_app import header
+
+    app = make_app(run_dir, replay=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("right_square_bracket", "full_stop")
+        await wait_for(pilot, lambda: app.session.cursor > 1)
+        state = app.session.state
+        assert state.epoch == 2 and state.epochs["epoch"].tolist() == [1]
+        assert " epoch 1 " in header(app) and "epoch 2" not in header(app)
