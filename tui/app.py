@@ -303,8 +303,14 @@ class EsperApp(App):
         self.refresh_panels(force=True)
 
     def action_move(self, move: str) -> None:
-        if self.session.loaded:
-            self._go(self.session.target(move))
+        """Move the replay cursor; a seek that finds nothing says so and stays put."""
+        if not self.session.loaded:
+            return
+        missing = self.session.missing(move)
+        if missing:
+            self.notify(missing, timeout=3)
+            return
+        self._go(self.session.target(move))
 
     def action_toggle_replay(self) -> None:
         if self.session.replay is not None:

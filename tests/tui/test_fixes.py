@@ -54,3 +54,19 @@ async def test_header_counts_completed_epochs_as_the_console_does(run_dir):
         state = app.session.state
         assert state.epoch == 2 and state.epochs["epoch"].tolist() == [1]
         assert " epoch 1 " in header(app) and "epoch 2" not in header(app)
+
+
+async def test_a_seek_that_finds_nothing_says_so_and_stays(run_dir):
+    """Following a finished run, the cursor is past every event: p, x and s find nothing later."""
+    app = make_app(run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        for key, words in (("p", "no later panic"), ("x", "no later gate failure"), ("s", "no later stage change")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert [n.message for n in app._notifications][-1] == words
+            assert app.session.replay is None and app.session.cursor == app.session.length
+        await pilot.press("g", "P")  # replaying from the first event: nothing earlier
+        await wait_for(pilot, lambda: app.session.replay is not None)
+        await pilot.pause()
+        assert [n.message for n in app._notifications][-1] == "no earlier panic" and app.session.cursor == 0
