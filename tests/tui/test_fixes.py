@@ -70,3 +70,29 @@ async def test_a_seek_that_finds_nothing_says_so_and_stays(run_dir):
         await wait_for(pilot, lambda: app.session.replay is not None)
         await pilot.pause()
         assert [n.message for n in app._notifications][-1] == "no earlier panic" and app.session.cursor == 0
+
+
+async def test_the_event_list_goes_to_each_seek(run_dir):
+    """A seek (even with follow off, even made on another tab) shows and highlights the event
+    the replay cursor is at: the panic sought."""
+    from tui.widgets.eventlog import EventList
+
+    app = make_app(run_dir, replay=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot)
+        events = app.query_one(EventList)
+
+        async def highlighted() -> str:
+            await wait_for(pilot, lambda: events.count == app.session.cursor)
+            await pilot.pause(0.2)
+            top = int(events.scroll_offset.y)
+            assert events.cursor == app.session.cursor - 1 and top <= events.cursor < top + events.size.height
+            return shown_line(events, events.cursor - top)
+
+        await pilot.press("6", "p")
+        assert "governor_panic" in await highlighted()
+        await pilot.press("f", "p")  # follow off: a seek still moves the list
+        first = app.session.cursor
+        assert "governor_panic" in await highlighted()
+        await pilot.press("3", "P", "6")
+        assert app.session.cursor < first and "governor_panic" in await highlighted()
