@@ -96,3 +96,15 @@ async def test_the_event_list_goes_to_each_seek(run_dir):
         assert "governor_panic" in await highlighted()
         await pilot.press("3", "P", "6")
         assert app.session.cursor < first and "governor_panic" in await highlighted()
+
+
+def test_timeline_legend_names_are_whole_at_any_width(run_state):
+    from tui.widgets.timeline import timeline_lines
+
+    for width in (60, 80, 160):
+        lines = [line.plain for line in timeline_lines(run_state, width)]
+        legend = " ".join(lines[len(run_state.slot_ids) + 2:])  # after the lanes, governor and axis
+        words = legend.replace("█", " ").replace("◆", " ").replace("✗", " ").replace("↺", " ").replace("!", " ").split()
+        assert words == ["germinated", "training", "blending", "holding", "fossilized", "pruned", "embargoed",
+                         "fossilized", "pruned", "rollback", "panic"], width
+        assert all(len(line.rstrip()) <= width for line in lines), width
