@@ -52,14 +52,14 @@ def build_chart(spec: PlotSpec, width: int, height: int, theme: str) -> Text:
     plt.theme(theme)
     plt.title(spec.title)
     plt.xlabel(spec.xlabel)
-    if spec.log_y:
-        plt.yscale("log")
     drawn = False
     for i, (label, xs, ys) in enumerate(spec.curves):
         for j, (sx, sy) in enumerate(segments(xs, ys)):
             # one legend entry per curve, on its first piece
             plt.plot(sx, sy, label=label if j == 0 else None, color=SERIES_COLORS[i % len(SERIES_COLORS)])
             drawn = True
+    if spec.log_y and drawn:  # plotext's log axis fails on a chart with no points
+        plt.yscale("log")
     if spec.hline is not None and drawn and (spec.hline > 0 or not spec.log_y):
         plt.hline(spec.hline, "red")
     return Text.from_ansi(plt.build())
