@@ -43,14 +43,14 @@ def options_label(options: SeriesOptions) -> str:
 
 
 def metric_spec(states: list[tuple[str, RunState]], name: str, options: SeriesOptions, *,
-                title: str = "", hline: float | None = None) -> PlotSpec:
-    """One metric's curves (of each run named in ``states``: the label is the run's name when
-    there are several runs), as ``series.curves`` shapes them."""
+                title: str = "", hline: float | None = None, by_run: bool = False) -> PlotSpec:
+    """One metric's curves of each run named in ``states``, as ``series.curves`` shapes them;
+    ``by_run`` labels them by run name (as it is with several runs)."""
     opts = dataclasses.replace(options, max_points=MAX_POINTS)
     curves = []
     for run, state in states:
         for c in series.curves(state, name, opts):
-            label = c.name if len(states) == 1 else (run if c.name == name else f"{run} {c.name}")
+            label = c.name if not (by_run or len(states) > 1) else (run if c.name == name else f"{run} {c.name}")
             curves.append((fmt.plain(label), tuple(c.x.tolist()), tuple(c.y.tolist())))
     return _titled(title or name, tuple(curves), options, hline)
 

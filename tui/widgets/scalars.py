@@ -25,9 +25,9 @@ from tui.widgets.plot import AsyncPlot
 
 class MetricPicker(Vertical):
     """A regex filter line over metric names and the list of those that match; the highlighted
-    name is ``chosen``. Keys: / filter (Enter back to the list), Esc clear the filter."""
+    name is ``chosen``. Keys: / filter (Enter: back to the list)."""
 
-    BINDINGS = [Binding("slash", "filter", "Filter metrics"), Binding("escape", "clear", "Clear filter", show=False)]
+    BINDINGS = [Binding("slash", "filter", "Filter metrics")]
 
     class Chosen(Message):
         """The highlighted metric changed."""
@@ -95,10 +95,6 @@ class MetricPicker(Vertical):
 
     def action_filter(self) -> None:
         self.query_one(".metric-filter", Input).focus()
-
-    def action_clear(self) -> None:
-        self.query_one(".metric-filter", Input).value = ""
-        self.query_one(".metric-list", OptionList).focus()
 
     def focus_list(self) -> None:
         self.query_one(".metric-list", OptionList).focus()
