@@ -17,6 +17,7 @@ from textual.worker import get_current_worker
 import dataclasses
 
 from telemetry_schema import runmodel, series
+from telemetry_schema.config import run_config
 from telemetry_schema.series import SeriesOptions
 from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay, refold
 from tui import fmt
@@ -31,7 +32,7 @@ from tui.widgets.eventpanel import EventLogPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
 from tui.widgets.history import DecisionsTable, GatesTable, GovernorTable, HistoryTable
-from tui.widgets.config import ConfigTable, run_config
+from tui.widgets.config import ConfigTable
 from tui.widgets.metrics import SMOOTHING, MetricsGrid
 from tui.widgets.scalars import ScalarsPanel
 from tui.widgets.policy import PolicyPanel

@@ -8,15 +8,6 @@ from telemetry_schema import config
 from tui import fmt
 
 
-def run_config(state_config: dict | None, manifest: dict | None) -> dict:
-    """The configuration a run_started event carried, else its run.json's (a log read before
-    its first event, or one written without it)."""
-    if state_config:
-        return state_config
-    found = (manifest or {}).get("config")
-    return found if isinstance(found, dict) else {}
-
-
 class ConfigTable(DataTable):
     """Every key of the run's configuration with its value, as text (never markup)."""
 
