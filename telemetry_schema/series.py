@@ -69,7 +69,7 @@ def metrics(state: RunState) -> list[str]:
     names += [f"batch/{m}" for m in BATCH_METRICS if len(state.batches)]
     names += sorted(state.scalars)
     for prefix, (attr, _) in SLOT_METRICS.items():
-        names += [f"{prefix}/{slot}" for slot in sorted(getattr(state, attr)) if slot]
+        names += [f"{prefix}/{slot}" for slot in sorted(s for s in getattr(state, attr) if s)]  # no null slot
     names += [f"ppo_update/{m}" for m in PPO_METRICS if len(state.ppo)]
     if len(state.rewards):
         names += ["reward_total"] + [f"reward_component/{c}" for c in sorted(state.reward_components)]

@@ -148,3 +148,13 @@ def test_progress_counts_completed_epochs_not_the_one_under_way():
     assert state.epoch == 2 and completed_epoch(state) == 1
     assert progress(state, now=2000.0).label() == "epoch 1/10"
     assert completed_epoch(RunState()) == 0
+
+
+def test_metrics_skip_a_null_slot():
+    """A log may carry per-slot events with no slot (a hostile or broken writer): no name for them."""
+    from telemetry_schema.state import Series
+
+    state = RunState()
+    for slot in (None, "r0c1", "r0c0"):
+        state.alpha[slot] = Series("epoch", "step", "value", "target", "wall", "seq")
+    assert metrics(state) == ["alpha/r0c0", "alpha/r0c1"]

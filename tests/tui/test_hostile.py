@@ -131,8 +131,8 @@ async def test_the_picker_shows_run_json_of_any_shape(tmp_path):
     async with app.run_test(size=(200, 30)) as pilot:
         table = app.screen.query_one("#picker-table", DataTable)
         assert table.row_count == 8
-        await wait_for(pilot, lambda: all(cells(table, i)[1] != "…" for i in range(table.row_count)))
-        rows = {cells(table, i)[0]: cells(table, i) for i in range(table.row_count)}
+        await wait_for(pilot, lambda: all(cells(table, i)[1:][1] != "…" for i in range(table.row_count)))
+        rows = {cells(table, i)[1:][0]: cells(table, i)[1:] for i in range(table.row_count)}
         screen = assert_inert(app, "picker")
         # run.json's run id as written; the status and task come from the log (never run.json's
         # status '[/]'), the task as written
