@@ -70,3 +70,12 @@ def diff(configs: Sequence[Mapping], *, all_keys: bool = False) -> list[DiffRow]
         if all_keys or len(set(values)) > 1:
             rows.append(DiffRow(key, values))
     return rows
+
+
+def run_config(started: Mapping | None, manifest: Mapping | None) -> Mapping:
+    """A run's configuration: the one its ``run_started`` event carried (``RunState.config``),
+    else its run.json's (a log read before its first event, or written without it); {} if none."""
+    if started:
+        return started
+    found = (manifest or {}).get("config")
+    return found if isinstance(found, Mapping) else {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -34,6 +35,9 @@ SYNC_EVENTS = 50_000
 SPEEDS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536)
 """Replay speeds, in events per play tick."""
 RATE_WINDOW_S = 5.0
+TARGET_WORDS = MappingProxyType({"panic": "panic", "rollback": "rollback", "gate_failure": "gate failure",
+                                 "stage_change": "stage change", "epoch": "epoch end"})
+"""The seek targets in words, for a viewer's 'no later panic'."""
 RUN_WIDE = ("run_id", "task", "topology", "config", "host_params", "device", "world_size", "num_envs",
             "heartbeat_s", "planned_epochs", "versions", "started_wall", "end_status", "end_reason", "last_wall",
             "last_progress_wall", "ppo", "head_entropy", "ranks")
@@ -226,6 +230,20 @@ class RunModel:
         direction, name = move.split(":")
         replay = self.replay or ScopedReplay(self.log, 0, self.scope)
         return seek_position(replay.positions(name), cur, direction)
+
+    def missing(self, move: str) -> str | None:
+        """Why a seek 'next:<target>' / 'prev:<target>' finds nothing from the cursor ('no later
+        panic'), or None when it finds an event (and for moves that are not seeks)."""
+        direction, _, name = move.partition(":")
+        if direction not in ("next", "prev"):
+            return None
+        replay = self.replay or ScopedReplay(self.log, 0, self.scope)
+        pos = replay.positions(name)
+        cur = self.cursor
+        found = (pos >= cur).any() if direction == "next" else (pos < cur - 1).any()
+        if found:
+            return None
+        return f"no {'later' if direction == 'next' else 'earlier'} {TARGET_WORDS.get(name, name)}"
 
     def has_target(self, move: str) -> bool:
         """Whether ``move`` leads anywhere from the cursor (a seek to no panic does not)."""

@@ -32,6 +32,7 @@ class Progress:
     """How far a run has come, and the time it likely still needs."""
 
     epoch: int
+    """The last epoch completed (what ``esper train`` prints): an epoch under way is not counted."""
     planned: int
     """Epochs the run is set to train (0: not known)."""
     elapsed_s: float | None
@@ -41,6 +42,15 @@ class Progress:
     def label(self) -> str:
         """'epoch 12/40' (or 'epoch 12' when the plan is not known)."""
         return f"epoch {self.epoch}/{self.planned}" if self.planned else f"epoch {self.epoch}"
+
+
+def completed_epoch(state: RunState) -> int:
+    """The epoch of the run's last ``epoch_completed`` event (0 before the first).
+
+    ``RunState.epoch`` is the newest epoch any event carries, one more than this while an
+    epoch is under way; a run's progress counts finished epochs, as its console does."""
+    epochs = state.epochs
+    return int(epochs["epoch"][-1]) if len(epochs) else 0
 
 
 def progress(state: RunState, now: float) -> Progress:
@@ -54,4 +64,4 @@ def progress(state: RunState, now: float) -> Progress:
         walls = state.epochs["wall"]
         pace = (walls[-1] - start) / done  # seconds an epoch, over the epochs finished
         left = max(0.0, (state.planned_epochs - done) * pace - (now - walls[-1]))
-    return Progress(state.epoch, state.planned_epochs, elapsed, left)
+    return Progress(completed_epoch(state), state.planned_epochs, elapsed, left)

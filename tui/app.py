@@ -14,7 +14,11 @@ from textual.widgets import Static, TabbedContent, TabPane
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
-from telemetry_schema import runmodel
+import dataclasses
+
+from telemetry_schema import runmodel, series
+from telemetry_schema.config import run_config
+from telemetry_schema.series import SeriesOptions
 from telemetry_schema.runmodel import RunModel, Scope, ScopedFold, ScopedReplay, refold
 from tui import fmt
 from tui.loader import Prefetch, one_line
@@ -28,15 +32,19 @@ from tui.widgets.eventpanel import EventLogPanel
 from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
 from tui.widgets.history import DecisionsTable, GatesTable, GovernorTable, HistoryTable
-from tui.widgets.metrics import MetricsGrid
+from tui.widgets.config import ConfigTable
+from tui.widgets.metrics import SMOOTHING, MetricsGrid
+from tui.widgets.scalars import ScalarsPanel
 from tui.widgets.policy import PolicyPanel
 from tui.widgets.scopebar import ScopeBar
 from tui.widgets.slots import SlotsTable, slot_of_key
 from tui.widgets.timeline import Timeline
 
-TABS = ("tab-slots", "tab-metrics", "tab-gates", "tab-governor", "tab-decisions", "tab-events", "tab-policy")
+TABS = ("tab-slots", "tab-metrics", "tab-gates", "tab-governor", "tab-decisions", "tab-events", "tab-policy",
+        "tab-scalars", "tab-config")
 FOCUS = {"tab-slots": "#slots", "tab-gates": "#gates", "tab-governor": "#governor",
-         "tab-decisions": "#decisions", "tab-events": "#event-list"}
+         "tab-decisions": "#decisions", "tab-events": "#event-list", "tab-scalars": "#scalars .metric-list",
+         "tab-config": "#config"}
 """The widget that takes the keys when a tab is shown."""
 REFRESH_S = 0.2
 """Least seconds between two redraws of the panels (events arriving faster are batched)."""
@@ -58,6 +66,9 @@ class EsperApp(App):
         Binding("N", "rank(-1)", "Prev rank", show=False),
         Binding("e", "env(1)", "Env"),
         Binding("E", "env(-1)", "Prev env", show=False),
+        Binding("a", "chart_x", "X axis"),
+        Binding("w", "chart_smoothing", "Smooth"),
+        Binding("y", "chart_log", "Log y"),
         *[Binding(str(i + 1), f"tab('{tab}')", tab[4:].title(), show=False) for i, tab in enumerate(TABS)],
         Binding("l,right", "next_tab(1)", "Next tab", show=False),
         Binding("h,left", "next_tab(-1)", "Prev tab", show=False),
@@ -98,6 +109,8 @@ class EsperApp(App):
         self._scope_request = 0
         self._multi = (False, False)  # (ranks, envs): whether the rank / env keys apply
         self._stop = threading.Event()
+        self.chart = SeriesOptions()
+        """The x axis, smoothing and y scale of every time chart (keys a, w, y)."""
 
     def compose(self) -> ComposeResult:
         # the terminal's size class before the widgets are styled, not a restyle of them all
@@ -122,6 +135,10 @@ class EsperApp(App):
                 yield EventLogPanel(id="events")
             with TabPane("7 Policy", id="tab-policy"):
                 yield PolicyPanel(id="policy")
+            with TabPane("8 Scalars", id="tab-scalars"):
+                yield ScalarsPanel(id="scalars")
+            with TabPane("9 Config", id="tab-config"):
+                yield ConfigTable(id="config")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -223,10 +240,15 @@ class EsperApp(App):
             self._main.query_one(SlotsTable).show(state)
             self._main.query_one(Timeline).show(state)
             if self.has_class("-big") and self._metrics_due(force, now):
-                self._main.query_one("#overview", MetricsGrid).show(state)
+                self._main.query_one("#overview", MetricsGrid).show(state, self.chart)
         elif active == "tab-metrics":
             if self._metrics_due(force, now):
-                self._main.query_one("#metrics", MetricsGrid).show(state)
+                self._main.query_one("#metrics", MetricsGrid).show(state, self.chart)
+        elif active == "tab-scalars":
+            if self._metrics_due(force, now):
+                self._main.query_one(ScalarsPanel).show(state, self.chart)
+        elif active == "tab-config":
+            self._main.query_one(ConfigTable).show(run_config(state.config, session.manifest))
         elif active == "tab-events":
             self._main.query_one(EventLogPanel).show(session)
         elif active:
@@ -303,8 +325,14 @@ class EsperApp(App):
         self.refresh_panels(force=True)
 
     def action_move(self, move: str) -> None:
-        if self.session.loaded:
-            self._go(self.session.target(move))
+        """Move the replay cursor; a seek that finds nothing says so and stays put."""
+        if not self.session.loaded:
+            return
+        missing = self.session.missing(move)
+        if missing:
+            self.notify(missing, timeout=3)
+            return
+        self._go(self.session.target(move))
 
     def action_toggle_replay(self) -> None:
         if self.session.replay is not None:
@@ -374,6 +402,33 @@ class EsperApp(App):
         if goto is not None:
             self._go(goto)
         self.refresh_panels(force=True)
+
+    # -- chart options ---------------------------------------------------------------------------
+
+    def x_axes(self) -> list[str]:
+        """The x axes this run can be drawn on: FLOPs only once its epochs carry them."""
+        have_flops = "flops_cumulative" in series.metrics(self.session.fold.state)
+        return [x for x in series.X_AXES if x != "flops" or have_flops]
+
+    def _set_chart(self, **changes) -> None:
+        self.chart = dataclasses.replace(self.chart, **changes)
+        for screen in self.screen_stack:
+            if hasattr(screen, "redraw_charts"):
+                screen.redraw_charts()
+        if self.session.loaded:
+            self.refresh_panels(force=True)
+
+    def action_chart_x(self) -> None:
+        axes = self.x_axes()
+        i = axes.index(self.chart.x) if self.chart.x in axes else -1
+        self._set_chart(x=axes[(i + 1) % len(axes)])
+
+    def action_chart_smoothing(self) -> None:
+        i = SMOOTHING.index(self.chart.smoothing) if self.chart.smoothing in SMOOTHING else -1
+        self._set_chart(smoothing=SMOOTHING[(i + 1) % len(SMOOTHING)])
+
+    def action_chart_log(self) -> None:
+        self._set_chart(log_y=not self.chart.log_y)
 
     # -- navigation and dialogs --------------------------------------------------------------
 

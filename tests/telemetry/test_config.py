@@ -32,3 +32,11 @@ def test_diff_lists_only_differing_keys_and_marks_missing_ones():
 def test_diff_of_identical_or_no_runs_is_empty():
     assert diff([{"a": 1}, {"a": 1}]) == []
     assert diff([]) == []
+
+
+def test_run_config_prefers_the_started_event_then_run_json():
+    from telemetry_schema.config import run_config
+
+    assert run_config({"a": 1}, {"config": {"b": 2}}) == {"a": 1}
+    assert run_config({}, {"config": {"b": 2}}) == {"b": 2}
+    assert run_config(None, {"config": "not an object"}) == {} and run_config(None, None) == {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from telemetry_schema import events as ev
-from telemetry_schema.fold import fold_tables
+from telemetry_schema.fold import RunState, fold_tables
 from telemetry_schema.reader import read_memory
 from telemetry_schema.series import (SeriesError, SeriesOptions, curves, ema, ema_reference, markers, metrics,
                                      select, thin)
@@ -171,3 +171,30 @@ def test_batches_of_episodes_that_restart_their_steps_stay_on_whole_epochs():
                 w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=1), epoch=epoch, step=epoch * 10)
     (curve,) = curves(fold(emit), "batch/loss")
     assert np.nanmax(curve.x) == 2.0 and set(curve.x[np.isfinite(curve.x)].tolist()) == {1.0, 2.0}
+
+
+def test_progress_counts_completed_epochs_not_the_one_under_way():
+    from telemetry_schema.status import completed_epoch, progress
+
+    sink = MemorySink()
+    w = EventWriter(sink, config=WriterConfig(heartbeat_s=0), background=False, clock=lambda: 0.0,
+                    wall_clock=lambda: 1000.0)
+    w.emit(ev.RunStarted(run_id="r", task="t", topology="cnn", host_params=1, planned_epochs=10))
+    w.emit(ev.EpochCompleted(train_loss=1, train_acc=1, val_loss=1, val_acc=1), epoch=1)
+    w.emit(ev.BatchMetrics(loss=1.0, lr=0.1, samples_per_s=1.0), epoch=2)
+    w._finished = True
+    w.close()
+    state = fold_tables(read_memory(sink))
+    assert state.epoch == 2 and completed_epoch(state) == 1
+    assert progress(state, now=2000.0).label() == "epoch 1/10"
+    assert completed_epoch(RunState()) == 0
+
+
+def test_metrics_skip_a_null_slot():
+    """A log may carry per-slot events with no slot (a hostile or broken writer): no name for them."""
+    from telemetry_schema.state import Series
+
+    state = RunState()
+    for slot in (None, "r0c1", "r0c0"):
+        state.alpha[slot] = Series("epoch", "step", "value", "target", "wall", "seq")
+    assert metrics(state) == ["alpha/r0c0", "alpha/r0c1"]

@@ -199,12 +199,12 @@ async def test_run_picker_lists_runs_and_opens_one(runs_dir):
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.screen.query_one("#picker-table", DataTable)
         assert table.row_count == 3
-        await wait_for(pilot, lambda: all(cells(table, i)[1] != "…" for i in range(3)))
-        rows = {cells(table, i)[0]: cells(table, i) for i in range(3)}
+        await wait_for(pilot, lambda: all(cells(table, i)[1:][1] != "…" for i in range(3)))
+        rows = {cells(table, i)[1:][0]: cells(table, i)[1:] for i in range(3)}
         assert rows["broken-run"][1] == "error" and "run_started.rank0.arrows: corrupt" in rows["broken-run"][2]
         assert rows["alpha-run"][1] == "completed" and int(rows["alpha-run"][3]) > 0
         assert rows["beta-run"][1] == "crashed"  # unfinished, silent for a day at the app's clock
-        names = [cells(table, i)[0] for i in range(3)]
+        names = [cells(table, i)[1:][0] for i in range(3)]
         await pilot.press(*["j"] * names.index("alpha-run"), "enter")
         await wait_loaded(pilot)
         assert app.session.state.run_id == "alpha-run"
@@ -223,8 +223,8 @@ async def test_run_picker_judges_status_at_the_apps_clock_and_marks_corrupt_runs
     app = EsperApp(resolve(many), clock=lambda: beta.last_wall + 1.0)  # just after beta-run's last event
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.screen.query_one("#picker-table", DataTable)
-        await wait_for(pilot, lambda: all(cells(table, i)[1] != "…" for i in range(2)))
-        rows = {cells(table, i)[0]: cells(table, i) for i in range(2)}
+        await wait_for(pilot, lambda: all(cells(table, i)[1:][1] != "…" for i in range(2)))
+        rows = {cells(table, i)[1:][0]: cells(table, i)[1:] for i in range(2)}
         assert rows["beta-run"][1] == "running"
         assert rows["alpha-run"][1] == "completed corrupt" and int(rows["alpha-run"][3]) > 0
 

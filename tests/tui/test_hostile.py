@@ -62,11 +62,13 @@ async def test_markup_in_every_log_string_is_shown_as_text(hostile_dir):
     app = EsperApp(resolve(hostile_dir), clock=lambda: FIXED_NOW)
     seen: dict[str, str] = {}
     views = (("1", "slots", CLICK), ("2", "metrics", "alpha per slot"), ("3", "gates", CLICK),
-             ("4", "governor", CLICK), ("5", "decisions", CLICK), ("6", "events", CLICK), ("7", "policy", CLICK))
+             ("4", "governor", CLICK), ("5", "decisions", CLICK), ("6", "events", "follow: on"), ("7", "policy", CLICK))
     async with app.run_test(size=(220, 60)) as pilot:
         await wait_loaded(pilot)
         for key, view, shows in views:
             await visit(pilot, key, shows)
+            if view == "events":  # the list follows the newest events: go up to the first
+                await visit(pilot, "home", CLICK)
             seen[view] = assert_inert(app, view)
         await visit(pilot, "1", CLICK)
         await visit(pilot, "enter", "seed")  # the first slot's seed history
@@ -74,6 +76,7 @@ async def test_markup_in_every_log_string_is_shown_as_text(hostile_dir):
         seen["seed detail"] = assert_inert(app, "seed detail")
         await visit(pilot, "escape", CLICK)
         await visit(pilot, "6", CLICK)
+        await pilot.press("end")
         await visit(pilot, "enter", "run_finished")  # the newest event: run_finished, its reason hostile
         seen["event detail"] = assert_inert(app, "event detail")
         assert app.error == ""
@@ -128,8 +131,8 @@ async def test_the_picker_shows_run_json_of_any_shape(tmp_path):
     async with app.run_test(size=(200, 30)) as pilot:
         table = app.screen.query_one("#picker-table", DataTable)
         assert table.row_count == 8
-        await wait_for(pilot, lambda: all(cells(table, i)[1] != "…" for i in range(table.row_count)))
-        rows = {cells(table, i)[0]: cells(table, i) for i in range(table.row_count)}
+        await wait_for(pilot, lambda: all(cells(table, i)[1:][1] != "…" for i in range(table.row_count)))
+        rows = {cells(table, i)[1:][0]: cells(table, i)[1:] for i in range(table.row_count)}
         screen = assert_inert(app, "picker")
         # run.json's run id as written; the status and task come from the log (never run.json's
         # status '[/]'), the task as written

@@ -135,12 +135,12 @@ async def test_rank_keys_show_each_ranks_fold(tmp_path):
             assert slot_stages(app) == expected_stages(want[rank])
         await press_and_settle(pilot, "2")  # rank 1's accuracy curve, then rank 0's
         acc = app.query_one("#metrics .plot-acc", AsyncPlot)
-        assert acc.spec == draw_acc(want[1]) and acc._drawn[0] == acc.spec
+        assert acc.spec == draw_acc(want[1], app.chart) and acc._drawn[0] == acc.spec
         await press(pilot, "N")
         await press_and_settle(pilot)
         assert app.session.scope == Scope(rank=0)
         assert app.session.state.epochs["val_acc"].tolist() == want[0].epochs["val_acc"].tolist()
-        assert acc.spec == draw_acc(want[0]) != draw_acc(want[1]) and acc._drawn[0] == acc.spec
+        assert acc.spec == draw_acc(want[0], app.chart) != draw_acc(want[1], app.chart) and acc._drawn[0] == acc.spec
         assert app.check_action("rank", (1,)) and not app.check_action("env", (1,))
         assert "n/N" in bar_text(app) and "env" not in bar_text(app)
 

@@ -69,3 +69,30 @@ def test_env_1_of_a_ppo_log(snap_compare, tmp_path):
         await press_and_settle(pilot, "e", "e")
 
     assert snap_compare(make_app(run), terminal_size=(100, 30), run_before=before)
+
+
+def test_scalars_tab_filtered_smoothed_log(snap_compare, run_dir):
+    async def before(pilot):
+        await wait_loaded(pilot)
+        await press_and_settle(pilot, "8", "slash", *"alpha", "enter", "w", "w", "y")
+
+    assert snap_compare(make_app(run_dir), terminal_size=(100, 30), run_before=before)
+
+
+def test_compare_two_runs(snap_compare, runs_dir):
+    async def before(pilot):
+        from tui.screens.compare import CompareScreen
+
+        from .conftest import wait_for
+
+        await wait_for(pilot, lambda: pilot.app.screen.query("#picker-table"))
+        table = pilot.app.screen.query_one("#picker-table")
+        await wait_for(pilot, lambda: all(str(table.get_row_at(i)[2]) != "…" for i in range(table.row_count)))
+        names = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+        await pilot.press(*["j"] * names.index("alpha-run"), "m")
+        await pilot.press(*["k"] * 5, *["j"] * names.index("beta-run"), "m", "c")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen) and pilot.app.screen.states)
+        await press_and_settle(pilot, "slash", *"val_acc", "enter")
+
+    assert snap_compare(EsperApp(resolve(runs_dir), clock=lambda: FIXED_NOW), terminal_size=(120, 36),
+                        run_before=before)

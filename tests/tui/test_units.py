@@ -57,9 +57,13 @@ def test_session_replay_moves(run_dir):
     second = kinds.index("governor_panic", s.cursor) + 1
     assert s.target("next:panic") == second
     assert s.target("prev:panic") == 0  # the cursor sits on the first panic: none before it
+    assert s.missing("prev:panic") == "no earlier panic" and s.missing("next:panic") is None
     s.seek(second)
     assert s.target("prev:panic") == kinds.index("governor_panic") + 1
     assert s.target("end") == len(kinds) and s.target("start") == 0
+    s.seek(len(kinds))
+    assert s.missing("next:gate_failure") == "no later gate failure" and s.missing("prev:panic") is None
+    assert s.missing("end") is None
     assert s.is_cheap(s.cursor + 10) and not s.is_cheap(s.cursor + 10**7)
     s.speed_index = len(SPEEDS) - 1
     s.change_speed(+1)

@@ -107,11 +107,12 @@ class SeedDetail(ModalScreen):
     def on_mount(self) -> None:
         _, _, _, first = seed_history(self.state, self.slot)
         st, slot = self.state, self.slot
+        log_y = self.app.chart.log_y
         self.query_one("#seed-alpha", AsyncPlot).draw(spec(
-            "alpha", [(slot, *_since(st.alpha.get(slot), first, "value"))], xlabel="step"))
+            "alpha", [(slot, *_since(st.alpha.get(slot), first, "value"))], xlabel="step", log_y=log_y))
         self.query_one("#seed-ratio", AsyncPlot).draw(spec(
             "gradient ratio", [(slot, *_since(st.grads.get(slot), first, "ratio"))], xlabel="step",
-            hline=fmt.G2_THRESHOLD))
+            hline=fmt.G2_THRESHOLD, log_y=log_y))
         self.query_one("#seed-contrib", AsyncPlot).draw(spec(
             "contribution pp", [(slot, *_since(st.counterfactuals.get(slot), first, "contribution"))],
-            xlabel="step"))
+            xlabel="step", log_y=log_y))

@@ -12,7 +12,7 @@ from textual.widgets import Static
 KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("general", (
         ("?", "this help"), ("q", "quit (close a dialog)"), ("Esc", "close a dialog"),
-        ("1-7", "tabs: slots, metrics, gates, governor, decisions, events, policy"),
+        ("1-9", "tabs: slots, metrics, gates, governor, decisions, events, policy, scalars, config"),
         ("h / l, ← / →", "previous / next tab"), ("j / k, ↓ / ↑", "move in a table or list"),
         ("Tab", "move focus"), ("Enter", "open the seed of a slot / the fields of an event"),
     )),
@@ -28,6 +28,16 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("] / [", "next / previous epoch"), ("g / G", "jump to the first / last event"),
         ("p / P", "next / previous governor panic"), ("x / X", "next / previous gate failure"),
         ("s / S", "next / previous stage change"),
+    )),
+    ("charts (every time chart: metrics, scalars, compare, seed detail)", (
+        ("a", "x axis: epoch, step, wall seconds, cumulative FLOPs (when the run logs them)"),
+        ("w", "smoothing: exponential moving average 0, 0.6, 0.9, 0.99"), ("y", "log y axis on / off"),
+        ("/", "scalars (8) and compare: filter metric names by a regular expression, e.g. reward/.*"),
+        ("↑ / ↓", "scalars (8) and compare: pick the metric to plot"),
+    )),
+    ("run picker", (
+        ("m", "mark / unmark a run"), ("c", "compare the marked runs: any metric overlaid, config differences"),
+        ("Esc", "back from compare to the picker"),
     )),
     ("event log", (
         ("/", "text search, as you type (Enter closes the box)"), ("t", "cycle kind filter"), ("o", "cycle slot filter"),

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static
 
 from tui import fmt
 from telemetry_schema.runs import RunSummary, list_runs, summarize
+from tui.screens.compare import CompareScreen
 from tui.widgets.footer import KeyFooter
 
 COLUMNS = ("run", "status", "task", "epochs", "fossil", "pruned", "panics", "events")
@@ -42,6 +43,8 @@ class RunPicker(Screen):
 
     BINDINGS = [Binding("j", "cursor('down')", "Down", show=False),
                 Binding("k", "cursor('up')", "Up", show=False),
+                Binding("m", "mark", "Mark"),
+                Binding("c", "compare", "Compare marked"),
                 Binding("q", "app.quit", "Quit")]
 
     def __init__(self, runs_dir: Path, clock: Callable[[], float] = time.time) -> None:
@@ -49,6 +52,8 @@ class RunPicker(Screen):
         super().__init__()
         self.runs_dir, self.clock = Path(runs_dir), clock
         self.paths: list[Path] = []
+        self.marked: list[Path] = []
+        """Runs marked for the compare view, in the order they were marked."""
 
     def compose(self) -> ComposeResult:
         yield Static(fmt.text(f"runs in {self.runs_dir} — Enter opens a run"), id="picker-title")
@@ -57,11 +62,12 @@ class RunPicker(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        table.add_column(" ", key="mark")
         for name in COLUMNS:
             table.add_column(name, key=name)
         self.paths = list_runs(self.runs_dir)
         for path in self.paths:
-            table.add_row(fmt.text(path.name), Text("…", style="grey50"), "", "", "", "", "", "", key=str(path))
+            table.add_row(" ", fmt.text(path.name), Text("…", style="grey50"), "", "", "", "", "", "", key=str(path))
         if not self.paths:
             self.query_one("#picker-title", Static).update(fmt.text(f"{self.runs_dir}: no runs found"))
         table.focus()
@@ -84,6 +90,29 @@ class RunPicker(Screen):
     def action_cursor(self, direction: str) -> None:
         table = self.query_one(DataTable)
         table.action_cursor_down() if direction == "down" else table.action_cursor_up()
+
+    def _highlighted(self) -> Path | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return Path(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+
+    def action_mark(self) -> None:
+        """Mark the highlighted run for comparing (or unmark it)."""
+        path = self._highlighted()
+        if path is None:
+            return
+        if path in self.marked:
+            self.marked.remove(path)
+        else:
+            self.marked.append(path)
+        self.query_one(DataTable).update_cell(str(path), "mark", Text("●", style="bold cyan") if path in self.marked else " ")
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two or more runs with m, then press c to compare them", timeout=4)
+            return
+        self.app.push_screen(CompareScreen(self.marked))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.dismiss(Path(str(event.row_key.value)))

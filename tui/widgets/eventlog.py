@@ -158,18 +158,24 @@ class EventList(ScrollView, can_focus=True):
         self._cache: dict[int, tuple[str, str]] = {}
 
     def set_rows(self, log: EventLog, rows: np.ndarray | None, count: int, follow: bool) -> None:
-        same = log is self.events and count == self.count and rows is self.rows
-        if same:
+        """Show ``count`` rows (``rows``: their positions in ``log``, None for all); with
+        ``follow``, new rows move the highlight to the last row."""
+        if log is self.events and count == self.count and rows is self.rows:
             return
         self.events, self.rows, self.count = log, rows, count
         self._cache.clear()
         self.virtual_size = Size(self.size.width, count)
         if follow:
-            self.cursor = max(0, count - 1)
-            self.scroll_to(y=max(0, count - self.size.height), animate=False)
+            self.go_last()
         else:
             self.cursor = min(self.cursor, max(0, count - 1))
         self.refresh()
+
+    def go_last(self) -> None:
+        """Highlight the last row and scroll to it (once the new virtual size is laid out: a
+        scroll before that is clamped to the old size)."""
+        self.cursor = max(0, self.count - 1)
+        self.call_after_refresh(self._reveal)
 
     def table_row(self, i: int) -> int:
         return int(self.rows[i]) if self.rows is not None else i

@@ -69,6 +69,8 @@ class EventLogPanel(Vertical):
         self._request = 0
         self.searching: tuple[EventFilter, int] | None = None
         """(filter, first row) of the search running in a worker, if any."""
+        self._replay_cursor: int | None = None
+        """The replay cursor last shown: when it moves (a seek, a step, play), the list goes to it."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="event-filter-line")
@@ -96,7 +98,14 @@ class EventLogPanel(Vertical):
             self.problem = str(exc)
             self._filtered.add(flt, 0, limit, np.zeros(0, np.int64))
         rows, count = self._filtered.result()
-        self.query_one(EventList).set_rows(session.log, rows, count, self.follow)
+        cursor = session.cursor if session.replay is not None else None
+        moved = cursor is not None and cursor != self._replay_cursor
+        self._replay_cursor = cursor
+        # the list ends at the replay cursor: its last row is the event the cursor is at
+        events = self.query_one(EventList)
+        events.set_rows(session.log, rows, count, self.follow)
+        if moved:
+            events.go_last()
         self._draw_filter_line(count, limit)
 
     @work(thread=True, exclusive=True, group="event-filter")

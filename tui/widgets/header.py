@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from telemetry_schema.runmodel import RunModel, divergences
-from telemetry_schema.status import run_status
+from telemetry_schema.status import progress, run_status
 from tui import fmt
 
 
@@ -44,7 +44,7 @@ def header_text(session: RunModel, now: float, target: str) -> Text:
     top.append(fmt.plain(st.run_id or session.manifest.get("run_id") or target), style="bold")
     top.append(f"  {fmt.plain(st.task or session.manifest.get('task', ''))}  ")
     top.append(f" {status} ", style=fmt.STATUS_STYLES.get(status, "bold") + " reverse")
-    top.append(f"  epoch {st.epoch}  step {fmt.si(st.step)}")
+    top.append(f"  {progress(st, now).label()}  step {fmt.si(st.step)}")
     shown = scope_label(session)
     if shown:
         top.append(f"  {shown}", style="bold cyan")

@@ -6,6 +6,7 @@ back a rich Text, which ``render`` shows. Until then the previous drawing stays 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -21,12 +22,26 @@ SERIES_COLORS = ("cyan", "magenta", "yellow", "green", "red", "blue", "white", "
 
 @dataclass(frozen=True)
 class PlotSpec:
-    """What one chart shows: curves of (label, xs, ys) as lists, and an optional threshold."""
+    """What one chart shows: curves of (label, xs, ys) as tuples (a NaN in both breaks the
+    line there), an optional threshold and whether the y axis is logarithmic."""
 
     title: str
     xlabel: str
     curves: tuple = field(default_factory=tuple)
     hline: float | None = None
+    log_y: bool = False
+
+
+def segments(xs, ys) -> list[tuple[list[float], list[float]]]:
+    """The unbroken runs of finite points of one curve (plotext draws no gaps of its own)."""
+    out: list[tuple[list[float], list[float]]] = [([], [])]
+    for x, y in zip(xs, ys):
+        if math.isfinite(x) and math.isfinite(y):
+            out[-1][0].append(x)
+            out[-1][1].append(y)
+        elif out[-1][0]:
+            out.append(([], []))
+    return [seg for seg in out if seg[0]]
 
 
 def build_chart(spec: PlotSpec, width: int, height: int, theme: str) -> Text:
@@ -39,10 +54,13 @@ def build_chart(spec: PlotSpec, width: int, height: int, theme: str) -> Text:
     plt.xlabel(spec.xlabel)
     drawn = False
     for i, (label, xs, ys) in enumerate(spec.curves):
-        if xs:
-            plt.plot(xs, ys, label=label, color=SERIES_COLORS[i % len(SERIES_COLORS)])
+        for j, (sx, sy) in enumerate(segments(xs, ys)):
+            # one legend entry per curve, on its first piece
+            plt.plot(sx, sy, label=label if j == 0 else None, color=SERIES_COLORS[i % len(SERIES_COLORS)])
             drawn = True
-    if spec.hline is not None and drawn:
+    if spec.log_y and drawn:  # plotext's log axis fails on a chart with no points
+        plt.yscale("log")
+    if spec.hline is not None and drawn and (spec.hline > 0 or not spec.log_y):
         plt.hline(spec.hline, "red")
     return Text.from_ansi(plt.build())
 

@@ -40,6 +40,13 @@ def slot_row(s: SlotState, epoch: int) -> tuple:
     return tuple(_pad(c) for c in cells)
 
 
+def column_widths(rows: list[tuple], shown: list[int] | None = None) -> list[int]:
+    """Each column's width: its label's or its widest cell's, never narrower than ``shown`` (the
+    widths on screen), so that columns do not jump about as values change."""
+    widths = [max([len(label) + 1] + [cell_width(r[i]) for r in rows]) for i, label in enumerate(LABELS)]
+    return [max(w, s) for w, s in zip(widths, shown)] if shown else widths
+
+
 def cell_width(cell) -> int:
     return cell.cell_len if hasattr(cell, "cell_len") else len(str(cell))
 
@@ -60,18 +67,22 @@ class SlotsTable(DataTable):
         ids = [i for i in (list(state.slot_ids) or list(state.slots)) if i in state.slots]
         rows = [slot_row(state.slots[i], state.epoch) for i in ids]
         keys = [slot_key(i) for i in ids]
-        if [str(k.value) for k in self.rows] != keys:
-            # Widths are set here, not measured lazily, so every redraw lays the header out alike.
+        widths = column_widths(rows, [c.width for c in self.columns.values()] if self.rows else None)
+        if [str(k.value) for k in self.rows] != keys or widths != [c.width for c in self.columns.values()]:
+            # A column of fixed width never grows to fit a cell (DataTable.update_cell does not
+            # widen it), so a wider cell (a seed germinated since) rebuilds the table at new widths.
+            cursor = self.cursor_row
             self.clear(columns=True)
-            for i, (name, label) in enumerate(zip(COLUMNS, LABELS)):
-                width = max([len(label) + 1] + [cell_width(r[i]) for r in rows])
+            for name, label, width in zip(COLUMNS, LABELS, widths):
                 self.add_column(label + " ", key=name, width=width)
             for key, row in zip(keys, rows):
                 self.add_row(*row, key=key)
+            if rows:
+                self.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
             return
         for key, row in zip(keys, rows):
             for name, cell in zip(COLUMNS, row):
-                self.update_cell(key, name, cell, update_width=True)
+                self.update_cell(key, name, cell)
 
     def selected_slot(self) -> str | None:
         if not self.row_count:

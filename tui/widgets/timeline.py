@@ -55,21 +55,24 @@ def timeline_lines(state: RunState, width: int) -> list[Text]:
     label = f"epoch {last}"
     axis.append(label.rjust(cols - 1), style="grey62")
     lines.append(axis)
-    stages = Text(" " * LABEL)
-    for stage in ("GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED", "PRUNED", "EMBARGOED"):
-        stages.append("█", style=fmt.STAGE_STYLES[stage])
-        stages.append(stage[:5].lower() + " ")
-    marks = Text(" " * LABEL)
-    for kind, (glyph, style) in fmt.MARK_GLYPHS.items():
-        marks.append(glyph, style=style)
-        marks.append(kind + " ")
-    marks.append("!", style="bold red")
-    marks.append("panic")
-    if stages.cell_len + marks.cell_len - LABEL < width:
-        stages.append_text(marks[LABEL:])
-        lines.append(stages)
-    else:
-        lines.extend([stages, marks])
+    lines.extend(legend_lines(width))
+    return lines
+
+
+LEGEND_STAGES = ("GERMINATED", "TRAINING", "BLENDING", "HOLDING", "FOSSILIZED", "PRUNED", "EMBARGOED")
+
+
+def legend_lines(width: int) -> list[Text]:
+    """The key to the lanes' colours and marks, every name whole, wrapped to ``width`` cells."""
+    items = [("█", fmt.STAGE_STYLES[stage], stage.lower()) for stage in LEGEND_STAGES]
+    items += [(glyph, style, kind) for kind, (glyph, style) in fmt.MARK_GLYPHS.items()]
+    items.append(("!", "bold red", "panic"))
+    lines = [Text(" " * LABEL)]
+    for glyph, style, name in items:
+        if lines[-1].cell_len + len(name) + 1 > width and lines[-1].cell_len > LABEL:
+            lines.append(Text(" " * LABEL))
+        lines[-1].append(glyph, style=style)
+        lines[-1].append(name + " ")
     return lines
 
 
