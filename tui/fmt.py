@@ -14,6 +14,8 @@ import math
 import numpy as np
 from rich.text import Text
 
+from telemetry_schema.series import thin
+
 STAGE_STYLES = {
     "DORMANT": "grey50",
     "GERMINATED": "bright_cyan",
@@ -118,11 +120,10 @@ def gate_text(passed: bool | None, gate: str | None = "", short: bool = False) -
 
 
 def downsample(x, y, limit: int = 400) -> tuple[list[float], list[float]]:
-    """At most ``limit`` evenly strided finite points of (x, y), the last one kept."""
+    """At most about ``limit`` finite points of (x, y), thinned as both viewers thin
+    (``series.thin``: each bucket's minimum and maximum and both ends, so a spike survives)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    if len(x) > limit:
-        idx = np.unique(np.append(np.arange(0, len(x), len(x) // limit + 1), len(x) - 1))
-        x, y = x[idx], y[idx]
-    return x.tolist(), y.tolist()
+    idx = thin(y, limit)
+    return x[idx].tolist(), y[idx].tolist()

@@ -46,6 +46,13 @@ def test_downsample_keeps_ends_and_drops_nan():
     assert len(xs) <= 102 and xs[0] == 0 and xs[-1] == 9_999 and not np.isnan(ys).any()
 
 
+def test_downsample_keeps_a_spike():
+    y = np.ones(100_000)
+    y[61_234] = 50.0
+    xs, ys = fmt.downsample(np.arange(len(y)), y, 600)
+    assert len(xs) <= 600 and max(ys) == 50.0 and xs[ys.index(50.0)] == 61_234
+
+
 def test_session_replay_moves(run_dir):
     tables = read_run(run_dir)
     kinds = [e["kind"] for e in run_events(tables)]
