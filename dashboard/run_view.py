@@ -23,7 +23,7 @@ from telemetry_schema.replay import TARGETS, seek_position
 from telemetry_schema.runmodel import Scope
 from telemetry_schema.search import QueryError
 from telemetry_schema.series import SeriesError, metrics, select
-from telemetry_schema.status import is_live, progress, run_status
+from telemetry_schema.status import is_live, progress, run_status, usage
 
 from dashboard import figures, lifecycle_figures, metric_figures
 from dashboard.data import RunEntry, RunStore
@@ -155,7 +155,7 @@ def _progress_facts(st: RunState, now: float) -> list[tuple[str, object]]:
     facts = [("epoch", prog.label().removeprefix("epoch "))]
     if prog.left_s is not None:
         facts.append(("time left", fmt_duration(prog.left_s)))
-    return facts
+    return facts + usage(st).parts()
 
 
 def fmt_duration(seconds: float) -> str:

@@ -9,6 +9,7 @@ heartbeat periods, however its run.json reads.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from telemetry_schema.state import ENDED, RunState
@@ -65,3 +66,43 @@ def progress(state: RunState, now: float) -> Progress:
         pace = (walls[-1] - start) / done  # seconds an epoch, over the epochs finished
         left = max(0.0, (state.planned_epochs - done) * pace - (now - walls[-1]))
     return Progress(completed_epoch(state), state.planned_epochs, elapsed, left)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The run's latest resource readings (``system`` events); None where not measured."""
+
+    cpu_percent: float | None
+    """The training process's CPU use, percent of one core."""
+    rss_bytes: float | None
+    gpu_util_percent: float | None
+    gpu_mem_used_bytes: float | None
+
+    def parts(self) -> list[tuple[str, str]]:
+        """('cpu', '95%'), ('memory', '1.2 GB'), ('gpu', '80% 3.1 GB'): what is known, as text."""
+        out = []
+        if self.cpu_percent is not None:
+            out.append(("cpu", f"{self.cpu_percent:.0f}%"))
+        if self.rss_bytes is not None:
+            out.append(("memory", _bytes(self.rss_bytes)))
+        if self.gpu_util_percent is not None or self.gpu_mem_used_bytes is not None:
+            gpu = [f"{self.gpu_util_percent:.0f}%"] if self.gpu_util_percent is not None else []
+            gpu += [_bytes(self.gpu_mem_used_bytes)] if self.gpu_mem_used_bytes is not None else []
+            out.append(("gpu", " ".join(gpu)))
+        return out
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def usage(state: RunState) -> Usage:
+    """The latest ``system`` reading of each resource (a null or NaN reading is 'not measured')."""
+    def last(field: str) -> float | None:
+        series = state.scalars.get(f"system/{field}")
+        value = series.last("value") if series is not None and len(series) else None
+        return float(value) if value is not None and math.isfinite(value) else None
+    return Usage(last("cpu_percent"), last("rss_bytes"), last("gpu_util_percent"), last("gpu_mem_used_bytes"))

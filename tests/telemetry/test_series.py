@@ -198,3 +198,20 @@ def test_metrics_skip_a_null_slot():
     for slot in (None, "r0c1", "r0c0"):
         state.alpha[slot] = Series("epoch", "step", "value", "target", "wall", "seq")
     assert metrics(state) == ["alpha/r0c0", "alpha/r0c1"]
+
+
+def test_usage_is_the_latest_system_reading_and_says_what_is_known():
+    from telemetry_schema.status import usage
+
+    def emit(w):
+        w.emit(ev.SystemMetrics(cpu_percent=50.0, rss_bytes=10**9))
+        w.emit(ev.SystemMetrics(cpu_percent=95.4, rss_bytes=2_500_000_000, gpu_util_percent=None))
+    u = usage(fold(emit))
+    assert (u.cpu_percent, u.rss_bytes, u.gpu_util_percent) == (95.4, 2.5e9, None)
+    assert u.parts() == [("cpu", "95%"), ("memory", "2.5 GB")]
+
+    def emit_gpu(w):
+        w.emit(ev.SystemMetrics(cpu_percent=10.0, rss_bytes=5_000_000, gpu_util_percent=80.0,
+                                gpu_mem_used_bytes=3_100_000_000))
+    assert usage(fold(emit_gpu)).parts() == [("cpu", "10%"), ("memory", "5.0 MB"), ("gpu", "80% 3.1 GB")]
+    assert usage(fold(lambda w: None)).parts() == []

@@ -13,7 +13,7 @@ from telemetry_schema import events as ev
 from telemetry_schema.rundir import create_run
 from telemetry_schema.writer import WriterConfig
 from tests.dashboard.multistream import _kill
-from tests.telemetry.export_runs import T0, Clock, ddp_run, ppo_run, single_run
+from tests.telemetry.export_runs import T0, Clock, ddp_run, ppo_run
 
 NOW = T0 + 3 * 3600.0
 """The wall time both viewers judge the runs at."""
@@ -47,6 +47,7 @@ def _run(root: Path, run_id: str, start: float, epochs: int, steps: int = 4, spi
                    seed="seed1")
         w.emit(ev.EpochCompleted(train_loss=1.0 / epoch, train_acc=50.0 + epoch, val_loss=1.5 / epoch,
                                  val_acc=40.0 + epoch, total_params=1664, host_params=1000))
+        w.emit(ev.SystemMetrics(cpu_percent=90.0 + epoch, rss_bytes=10**9 + epoch * 10**8))
         w.log("info", f"epoch {epoch} reason: 0.5 done")
         w.flush()
     return run, clock

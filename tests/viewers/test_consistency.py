@@ -119,6 +119,22 @@ async def test_both_viewers_report_the_same_status_search_counts_and_curve_extre
     assert dash["counts"]["kind=gate_evaluated"] == (0 if run_id in ("ppo", "ddp") else 1)
 
 
+def dashboard_facts(store: RunStore, run_id: str) -> dict[str, str]:
+    facts = [c for c in _texts(header(store, run_id, None)) if "fact " in str(getattr(c, "className", ""))]
+    return {f.children[0].children.removesuffix(": "): str(f.children[-1]) for f in facts}
+
+
+async def test_both_headers_give_progress_time_left_and_resource_use(logdir, store):
+    facts = dashboard_facts(store, "live")
+    assert facts["epoch"] == "3/10" and facts["cpu"] == "93%" and facts["memory"] == "1.3 GB"
+    assert "time left" in facts
+    app = EsperApp(resolve(logdir / "live"), clock=lambda: NOW)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_loaded(pilot)
+        text = tui_header(app)
+    assert "epoch 3/10" in text and "cpu 93%" in text and "memory 1.3 GB" in text and "left " in text
+
+
 def test_the_run_lists_agree(logdir, store):
     from telemetry_schema.runs import list_runs, summarize
     picker = {p.name: summarize(p, NOW).status for p in list_runs(logdir)}

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from telemetry_schema.runmodel import RunModel, divergences
-from telemetry_schema.status import progress, run_status
+from telemetry_schema.status import progress, run_status, usage
 from tui import fmt
 
 
@@ -44,7 +44,8 @@ def header_text(session: RunModel, now: float, target: str) -> Text:
     top.append(fmt.plain(st.run_id or session.manifest.get("run_id") or target), style="bold")
     top.append(f"  {fmt.plain(st.task or session.manifest.get('task', ''))}  ")
     top.append(f" {status} ", style=fmt.STATUS_STYLES.get(status, "bold") + " reverse")
-    top.append(f"  {progress(st, now).label()}  step {fmt.si(st.step)}")
+    prog = progress(st, now)
+    top.append(f"  {prog.label()}  step {fmt.si(st.step)}")
     shown = scope_label(session)
     if shown:
         top.append(f"  {shown}", style="bold cyan")
@@ -54,6 +55,10 @@ def header_text(session: RunModel, now: float, target: str) -> Text:
     end = st.last_wall if (replaying or st.end_status or status == "crashed") else now
     elapsed = end - session.start_wall if end is not None and session.start_wall is not None else None
     bottom.append(f"elapsed {fmt.duration(elapsed)}")
+    if prog.left_s is not None and not replaying:
+        bottom.append(f" · left {fmt.duration(prog.left_s)}")
+    for name, value in usage(st).parts():
+        bottom.append(f" │ {name} {value}")
     sps = st.batches.last("samples_per_s")
     bottom.append(f" │ {fmt.si(sps) if sps is not None else '—'} samples/s")
     rate = session.events_per_s(now)
