@@ -180,8 +180,8 @@ def test_tensorboard_puts_each_environment_of_a_ppo_run_in_its_own_directory(tmp
     assert [(s, v) for s, v, _ in scalars(root, "ppo/episode_return")] == [(0, 1.0), (1, 2.0)]
     for env in (0, 1):
         acc = accumulator(tmp_path / "tb" / f"env{env}")
-        assert sorted(acc.Tags()["scalars"]) == ["reward_total", "total_params", "train_acc", "train_loss", "val_acc",
-                                                 "val_loss"]
+        assert sorted(acc.Tags()["scalars"]) == ["host_params", "reward_total", "total_params", "train_acc",
+                                                 "train_loss", "val_acc", "val_loss"]
         assert [(s, v) for s, v, _ in scalars(acc, "val_acc")] == [(5, 10 * env + 1), (10, 10 * env + 2),
                                                                     (5, 10 * env + 2), (10, 10 * env + 3)]
 
