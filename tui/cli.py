@@ -52,9 +52,8 @@ class StartupGC:
     """Python's cyclic garbage collector, paused from construction until ``resume()``.
 
     ``esper-tui``'s imports (pyarrow, Textual), first read, app construction and first paint
-    make about 100k objects that live as long as the process; the collector ran some 260
-    times over them until the first screen, 0.1 s of a 0.6 s start on 2 cores (a 2k-event
-    log). ``resume`` freezes the objects made so far (the collector skips them from then on:
+    make about 100k objects that live as long as the process, and the collector's passes over
+    them are a sizeable share of a small log's start-up (``bench/bench_tui.py``). ``resume`` freezes the objects made so far (the collector skips them from then on:
     ``gc.freeze``) and turns collection back on; ``esper-tui`` calls it once the first screen
     is painted. Calls after the first do nothing.
     """

@@ -11,11 +11,11 @@ class KeyFooter(Footer):
     """A ``Footer`` that skips a recompose which would show the same keys again.
 
     Textual recomposes the footer (a widget and a restyle per key) on every change of focus or
-    bindings. At start-up that is five times within 0.2 s for the same keys: about a fifth of
-    the main thread's work before the first screen.
+    bindings; at start-up that happens several times for the same keys, a large share of the
+    main thread's work before the first screen.
 
     Each key also starts in the compact style and is switched to the footer's at mount, two
-    restyles of it for nothing (0.04 s of a first screen's 0.6 s): the keys made here start
+    restyles of it for nothing: the keys made here start
     in the footer's style instead."""
 
     def __init__(self, *args, **kwargs) -> None:
