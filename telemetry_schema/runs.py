@@ -150,3 +150,19 @@ def matches(row: RunSummary, text: str = "", status: str = "", tag: str = "") ->
     hay = f"{row.run_id} {row.task}".lower()
     return ((not text or text.lower() in hay) and (not status or row.status == status)
             and (not tag or tag in row.tags))
+
+
+def parse_filter(query: str) -> tuple[str, str, str]:
+    """A run list's one-line filter as ``matches`` takes it: ``status:NAME`` and ``tag:NAME``
+    words pick those, the other words are the text (``crashed tag:baseline lr`` ->
+    ('crashed lr', '', 'baseline'); ``status:crashed`` -> ('', 'crashed', ''))."""
+    text, status, tag = [], "", ""
+    for word in query.split():
+        key, _, value = word.partition(":")
+        if key == "status" and value:
+            status = value
+        elif key == "tag" and value:
+            tag = value
+        else:
+            text.append(word)
+    return " ".join(text), status, tag

@@ -1,7 +1,8 @@
 """Tags a user puts on runs: ``runs/<run_id>/tags.json``, a JSON list of short strings.
 
 The file is the user's, apart from the log and run.json that the writer owns: ``esper train
---tag`` writes it first, and either viewer rewrites it (atomically) when the user tags a run.
+--tag`` writes it first, and ``esper-tui``'s run picker rewrites it (atomically) when the user
+tags a run there.
 """
 
 from __future__ import annotations

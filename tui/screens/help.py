@@ -37,7 +37,9 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     )),
     ("run picker", (
         ("m", "mark / unmark a run"), ("c", "compare the marked runs: any metric overlaid, config differences"),
-        ("Esc", "back from compare to the picker"),
+        ("Esc", "back from compare to the picker; closes the filter or tag box"),
+        ("/", "filter the runs: text in the id or task, status:NAME, tag:NAME (Enter applies)"),
+        ("t", "set the highlighted run's tags, comma separated (written to its tags.json)"),
     )),
     ("event log", (
         ("/", "text search, as you type (Enter closes the box)"), ("t", "cycle kind filter"), ("o", "cycle slot filter"),
