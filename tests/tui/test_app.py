@@ -220,6 +220,9 @@ async def test_run_picker_judges_status_at_the_apps_clock_and_marks_corrupt_runs
     # a run list reads a run's summary file when it has one (damage done on disk since is found
     # when the run is opened); without one, the picker reads the log, and marks what is corrupt
     (many / "alpha-run" / "summary.json").unlink()
+    # beta-run's summary file is the writer's last periodic one, up to summary_every older than
+    # its last events (how stale depends on the generator's flush timing): judged from its log
+    (many / "beta-run" / "summary.json").unlink(missing_ok=True)
     app = EsperApp(resolve(many), clock=lambda: beta.last_wall + 1.0)  # just after beta-run's last event
     async with app.run_test(size=(120, 30)) as pilot:
         table = app.screen.query_one("#picker-table", DataTable)
