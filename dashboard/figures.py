@@ -13,6 +13,7 @@ preference (``ChartOptions.theme``), like the page's stylesheet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,10 +23,10 @@ from telemetry_schema.series import SeriesError, SeriesOptions, curves, ema, thi
 
 from dashboard.safe import label, text
 
-X_AXES = {"epoch": "epoch", "step": "step", "wall": "wall time (s since start)",
-          "flops": "compute (cumulative FLOPs)"}
+X_AXES = MappingProxyType({"epoch": "epoch", "step": "step", "wall": "wall time (s since start)",
+                          "flops": "compute (cumulative FLOPs)"})
 # Small templates: plotly's named templates cost tens of ms to validate on every figure.
-TEMPLATES = {
+TEMPLATES = MappingProxyType({
     "light": {"layout": {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#222"},
                          "xaxis": {"gridcolor": "#ebebeb", "zeroline": False},
                          "yaxis": {"gridcolor": "#ebebeb", "zeroline": False}}},
@@ -33,7 +34,7 @@ TEMPLATES = {
                         "font": {"size": 12, "color": "#d8dae0"},
                         "xaxis": {"gridcolor": "#363a44", "zeroline": False, "linecolor": "#555"},
                         "yaxis": {"gridcolor": "#363a44", "zeroline": False, "linecolor": "#555"}}},
-}
+})
 """The charts' colours per theme: 'dark' when the browser prefers a dark colour scheme."""
 NO_DATA = "no data yet"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")

@@ -13,6 +13,7 @@ panel shows the run's updates whatever env is viewed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import plotly.graph_objects as go
 from dash import html, no_update
@@ -280,7 +281,7 @@ def table_outputs(store: RunStore, req: RunRequest, kinds: list[str] | None,
 
 SEEKS = tuple((direction, target) for target in ("panic", "gate_failure", "stage_change") for direction in ("prev", "next"))
 """The replay bar's seek buttons: (direction, ``replay.TARGETS`` name)."""
-SEEK_NAMES = {"panic": "panic", "gate_failure": "gate failure", "stage_change": "stage change"}
+SEEK_NAMES = MappingProxyType({"panic": "panic", "gate_failure": "gate failure", "stage_change": "stage change"})
 
 
 def seek_id(direction: str, target: str) -> str:

@@ -4,6 +4,7 @@ smoothing and y scale (one ``SeriesOptions`` for every time chart of the app).""
 from __future__ import annotations
 
 import dataclasses
+from types import MappingProxyType
 
 import numpy as np
 from textual.app import ComposeResult
@@ -17,7 +18,8 @@ from tui.widgets.plot import AsyncPlot, PlotSpec
 
 MAX_POINTS = 600
 """Points per curve handed to plotext (about two per column of a wide terminal)."""
-X_LABELS = {"epoch": "epoch", "step": "step", "wall": "seconds since start", "flops": "cumulative FLOPs"}
+X_LABELS = MappingProxyType({"epoch": "epoch", "step": "step", "wall": "seconds since start",
+                             "flops": "cumulative FLOPs"})
 SMOOTHING = (0.0, 0.6, 0.9, 0.99)
 """The smoothing weights the smoothing key steps through (TensorBoard's slider, in four stops)."""
 
