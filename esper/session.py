@@ -241,17 +241,28 @@ def _train_and_close(spec: RunSpec, ctx: D.DistContext, task, model, controller,
         if spec.save_model:
             save_model(model, rw.run_dir / ("model.pt" if ctx.is_main else f"model.rank{ctx.rank}.pt"))
     except D.RankFailure as exc:
-        rw.close("failed", f"rank {ctx.rank}: {D.peers_of(ctx)} failed or unreachable ({exc})")
+        close_log(rw, "failed", f"rank {ctx.rank}: {D.peers_of(ctx)} failed or unreachable ({exc})",
+                  hold_sigterm=previous_term is not None)
         raise
     except BaseException as exc:
-        rw.close(*ending(type(exc), exc))
+        close_log(rw, *ending(type(exc), exc), hold_sigterm=previous_term is not None)
         raise
     finally:
         sampler.stop()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
-    rw.close(status, reason)
+    close_log(rw, status, reason, hold_sigterm=previous_term is not None)
     return status, reason, trainer
+
+
+def close_log(rw: RunWriter, status: str, reason: str, *, hold_sigterm: bool) -> None:
+    """Close the run's log; with ``hold_sigterm`` (a rank under torchrun) SIGTERM is ignored
+    meanwhile. A rank that found its peer dead is closing its log when the launcher, seeing the
+    same death, SIGTERMs it: raised inside the close, that signal would cut it short and leave
+    the log without its ``run_finished``."""
+    if hold_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    rw.close(status, reason)
 
 
 def _fit(trainer: Trainer, ctx: D.DistContext, model) -> tuple[str, str]:

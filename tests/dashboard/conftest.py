@@ -103,3 +103,23 @@ def page(browser):
     pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
     yield pg
     context.close()
+
+
+def pick_option(page, dropdown: str, text: str, attempts: int = 4) -> None:
+    """Choose the option ``text`` of the dcc.Dropdown ``#dropdown`` as a user does: open it and
+    click the option. On a loaded machine the page may still move as its charts arrive, leaving
+    the open list where it was (outside the viewport); then the list is closed and opened again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        page.locator(f"#{dropdown}").scroll_into_view_if_needed()
+        page.locator(f"#{dropdown}").click()
+        try:
+            page.locator("[role=option]", has_text=text).first.click(timeout=8_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            if attempt == attempts - 1:
+                raise
+            page.wait_for_timeout(500)
+    page.keyboard.press("Escape")

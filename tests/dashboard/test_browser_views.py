@@ -12,6 +12,8 @@ from dashboard.app import create_app
 from dashboard.figures import TEMPLATES
 from dashboard.settings import DashboardConfig
 
+from .conftest import pick_option
+
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
 
@@ -36,9 +38,7 @@ def wait_layout(page, gid: str, path: str, want) -> None:
 
 def pick(page, dropdown: str, text: str) -> None:
     """Choose the option ``text`` of a dcc.Dropdown."""
-    page.locator(f"#{dropdown}").click()
-    page.locator("[role=option]", has_text=text).filter(has_text=text).first.click()
-    page.keyboard.press("Escape")
+    pick_option(page, dropdown, text)
 
 
 def test_view_state_survives_a_reload(page, app_url):

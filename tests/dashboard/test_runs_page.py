@@ -15,6 +15,8 @@ from dashboard.data import RunStore
 from dashboard.pages.runs import filtered
 from dashboard.settings import DashboardConfig
 
+from .conftest import pick_option
+
 NOW = 4_000_000_000.0
 
 
@@ -72,9 +74,7 @@ def test_runs_page_filters_survive_a_reload(page, serve, runs_root):
     table = page.locator("#runs-table")
     expect(table).to_contain_text("run-2", timeout=20_000)
     expect(page.locator("#runs-count")).to_have_text("3 runs")
-    page.locator("#runs-tag").click()
-    page.locator("[role=option]", has_text="best").first.click()
-    page.keyboard.press("Escape")
+    pick_option(page, "runs-tag", "best")
     expect(page.locator("#runs-count")).to_have_text("1 of 3 runs", timeout=20_000)
     expect(table).not_to_contain_text("run-2")
     page.reload()

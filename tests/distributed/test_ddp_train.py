@@ -135,7 +135,8 @@ def test_under_torchrun_a_dead_rank_fails_the_run(tmp_path):
                           timeout=120)
     assert proc.returncode != 0
     finished = _finished(read_run(_run_dir(runs)))
-    assert finished[0]["status"] == "failed" and "rank 1" in finished[0]["reason"], finished
+    assert len(finished) and finished[0]["status"] == "failed" and "rank 1" in finished[0]["reason"], \
+        (finished, proc.stderr[-3000:])
 
 
 def test_sharded_loader_gives_disjoint_equal_shards():

@@ -206,3 +206,32 @@ def test_terminal_stream_still_raises_other_errors():
     with pytest.raises(OSError, match="No space left"):
         stream.write("x")
     assert not stream.lost
+
+
+def test_a_launchers_sigterm_during_the_close_of_a_ranks_log_does_not_cut_it_short(tmp_path):
+    """A rank that found its peer dead closes its log 'failed'; torchrun, seeing the same death,
+    SIGTERMs it meanwhile. The close finishes: the log ends with its run_finished."""
+    from types import SimpleNamespace
+
+    from esper.distributed import RankFailure
+    from esper.session import _raise_on_sigterm, close_log
+    from telemetry_schema import events as ev
+    from telemetry_schema.rundir import create_run
+
+    run = create_run(tmp_path, ev.RunStarted(run_id="r", task="t", topology="cnn", host_params=1))
+    closing = run.close
+
+    def close_while_signalled(status, reason=""):
+        os.kill(os.getpid(), signal.SIGTERM)  # the launcher's signal, as the close begins
+        closing(status, reason)
+
+    run.close = close_while_signalled
+    previous = _raise_on_sigterm(SimpleNamespace(enabled=True))
+    try:
+        close_log(run, "failed", "rank 0: rank 1 failed", hold_sigterm=previous is not None)
+    except RankFailure:
+        pytest.fail("the SIGTERM cut the close short")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    finished = read_run(tmp_path / "r").rows("run_finished")
+    assert [(r["status"], r["reason"]) for r in finished] == [("failed", "rank 0: rank 1 failed")]
