@@ -96,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         sys.stderr.write(warning + "\n")
     config = replace(DashboardConfig(), prefetch_runs=args.prefetch)
+    # before the prefetch thread starts: a pandas that this thread is still importing is one
+    # that plotly, in that thread, would find half-initialised in sys.modules
+    warm_up()
     # the newest runs are read from now on, in the background
     app = create_app(args.logdir, config, prefetch=True, token=args.token)
-    warm_up()
     server = make_server(args.host, args.port, app.server, threaded=True, request_handler=_quiet_handler())
     host = f"[{args.host}]" if ":" in args.host else args.host
     query = f"?{urlencode({QUERY: args.token})}" if args.token else ""
