@@ -25,7 +25,7 @@ from dashboard.safe import text
 
 RUN_COLUMNS = [("run", "run"), ("status", "status"), ("task", "task"), ("started", "started"),
                ("epochs", "epochs"), ("best_val_acc", "best val acc"), ("fossilized", "fossilized"),
-               ("pruned", "pruned"), ("panics", "panics"), ("events", "events")]
+               ("pruned", "pruned"), ("panics", "panics"), ("events", "events"), ("tags", "tags")]
 EVENT_COLUMNS = ("seq", "time", "epoch", "step", "kind", "slot", "seed", "payload")
 DECISION_COLUMNS = ("seq", "epoch", "env", "controller", "op", "slot", "blueprint", "reason", "value", "top_actions")
 CORRUPT = " · corrupt"
@@ -56,7 +56,8 @@ def run_rows(summaries: list[RunSummary]) -> list[dict]:
             "status": s.status + (CORRUPT if s.error and not failed else ""),
             "task": text(s.error if failed else s.task), "problem": text(s.error), "started": fmt_time(s.started),
             "epochs": s.epochs, "best_val_acc": None if s.best_val_acc is None else round(s.best_val_acc, 2),
-            "fossilized": s.fossilized, "pruned": s.pruned, "panics": s.panics, "events": s.events})
+            "fossilized": s.fossilized, "pruned": s.pruned, "panics": s.panics, "events": s.events,
+            "tags": ", ".join(s.tags)})
     return rows
 
 

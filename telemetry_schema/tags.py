@@ -1,8 +1,9 @@
 """Tags a user puts on runs: ``runs/<run_id>/tags.json``, a JSON list of short strings.
 
 The file is the user's, apart from the log and run.json that the writer owns: ``esper train
---tag`` writes it first, and ``esper-tui``'s run picker rewrites it (atomically) when the user
-tags a run there.
+--tag`` writes it first; ``esper-tui``'s run picker and the dashboard's runs page rewrite it
+(atomically) when the user tags a run there, both from the same comma-separated text
+(``parse_tags``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ def check_tag(tag: str) -> str:
     if not isinstance(tag, str) or not TAG_RE.match(tag):
         raise TagError(f"bad tag {str(tag)[:50]!r}: use 1-40 letters, digits, spaces or _.:+-")
     return tag
+
+
+def parse_tags(text: str) -> list[str]:
+    """The tags of a comma-separated text as a user types it ('baseline, lr 3e-3'): parts
+    stripped, empty parts dropped (not yet checked: ``write_tags`` checks them)."""
+    return [t for t in (part.strip() for part in text.split(",")) if t]
 
 
 def read_tags(run_dir: Path) -> list[str]:

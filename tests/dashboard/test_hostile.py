@@ -56,7 +56,9 @@ GOOD = {("tick", "n_intervals"): 1, ("mode", "value"): "replay", ("run-id", "dat
         ("metric-pick", "options"): [], ("seek-prev-panic", "n_clicks"): 1,
         ("compare-xaxis", "value"): "flops", ("compare-smoothing", "value"): 0.5, ("compare-logy", "value"): [],
         ("compare-filter", "value"): "loss", ("runs-filter", "value"): "", ("runs-status", "value"): None,
-        ("runs-tag", "value"): None, ("runs-digest", "data"): None}
+        ("runs-tag", "value"): None, ("runs-digest", "data"): None, ("runs-table", "data_timestamp"): 1,
+        ("runs-table", "data"): [{"run_id": "hostile-run", "tags": "reviewed"}],
+        ("runs-table", "data_previous"): [{"run_id": "hostile-run", "tags": ""}]}
 """A value the page itself could send for each input and state of every callback."""
 FORGED = [float("inf"), float("-inf"), float("nan"), -1, -10**30, 10**30, 1e308, 2**63, True, "x", "",
           "../../etc/passwd", "<script>alert(1)</script>", "a" * 10_000, [], [1, "a", None], {}, {"a": [1]},

@@ -8,7 +8,7 @@ import pytest
 
 from telemetry_schema.runs import summarize
 from telemetry_schema.synth import SynthConfig, generate
-from telemetry_schema.tags import write_tags
+from telemetry_schema.tags import read_tags, write_tags
 
 from dashboard.app import create_app
 from dashboard.data import RunStore
@@ -81,4 +81,70 @@ def test_runs_page_filters_survive_a_reload(page, serve, runs_root):
     expect(page.locator("#runs-count")).to_have_text("1 of 3 runs", timeout=20_000)
     expect(table).to_contain_text("run-1")
     expect(table).not_to_contain_text("run-0")
+    assert not page.errors
+
+
+@pytest.fixture
+def fresh_root(tmp_path):
+    for i in range(2):
+        generate(tmp_path, SynthConfig(events=200, seed=i, run_id=f"run-{i}"))
+    write_tags(tmp_path / "run-1", ["old"])
+    return tmp_path
+
+
+def edit_call(client, data, previous):
+    key = client.key_for("runs-tag-note.children")
+    return client.call(key, {("runs-table", "data_timestamp"): 1, ("runs-table", "data"): data,
+                             ("runs-table", "data_previous"): previous})
+
+
+def test_editing_a_tags_cell_writes_the_runs_tags(fresh_root):
+    from tests.dashboard.callbacks import CallbackClient
+    client = CallbackClient(create_app(fresh_root))
+    before = [{"run_id": "run-0", "tags": ""}, {"run_id": "run-1", "tags": "old"}]
+    after = [{"run_id": "run-0", "tags": " ablation,  lr 3e-3 ,,"}, {"run_id": "run-1", "tags": "old"}]
+    res = edit_call(client, after, before).get_json()["response"]
+    assert res["runs-tag-note"]["children"] == "run-0: tags ablation, lr 3e-3"
+    assert res["runs-digest"]["data"] is None  # the next poll sends the rows again
+    assert read_tags(fresh_root / "run-0") == ["ablation", "lr 3e-3"]
+    assert read_tags(fresh_root / "run-1") == ["old"]  # untouched: its cell did not change
+    rows = {r.run_id: r for r in RunStore(fresh_root).summaries()}
+    assert filtered(list(rows.values()), "", None, "ablation") == [rows["run-0"]]
+    cleared = edit_call(client, [{"run_id": "run-1", "tags": ""}], [{"run_id": "run-1", "tags": "old"}])
+    assert cleared.get_json()["response"]["runs-tag-note"]["children"] == "run-1: tags cleared"
+    assert read_tags(fresh_root / "run-1") == []
+
+
+def test_a_refused_tag_edit_says_why_and_writes_nothing(fresh_root):
+    from tests.dashboard.callbacks import CallbackClient
+    client = CallbackClient(create_app(fresh_root))
+    bad = edit_call(client, [{"run_id": "run-1", "tags": "ok, [bold]x[/]"}], [{"run_id": "run-1", "tags": "old"}])
+    note = bad.get_json()["response"]["runs-tag-note"]["children"]
+    assert note.startswith("bad tag '[bold]x[/]'") and "\n" not in note
+    assert read_tags(fresh_root / "run-1") == ["old"]
+    escape = edit_call(client, [{"run_id": "../run-1", "tags": "x"}], [{"run_id": "../run-1", "tags": ""}])
+    assert escape.get_json()["response"]["runs-tag-note"]["children"] == "invalid run id: '../run-1'"
+    assert not (fresh_root.parent / "run-1").exists()
+    for data, previous in (([{"run_id": "run-1", "tags": 5}], [{"run_id": "run-1", "tags": "old"}]),
+                           ("forged", None), ([["run-1", "x"]], [{"run_id": "run-1"}])):
+        assert edit_call(client, data, previous).status_code == 204  # nothing the page could send: no update
+    assert read_tags(fresh_root / "run-1") == ["old"]
+
+
+def test_tagging_a_run_in_the_browser(page, serve, fresh_root):
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect
+    url = serve(create_app(fresh_root, DashboardConfig(poll_ms=500))).url
+    page.goto(url)
+    expect(page.locator("#runs-table")).to_contain_text("run-1", timeout=20_000)
+    row_of = page.locator("#runs-table tr", has=page.locator("td", has_text="run-0"))
+    cell = row_of.locator('td[data-dash-column="tags"]')
+    cell.click()
+    page.keyboard.type("sweep-a, keep")
+    page.keyboard.press("Enter")
+    expect(page.locator("#runs-tag-note")).to_have_text("run-0: tags sweep-a, keep", timeout=20_000)
+    assert read_tags(fresh_root / "run-0") == ["sweep-a", "keep"]
+    pick_option(page, "runs-tag", "sweep-a")
+    expect(page.locator("#runs-count")).to_have_text("1 of 2 runs", timeout=20_000)
+    expect(page.locator("#runs-table")).not_to_contain_text("run-1")
     assert not page.errors

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tui import fmt
 from telemetry_schema.runs import RunSummary, list_runs, matches, parse_filter, summarize
-from telemetry_schema.tags import TagError, write_tags
+from telemetry_schema.tags import TagError, parse_tags, write_tags
 from tui.screens.compare import CompareScreen
 from tui.widgets.footer import KeyFooter
 
@@ -159,7 +159,7 @@ class RunPicker(Screen):
             self._refilter()
         elif self.asking == "tags":
             path = self._highlighted()
-            tags = [t for t in (part.strip() for part in event.value.split(",")) if t]
+            tags = parse_tags(event.value)
             try:
                 if path is not None:
                     clean = write_tags(path, tags)
