@@ -36,16 +36,19 @@ class EnvConfig:
 
     task: str = "synthetic-images"
     # task name (esper.runtime.tasks)
-    episode_length: int = 16
+    episode_length: int = 23
     # RL steps per episode; the host trains episode_length + 1 epochs (the first one before any
-    # action) on a cosine LR schedule over those epochs, and the last epoch ends the episode
+    # action) on a cosine LR schedule over those epochs, and the last epoch ends the episode.
+    # With synthetic_train, the proxy is sized so that growth pays on it, as
+    # bench/bench_ppo_proxy.py measures (the heuristic's gain over the host alone): a policy
+    # cannot learn to grow where waiting is as good
     seed: int = 0
     # base seed: the shared data stream's seed and the root of every episode's host seed
     device: str = "cpu"
     # device of the host models
     slots: tuple[str, ...] | None = None
     # slot ids to enable (None = every slot of the host)
-    synthetic_train: int = 1024
+    synthetic_train: int = 2048
     # training samples per epoch of the synthetic task (fresh ones every epoch; small: one epoch
     # per RL step on CPU)
     synthetic_val: int = 512

@@ -31,7 +31,8 @@ TINY = ("--envs", "2", "--rounds", "2", "--rollout-steps", "3", "--episode-lengt
 
 def test_defaults():
     a = parse()
-    assert (a.task, a.envs, a.reward_mode, a.device, a.episode_length) == ("synthetic-images", 4, "paired", "cpu", 16)
+    assert (a.task, a.envs, a.reward_mode, a.device, a.episode_length, a.train_size) == (
+        "synthetic-images", 4, "paired", "cpu", 23, 2048)
     cfgs = configs_from_args(a)
     assert cfgs.run.rounds == 150 and cfgs.run.time_budget_s == 780.0  # at most 13 min of learning
     assert cfgs.reward.gamma == cfgs.ppo.gamma

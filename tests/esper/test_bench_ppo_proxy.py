@@ -1,0 +1,39 @@
+"""bench/bench_ppo_proxy.py: candidates parsed, and a tiny paired pass with a JSON last line."""
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_ppo_proxy.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_ppo_proxy", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_candidates(bench):
+    assert bench.parse("24x2048") == (24, 2048, None)
+    assert bench.parse("17x4096/4") == (17, 4096, 4)
+    with pytest.raises(SystemExit, match="bad candidate '24-2048'"):
+        bench.parse("24-2048")
+
+
+def test_tiny_proxy_pass(bench, tmp_path, capsys):
+    bench.main(["4x128", "--seeds", "2", "--val-size", "64", "--out", str(tmp_path / "r.json")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(lines[-1])
+    assert report == json.loads((tmp_path / "r.json").read_text())
+    assert report["seeds"] == [2001, 2002]
+    (row,) = report["results"]
+    assert (row["epochs"], row["train_size"], row["host_width"]) == (4, 128, None)
+    assert len(row["diffs"]) == 2
+    assert row["heuristic_minus_host_pp"][0] == pytest.approx(statistics.fmean(row["diffs"]))
+    assert row["flops_ratio"][0] > 1.0  # the heuristic germinated: its runs cost more than the host's
+    assert lines[0].lstrip().startswith("4x128: heuristic - host")
