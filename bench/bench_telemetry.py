@@ -4,7 +4,9 @@
 
 For each writer: emit cost per scalar event (``EventWriter.scalar``, flush and close
 included), bytes per event of a burst, of a quiet run (20 events a second for 10 s, the
-default flush policy) and of a 10-event log (run start, 8 scalars, run end); then replay +
+default flush policy) and of a 10-event log (run start, 8 scalars, run end; for format 2 also
+split into event streams and summary file, and the floor: the same rows as bare Arrow IPC
+streams, one per kind, with no metadata and no checksums); then replay +
 fold of the burst (read every stream and fold it, median of ``--passes``; the first pass
 apart). Format 1 is the writer and reader of commit ``--v1-rev``, taken from this repository's
 history into a temporary directory and run in a subprocess of its own. Prints a table and, as
@@ -56,6 +58,21 @@ def read_and_fold(path):
 
 def log_of(path):
     return Path(path)
+
+def bare_floor(run_dir):
+    # the same streams' rows as bare Arrow IPC streams: no schema metadata, no checksum tags,
+    # one batch each: the floor of any one-flat-stream-per-kind layout of these columns
+    import io
+    import pyarrow.ipc as ipc
+    total = 0
+    for f in sorted((Path(run_dir) / "events").glob("*.arrows")):
+        table = ipc.open_stream(pa.memory_map(str(f))).read_all()
+        table = table.replace_schema_metadata(None).combine_chunks()
+        sink = io.BytesIO()
+        with ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        total += len(sink.getvalue())
+    return total
 """
 
 V1 = """
@@ -74,6 +91,9 @@ def read_and_fold(path):
 
 def log_of(path):
     return Path(path + ".arrows")
+
+def bare_floor(run_dir):
+    return None
 """
 
 MEASURE = """
@@ -113,6 +133,8 @@ print(json.dumps({"emit_ns": emit_s / events * 1e9, "burst_bytes_per_event": siz
                   "replay_fold_1m_s": statistics.median(timings[1:]) * 1e6 / events,
                   "quiet_bytes_per_event": size(log_of(quiet)) / n,
                   "ten_event_log_bytes": size(small / "r") - size(small / "r" / "run.json"),
+                  "ten_event_summary_bytes": size(small / "r" / "summary.json") if (small / "r" / "summary.json").exists() else 0,
+                  "ten_event_bare_floor_bytes": bare_floor(small / "r"),
                   "memory_pool": pool}))
 """
 
@@ -200,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         out.write(f"{name:<10} {r['emit_ns']:>10.0f} {r['burst_bytes_per_event']:>10.1f} "
                   f"{r['quiet_bytes_per_event']:>10.1f} {r['ten_event_log_bytes']:>11.0f} {r['replay_fold_1m_s']:>17.3f}\n")
+    floor = results["format 2"].get("ten_event_bare_floor_bytes")
+    if floor:
+        r = results["format 2"]
+        out.write(f"format 2's 10-event log: {r['ten_event_log_bytes']:.0f} B = "
+                  f"{r['ten_event_log_bytes'] - r['ten_event_summary_bytes']:.0f} B of event streams + "
+                  f"{r['ten_event_summary_bytes']:.0f} B of summary.json; the same rows as bare Arrow IPC streams, "
+                  f"one per kind (no metadata, no checksums): {floor:.0f} B\n")
     if tb:
         out.write(f"{'tensorbd':<10} {tb['emit_ns']:>10.0f} {tb['burst_bytes_per_event']:>10.1f} "
                   f"{tb['quiet_bytes_per_event']:>10.1f} {'':>11} {tb['replay_1m_s']:>17.3f}\n")
