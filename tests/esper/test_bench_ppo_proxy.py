@@ -1,21 +1,14 @@
 """bench/bench_ppo_proxy.py: candidates parsed, and a tiny paired pass with a JSON last line."""
 
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_ppo_proxy.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_ppo_proxy", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("bench_ppo_proxy")
 
 
 def test_candidates(bench):
