@@ -77,9 +77,12 @@ def test_a_reset_trains_its_first_epoch_on_the_step_s_batches():
     loader = env.data.task.train_loader
     env.step(wait(2, env.space.heads))  # both episodes end and restart within the step
     seen: dict[int, list[torch.Tensor]] = {}  # id(model) -> inputs it trained on, the reset's new models too
+    alive = []  # every model recorded, kept so that no id is reused by a model made after it is freed
 
     def record(m, args):
         if isinstance(m, MorphogeneticModel) and m.training:
+            if id(m) not in seen:
+                alive.append(m)
             seen.setdefault(id(m), []).append(args[0].clone())
 
     old = [id(e.model) for e in env.envs]
