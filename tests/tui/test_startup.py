@@ -17,14 +17,21 @@ from .conftest import wait_for, wait_loaded
 from .test_app import make_app
 
 
+class Built(list):
+    def __init__(self) -> None:
+        super().__init__()
+        self.specs: list = []
+
+
 @pytest.fixture
 def charts(monkeypatch):
-    """Every chart built: (title, width, height)."""
-    built: list[tuple[str, int, int]] = []
+    """Every chart built: (title, width, height); ``built.specs`` holds (spec, width, height)."""
+    built = Built()
     build = plot.build_chart
 
     def counting(spec, width, height, theme):
         built.append((spec.title, width, height))
+        built.specs.append((spec, width, height))
         return build(spec, width, height, theme)
 
     monkeypatch.setattr(plot, "build_chart", counting)
@@ -64,6 +71,24 @@ async def test_a_drawing_superseded_before_it_starts_is_skipped(charts):
         await wait_for(pilot, lambda: not one.pending)
         assert [title for title, *_ in charts] == ["second"]
         assert one._drawn[0].title == "second" and one._drawn[1] == (60, 20)
+
+
+async def test_a_size_that_did_not_last_is_not_drawn_and_the_shown_one_not_redrawn(charts):
+    app = OnePlot()
+    async with app.run_test(size=(60, 20)) as pilot:
+        one = app.query_one(plot.AsyncPlot)
+        one.draw(plot.PlotSpec("s", "x", (("a", (0, 1), (0, 1)),)))
+        await wait_for(pilot, lambda: not one.pending)
+        assert charts == [("s", 60, 20)]
+        with plot.AsyncPlot._BUILD_LOCK:  # the drawing at the passing size waits for the lock
+            await pilot.resize_terminal(70, 20)
+            await wait_for(pilot, lambda: one._building is not None)
+            await pilot.resize_terminal(60, 20)  # back to the size shown
+            await wait_for(pilot, lambda: one._building is None)
+        await wait_for(pilot, lambda: not one.pending)
+        await pilot.pause()
+        assert charts == [("s", 60, 20)]  # neither the passing size nor the shown one built again
+        assert one._drawn[1] == (60, 20)
 
 
 def test_the_first_screen_tabs_filters_and_seeks_do_not_import_pandas(run_dir):

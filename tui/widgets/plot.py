@@ -100,7 +100,16 @@ class AsyncPlot(PlotextPlot):
         if self.spec is None or not self.is_mounted:
             return
         want = (self.spec, (self.size.width, self.size.height))
-        if want == self._building or (self._building is None and self._drawn and self._drawn[:2] == want):
+        if want == self._building:
+            return
+        if self._drawn and self._drawn[:2] == want:
+            if self._building is not None:
+                # back to what is shown while another drawing is under way (a size that did not
+                # last): that drawing is dropped, unbuilt if it still waits for the lock
+                self.workers.cancel_group(self, "plot")
+                self._generation += 1
+                self._shown_generation = self._generation
+                self._building = None
             return
         width, height = want[1]
         if width < 10 or height < 4:
