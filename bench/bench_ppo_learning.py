@@ -119,13 +119,14 @@ def curve_summary(c: dict) -> dict:
             "entropy": ent}
 
 
-def arm_spec(controller: str, seed: int, epochs: int, train: int | None, val: int | None, runs_dir: Path) -> RunSpec:
+def arm_spec(controller: str, seed: int, epochs: int, train: int | None, val: int | None, runs_dir: Path,
+             host_width: int | None = None) -> RunSpec:
     synthetic = SyntheticConfig()
     if train:
         synthetic = dataclasses.replace(synthetic, train_size=train, val_size=val)
     return RunSpec(controller=controller, runs_dir=str(runs_dir), run_name=f"eval-{seed}",
                    train=TrainConfig(epochs=epochs, seed=seed), save_model=False,
-                   task_options=TaskOptions(synthetic=synthetic))
+                   task_options=TaskOptions(synthetic=synthetic, host_width=host_width))
 
 
 def run_arm(spec: RunSpec) -> dict:

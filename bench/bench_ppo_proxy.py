@@ -15,7 +15,6 @@ environment's episode. Figures only, never pass/fail; the last line is one JSON 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -25,12 +24,10 @@ from pathlib import Path
 
 import torch
 
-from esper.leyline.config import TrainConfig
-from esper.leyline.tasks import SyntheticConfig
-from esper.runtime.tasks import TaskOptions
-from esper.session import RunSpec, run_training
-from esper.simic.config import EnvConfig
-from telemetry_schema import read_run
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ppo_learning import arm_spec, mean_se, run_arm  # noqa: E402  (a sibling script)
+
+from esper.simic.config import EnvConfig  # noqa: E402
 
 SEEDS = (2001, 2002, 2003, 2004)
 """Not the seeds of bench_ppo_learning's held-out evaluation (1001-1005)."""
@@ -46,22 +43,11 @@ def parse(candidate: str) -> tuple[int, int, int | None]:
         raise SystemExit(f"bad candidate {candidate!r}: use EPOCHSxTRAIN or EPOCHSxTRAIN/WIDTH, e.g. 24x2048") from None
 
 
-def run_arm(controller: str, seed: int, epochs: int, train: int, val: int, width: int | None, runs: str) -> dict:
-    synthetic = dataclasses.replace(SyntheticConfig(), train_size=train, val_size=val)
-    spec = RunSpec(controller=controller, runs_dir=runs, run_name=f"{controller}-{seed}-{epochs}x{train}-{width}",
-                   train=TrainConfig(epochs=epochs, seed=seed), save_model=False,
-                   task_options=TaskOptions(synthetic=synthetic, host_width=width))
+def timed_arm(controller: str, seed: int, epochs: int, train: int, val: int, width: int | None, runs: str) -> dict:
+    """``bench_ppo_learning.run_arm`` of one arm, with the seconds it took."""
     t0 = time.perf_counter()
-    out = run_training(spec)
-    seconds = time.perf_counter() - t0
-    epochs_rows = read_run(out.run_dir).rows("epoch_completed")
-    flops = float(getattr(out.summary, "flops", 0) or sum(e["total_params"] for e in epochs_rows))
-    return {"final": epochs_rows[-1]["val_acc"], "flops": flops, "seconds": seconds,
-            "germinated": out.summary.germinated}
-
-
-def mean_se(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan"))
+    out = run_arm(arm_spec(controller, seed, epochs, train, val, Path(runs), host_width=width))
+    return {**out, "seconds": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,14 +66,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as runs:
         for candidate in a.candidates:
             epochs, train, width = parse(candidate)
-            arms = {c: [run_arm(c, s, epochs, train, a.val_size, width, runs) for s in seeds]
+            arms = {c: [timed_arm(c, s, epochs, train, a.val_size, width, runs) for s in seeds]
                     for c in ("none", "heuristic")}
-            diff = mean_se([h["final"] - n["final"] for h, n in zip(arms["heuristic"], arms["none"])])
-            ratio = mean_se([h["flops"] / n["flops"] for h, n in zip(arms["heuristic"], arms["none"])])
+            pairs = list(zip(arms["heuristic"], arms["none"]))
+            diffs = [h["final"] - n["final"] for h, n in pairs]
+            diff = mean_se(diffs)
+            ratio = mean_se([h["flops"] / n["flops"] for h, n in pairs])
             seconds = statistics.fmean(r["seconds"] for rs in arms.values() for r in rs)
             row = {"candidate": candidate, "epochs": epochs, "train_size": train, "host_width": width,
                    "heuristic_minus_host_pp": diff, "flops_ratio": ratio, "seconds_per_run": seconds,
-                   "diffs": [h["final"] - n["final"] for h, n in zip(arms["heuristic"], arms["none"])]}
+                   "diffs": diffs}
             results.append(row)
             print(f"{candidate:>14s}: heuristic - host {diff[0]:+.2f} ± {diff[1]:.2f} pp final accuracy "
                   f"at x{ratio[0]:.2f} FLOPs; {seconds:.1f} s a run", flush=True)

@@ -228,6 +228,7 @@ def _train_and_close(spec: RunSpec, ctx: D.DistContext, task, model, controller,
     """Fit and save the model, then close the log however that ended: (status, reason, trainer)."""
     sampler = SystemSampler(rw.writer.emit, rw.writer.config.heartbeat_s, spec.train.device).start()
     previous_term = _raise_on_sigterm(ctx)
+    hold = previous_term is not None
     try:
         if on_start is not None:
             on_start(rw.run_dir)
@@ -242,16 +243,16 @@ def _train_and_close(spec: RunSpec, ctx: D.DistContext, task, model, controller,
             save_model(model, rw.run_dir / ("model.pt" if ctx.is_main else f"model.rank{ctx.rank}.pt"))
     except D.RankFailure as exc:
         close_log(rw, "failed", f"rank {ctx.rank}: {D.peers_of(ctx)} failed or unreachable ({exc})",
-                  hold_sigterm=previous_term is not None)
+                  hold_sigterm=hold)
         raise
     except BaseException as exc:
-        close_log(rw, *ending(type(exc), exc), hold_sigterm=previous_term is not None)
+        close_log(rw, *ending(type(exc), exc), hold_sigterm=hold)
         raise
     finally:
         sampler.stop()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
-    close_log(rw, status, reason, hold_sigterm=previous_term is not None)
+    close_log(rw, status, reason, hold_sigterm=hold)
     return status, reason, trainer
 
 
@@ -259,10 +260,15 @@ def close_log(rw: RunWriter, status: str, reason: str, *, hold_sigterm: bool) ->
     """Close the run's log; with ``hold_sigterm`` (a rank under torchrun) SIGTERM is ignored
     meanwhile. A rank that found its peer dead is closing its log when the launcher, seeing the
     same death, SIGTERMs it: raised inside the close, that signal would cut it short and leave
-    the log without its ``run_finished``."""
-    if hold_sigterm:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    rw.close(status, reason)
+    the log without its ``run_finished``. The handler is put back once the log is closed."""
+    if not hold_sigterm:
+        rw.close(status, reason)
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        rw.close(status, reason)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fit(trainer: Trainer, ctx: D.DistContext, model) -> tuple[str, str]:

@@ -34,7 +34,7 @@ def layout(store: RunStore, search: str = ""):
     summaries = store.summaries()
     rows = run_rows(summaries)
     table = dash_table.DataTable(
-        id="runs-table", columns=columns, data=rows, editable=False, tooltip_data=tooltips(rows), sort_action="native",
+        id="runs-table", columns=columns, data=rows, tooltip_data=tooltips(rows), sort_action="native",
         sort_by=[{"column_id": "started", "direction": "desc"}], markdown_options={"link_target": "_self"},
         style_cell={"textAlign": "left", "padding": "4px 8px"}, style_as_list_view=True, tooltip_duration=None,
         style_data_conditional=[{"if": {"filter_query": f'{{status}} = "{s}"', "column_id": "status"},

@@ -229,6 +229,7 @@ def test_a_launchers_sigterm_during_the_close_of_a_ranks_log_does_not_cut_it_sho
     previous = _raise_on_sigterm(SimpleNamespace(enabled=True))
     try:
         close_log(run, "failed", "rank 0: rank 1 failed", hold_sigterm=previous is not None)
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # the rank's handler is back
     except RankFailure:
         pytest.fail("the SIGTERM cut the close short")
     finally:

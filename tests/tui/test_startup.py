@@ -17,21 +17,14 @@ from .conftest import wait_for, wait_loaded
 from .test_app import make_app
 
 
-class Built(list):
-    def __init__(self) -> None:
-        super().__init__()
-        self.specs: list = []
-
-
 @pytest.fixture
 def charts(monkeypatch):
-    """Every chart built: (title, width, height); ``built.specs`` holds (spec, width, height)."""
-    built = Built()
+    """Every chart built: (title, width, height)."""
+    built: list[tuple[str, int, int]] = []
     build = plot.build_chart
 
     def counting(spec, width, height, theme):
         built.append((spec.title, width, height))
-        built.specs.append((spec, width, height))
         return build(spec, width, height, theme)
 
     monkeypatch.setattr(plot, "build_chart", counting)
