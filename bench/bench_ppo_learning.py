@@ -120,11 +120,13 @@ def curve_summary(c: dict) -> dict:
 
 
 def arm_spec(controller: str, seed: int, epochs: int, train: int | None, val: int | None, runs_dir: Path,
-             host_width: int | None = None) -> RunSpec:
+             host_width: int | None = None, label: str = "eval") -> RunSpec:
+    """The run of one arm on one seed; ``label`` keeps the arms' run names apart (run ids carry
+    a timestamp of whole seconds, and short runs end within one)."""
     synthetic = SyntheticConfig()
     if train:
         synthetic = dataclasses.replace(synthetic, train_size=train, val_size=val)
-    return RunSpec(controller=controller, runs_dir=str(runs_dir), run_name=f"eval-{seed}",
+    return RunSpec(controller=controller, runs_dir=str(runs_dir), run_name=f"{label}-{seed}",
                    train=TrainConfig(epochs=epochs, seed=seed), save_model=False,
                    task_options=TaskOptions(synthetic=synthetic, host_width=host_width))
 
@@ -152,7 +154,7 @@ def evaluate(policy: Path, seeds: tuple[int, ...], epochs: int, train: int | Non
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             for arm, ctrl in arms.items():
-                r = run_arm(arm_spec(ctrl, seed, epochs, train, val, Path(tmp)))
+                r = run_arm(arm_spec(ctrl, seed, epochs, train, val, Path(tmp), label=f"eval-{arm}"))
                 res[arm].append(r)
                 print(f"  seed {seed} {arm:9s}: final {r['final']:6.2f} best {r['best']:6.2f} "
                       f"flops x{r['flops'] / res['none'][-1]['flops']:.2f} added params {r['added_params']:6d} "

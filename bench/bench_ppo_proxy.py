@@ -46,7 +46,8 @@ def parse(candidate: str) -> tuple[int, int, int | None]:
 def timed_arm(controller: str, seed: int, epochs: int, train: int, val: int, width: int | None, runs: str) -> dict:
     """``bench_ppo_learning.run_arm`` of one arm, with the seconds it took."""
     t0 = time.perf_counter()
-    out = run_arm(arm_spec(controller, seed, epochs, train, val, Path(runs), host_width=width))
+    out = run_arm(arm_spec(controller, seed, epochs, train, val, Path(runs), host_width=width,
+                           label=f"{controller}-{epochs}x{train}-{width}"))
     return {**out, "seconds": time.perf_counter() - t0}
 
 
