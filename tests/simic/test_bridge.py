@@ -158,8 +158,20 @@ def test_trainer_fills_the_new_slot_view_fields():
     assert trainer.observe(2, 3).host_params == model.host_param_count()
 
 
-def test_only_a_seed_that_has_blended_may_be_pruned():
+def test_only_a_seed_whose_blend_is_complete_may_be_pruned():
     bridge = PolicyBridge(CNN, "cnn")
+    view = obs(SlotView("block0", S.HOLDING, "seed1", "conv_light"), SlotView("block1", S.BLENDING, "seed2", "norm"),
+               SlotView("block2", S.TRAINING, "seed3", "norm"))
+    assert bridge.masks(view)["slot"][OPS.index(Op.PRUNE)].tolist() == [True, False, False]
+    blending = bridge.masks(obs(SlotView("block1", S.BLENDING, "seed2", "norm")))
+    assert not blending["op"][OPS.index(Op.PRUNE)]
+    # a checkpoint written before the setting existed keeps the rule it learned under
+    old = PolicyBridge.from_config(CNN, {"topology": "cnn", "bridge": {"prune_judged_only": True}})
+    assert not old.cfg.prune_after_blend and old.masks(view)["slot"][OPS.index(Op.PRUNE)].tolist() == [True, True, False]
+
+
+def test_only_a_seed_that_has_blended_may_be_pruned_under_the_earlier_rule():
+    bridge = PolicyBridge(CNN, "cnn", cfg=BridgeConfig(prune_after_blend=False))
     view = obs(SlotView("block0", S.TRAINING, "seed1", "conv_light"), SlotView("block1", S.BLENDING, "seed2", "norm"),
                SlotView("block2", S.GERMINATED, "seed3", "norm"))
     masks = bridge.masks(view)

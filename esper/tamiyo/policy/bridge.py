@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 
 import torch
 from torch import Tensor
@@ -53,9 +54,19 @@ class BridgeConfig:
     # not changed the model, so there is nothing to judge it by, and a TRAINING seed that G2 keeps
     # refusing expires instead. With PRUNE legal from GERMINATED on, a new policy pruned 356 of the
     # 429 seeds it germinated in a long default run, 66 of them having blended
+    prune_after_blend: bool = True
+    # ... and, narrower, only a seed whose blend is complete (HOLDING), as the heuristic judges
+    # it: with PRUNE legal in BLENDING, a policy learned to prune every seed in the first epoch of
+    # its blend (the dip it causes is paid at once, the gain it brings comes later), and ended 3 pp
+    # short of the heuristic on held-out seeds (bench/PERFORMANCE.md)
     mask_inert_blueprints: bool = True
     # blueprints without trainable parameters (noop) cannot be germinated: G2 has no seed gradient
     # to measure, so such a seed would never leave TRAINING
+
+
+LEGACY_BRIDGE = MappingProxyType({"prune_after_blend": False})
+"""Bridge settings added after the first checkpoints, and the values that reproduce what a
+checkpoint without them did."""
 
 
 def inert_blueprints(topology: str, names: tuple[str, ...]) -> frozenset[str]:
@@ -98,7 +109,8 @@ class PolicyBridge:
         present = [sid in present_ids for sid in self.space.slot_ids]
         masks = build_masks(self.space, slot_stages(obs, self.space.slot_ids), self.inert, present)
         if self.cfg.prune_judged_only:
-            judged = torch.tensor([st in JUDGED for st in slot_stages(obs, self.space.slot_ids)])
+            judged_stages = {S.HOLDING} if self.cfg.prune_after_blend else JUDGED
+            judged = torch.tensor([st in judged_stages for st in slot_stages(obs, self.space.slot_ids)])
             masks["slot"][OPS.index(Op.PRUNE)] &= judged
             masks["op"][OPS.index(Op.PRUNE)] = bool(masks["slot"][OPS.index(Op.PRUNE)].any())
         if self.cfg.auto_advance:
@@ -130,5 +142,5 @@ class PolicyBridge:
 
     @classmethod
     def from_config(cls, space: ActionSpace, extra: dict) -> PolicyBridge:
-        return cls(space, extra["topology"], FeatureConfig(**extra.get("features", {})),
-                   BridgeConfig(**extra.get("bridge", {})))
+        bridge = dict(LEGACY_BRIDGE, **extra.get("bridge", {}))
+        return cls(space, extra["topology"], FeatureConfig(**extra.get("features", {})), BridgeConfig(**bridge))
