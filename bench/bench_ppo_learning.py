@@ -79,13 +79,15 @@ def curves(run_dir: Path) -> dict:
     ups = sorted(log.rows("ppo_update"), key=lambda r: r["step"])
     returns = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/episode_return"}
     rewards = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/reward_per_step"}
+    agreement = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/teacher_agreement"}
     seconds = sum(r["value"] for r in log.rows("scalar") if r["name"] == "ppo/round_seconds")
     cpu = {k: [r["value"] for r in log.rows("scalar") if r["name"] == f"ppo/round_cpu_seconds_{k}"]
            for k in ("main", "worker")}
     heads = sorted({h for u in ups for h, _ in u["head_entropy"]})
     rows = [{"update": u["step"], "episode_return": returns.get(u["step"]), "reward_per_step": rewards.get(u["step"]),
              "approx_kl": u["approx_kl"], "explained_variance": u["explained_variance"],
-             "clip_fraction": u["clip_fraction"], "entropy": dict(u["head_entropy"])} for u in ups]
+             "clip_fraction": u["clip_fraction"], "entropy": dict(u["head_entropy"]),
+             "teacher_agreement": agreement.get(u["step"])} for u in ups]
     return {"rows": rows, "heads": heads, "learning_seconds": seconds, "cpu": cpu}
 
 
@@ -116,7 +118,14 @@ def curve_summary(c: dict) -> dict:
                 math.isfinite(r["explained_variance"] or float("nan")) for r in tail) else float("nan"),
             "return_first_fifth": statistics.fmean(ret[:fifth]) if ret else float("nan"),
             "return_last_fifth": statistics.fmean(ret[-fifth:]) if ret else float("nan"),
+            "teacher_agreement_last_fifth": _mean_of(r["teacher_agreement"] for r in tail),
             "entropy": ent}
+
+
+def _mean_of(xs) -> float:
+    """Mean of the finite values (NaN when none)."""
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return statistics.fmean(xs) if xs else float("nan")
 
 
 def arm_spec(controller: str, seed: int, epochs: int, train: int | None, val: int | None, runs_dir: Path,
@@ -209,8 +218,9 @@ def main() -> None:
         window = [x["episode_return"] for x in rows[max(0, i - step + 1):i + 1] if x["episode_return"] is not None]
         ret = f"{statistics.fmean(window):+.3f}" if window else "   n/a"  # episodes ended since the last row
         heads = " ".join(f"{h}={v:.2f}" for h, v in sorted(r["entropy"].items()))
-        print(f"  update {r['update']:4d} return {ret} kl {r['approx_kl']:.2e} ev {r['explained_variance']:+.2f} "
-              f"| H {heads}")
+        agree = "" if r.get("teacher_agreement") is None else f" teacher agreement {r['teacher_agreement']:.2f}"
+        print(f"  update {r['update']:4d} return {ret} kl {r['approx_kl']:.2e} ev {r['explained_variance']:+.2f}"
+              f"{agree} | H {heads}")
     print(f"KL in [{KL_BAND[0]:g}, {KL_BAND[1]:g}] on {100 * summary.get('kl_in_band_share', 0):.0f}% of updates "
           f"(median {summary.get('kl_median', float('nan')):.2e}); explained variance over the last fifth "
           f"{summary.get('ev_last_fifth', float('nan')):+.2f}; return first fifth "

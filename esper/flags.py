@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from esper.leyline.config import GateConfig, HeuristicConfig, TrainConfig
 from esper.leyline.tasks import BATCH_SIZE, DEFAULT_EPOCHS, TASK_NAMES, SyntheticConfig
-from esper.simic.config import DEFAULT_BUDGET_S, DEFAULT_WORKERS, EnvConfig, PPOConfig, RunConfig
+from esper.simic.config import DEFAULT_BUDGET_S, DEFAULT_WORKERS, TEACHERS, EnvConfig, PPOConfig, RunConfig
 from esper.simic.rewards import MODES, RewardConfig
 
 COMMANDS = MappingProxyType({"train": "train a morphogenetic model",
@@ -161,6 +161,13 @@ def add_ppo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=PPOConfig.lr, help="policy learning rate")
     p.add_argument("--entropy-scale", type=float, default=1.0,
                    help="multiplies every head's entropy coefficient (more exploration above 1)")
+    p.add_argument("--teacher", choices=TEACHERS, default=PPOConfig.teacher,
+                   help="heuristic: the policy also imitates the heuristic's choice in the states it reaches, "
+                        "with a weight that decays to 0 (kickstarting); none: PPO alone")
+    p.add_argument("--teacher-coef", type=float, default=PPOConfig.teacher_coef,
+                   help="weight of the imitation loss at the first update")
+    p.add_argument("--teacher-fraction", type=float, default=PPOConfig.teacher_fraction,
+                   help="fraction of --rounds over which the imitation weight decays to 0")
     p.add_argument("--train-size", type=int, default=env.synthetic_train,
                    help="training samples per epoch of the synthetic task")
     p.add_argument("--val-size", type=int, default=env.synthetic_val, help="validation samples of the synthetic task")

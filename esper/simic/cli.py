@@ -58,6 +58,9 @@ def configs_from_args(args: argparse.Namespace) -> Configs:
         raise ValueError("--lr must be > 0")
     if not (args.entropy_scale >= 0 and math.isfinite(args.entropy_scale)):
         raise ValueError("--entropy-scale must be >= 0")
+    for flag in ("teacher_coef", "teacher_fraction"):
+        if not (getattr(args, flag) >= 0 and math.isfinite(getattr(args, flag))):
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
     run = RunConfig(envs=args.envs, rounds=args.rounds or RunConfig.rounds, rollout_steps=args.rollout_steps,
@@ -68,7 +71,9 @@ def configs_from_args(args: argparse.Namespace) -> Configs:
                     data_dir=args.data_dir)
     ppo = PPOConfig()
     ppo = dataclasses.replace(ppo, lr=args.lr,
-                              entropy_coefs={h: c * args.entropy_scale for h, c in ppo.entropy_coefs.items()})
+                              entropy_coefs={h: c * args.entropy_scale for h, c in ppo.entropy_coefs.items()},
+                              teacher=args.teacher, teacher_coef=args.teacher_coef,
+                              teacher_fraction=args.teacher_fraction)
     return Configs(run=run, env=env, reward=RewardConfig(mode=args.reward_mode, gamma=ppo.gamma), ppo=ppo)
 
 
@@ -101,10 +106,11 @@ def _summary(i: int, rounds: int, r: RoundResult, budget: Budget) -> tuple[str, 
     ret = f"{sum(r.episode_returns) / len(r.episode_returns):+.3f}" if r.episode_returns else "   n/a"
     comps = " ".join(f"{k}={v:+.3f}" for k, v in r.components.items() if v)
     heads = " ".join(f"{h}={v:.2f}" for h, v in s.head_entropy.items())
+    teach = "" if math.isnan(s.teacher_agreement) else f" teacher w {s.teacher_weight:.2f} agree {s.teacher_agreement:.2f}"
     return (f"round {i}/{rounds} reward/step {r.mean_reward:+.4f} episode return {ret} | {comps} | "
             f"elapsed {format_duration(budget.elapsed)} eta {format_duration(budget.eta_s())}",
             f"pg {s.policy_loss:+.4f} vf {s.value_loss:.4f} kl {s.approx_kl:.2e} clip {s.clip_fraction:.3f} "
-            f"ev {s.explained_variance:+.3f} lr {s.lr:.2e}{' KL-STOP' if s.early_stopped else ''} | H {heads}")
+            f"ev {s.explained_variance:+.3f} lr {s.lr:.2e}{teach}{' KL-STOP' if s.early_stopped else ''} | H {heads}")
 
 
 def _log_round(writer, i: int, r: RoundResult, seconds: float) -> None:
@@ -116,6 +122,10 @@ def _log_round(writer, i: int, r: RoundResult, seconds: float) -> None:
         writer.scalar("ppo/episode_return", sum(r.episode_returns) / len(r.episode_returns), step=i)
     for k, v in r.components.items():
         writer.scalar(f"reward/{k}", v, step=i)
+    if r.stats.teacher_weight > 0 or not math.isnan(r.stats.imitation_loss):
+        writer.scalar("ppo/teacher_weight", r.stats.teacher_weight, step=i)
+        writer.scalar("ppo/imitation_loss", r.stats.imitation_loss, step=i)
+        writer.scalar("ppo/teacher_agreement", r.stats.teacher_agreement, step=i)
 
 
 def _log_cpu(writer, i: int, before: tuple[float, list[float]], after: tuple[float, list[float]]) -> None:

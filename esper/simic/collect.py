@@ -43,6 +43,9 @@ class VecEnv(Protocol):
     def step(self, act: ActResult) -> StepOutcome:
         """Apply the sampled actions; ended environments reset themselves."""
 
+    def teacher_actions(self) -> dict[str, Tensor] | None:
+        """The teacher's choice in every current state, head -> (N,) long; None without a teacher."""
+
 
 @dataclass
 class RoundResult:
@@ -85,21 +88,24 @@ class RewardScaler:
 
 def collect(env: VecEnv, net: PolicyNetwork, steps: int, state: State, running: list[float],
             generator: torch.Generator | None = None,
-            scaler: RewardScaler | None = None) -> tuple[Rollout, State, list[float], list[dict], float]:
+            scaler: RewardScaler | None = None,
+            teacher: bool = False) -> tuple[Rollout, State, list[float], list[dict], float]:
     """Run ``steps`` lockstep steps with the current policy. ``running`` (per-env return of the
     unfinished episodes, unscaled) is updated in place; the rollout holds the rewards ``scaler``
-    made (raw without one). Returns the rollout, the LSTM state to continue from, the returns of
-    episodes that ended, every step's reward components, and the mean raw reward per step."""
+    made (raw without one) and, with ``teacher``, the environments' teacher labels. Returns the
+    rollout, the LSTM state to continue from, the returns of episodes that ended, every step's
+    reward components, and the mean raw reward per step."""
     buf = RolloutBuffer(state)
     finished, comps, total = [], [], 0.0
     no_start = torch.zeros(1, env.num_envs, dtype=torch.bool)
     for _ in range(steps):
         feats, masks, starts = env.observe()
+        taught = env.teacher_actions() if teacher else None  # of this state, before the step
         res = net.act(feats, masks, state, starts, generator)
         out = env.step(res)
         with torch.no_grad():  # V of the reached state, the bootstrap where an episode is cut
             _, boot, _ = net(out.final_obs.unsqueeze(0), res.state, no_start)
-        buf.add(feats, starts, res.actions, masks, res.head_logp, res.value)
+        buf.add(feats, starts, res.actions, masks, res.head_logp, res.value, taught)
         scaled = scaler(out.rewards, out.terminated | out.truncated) if scaler else out.rewards
         buf.add_outcome(scaled, out.terminated, out.truncated, boot[0])
         comps.extend(out.components)
@@ -129,7 +135,8 @@ class Learner:
         """Collect ``steps`` steps, run one PPO update, then fold the round's observations into the
         normaliser (after the update, so it replays exactly the features the policy acted on)."""
         rollout, self.state, finished, comps, mean_reward = collect(self.env, self.ppo.net, steps, self.state,
-                                                       self.running, self.generator, self.scaler)
+                                                       self.running, self.generator, self.scaler,
+                                                       self.ppo.cfg.teacher != "none")
         stats = self.ppo.update(rollout)
         self.ppo.net.norm.update(rollout.obs.reshape(-1, rollout.obs.shape[-1]))
         mean_comp: dict[str, float] = {}

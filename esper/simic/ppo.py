@@ -36,6 +36,13 @@ class UpdateStats:
     # the KL early stop ended the update before its last minibatch
     optimizer_steps: int = 0
     # minibatch steps actually taken
+    teacher_weight: float = 0.0
+    # weight of the imitation loss in this update (0 without a teacher)
+    imitation_loss: float = float("nan")
+    # mean cross-entropy of the teacher's choices under the policy the update left (NaN without one)
+    teacher_agreement: float = float("nan")
+    # share of the round's states where the updated policy's greedy action is the teacher's (on the
+    # heads the teacher's op uses)
 
 
 class PPO:
@@ -54,20 +61,38 @@ class PPO:
             g["lr"] = lr
         return lr
 
-    def _evaluate(self, r: Rollout, idx: Tensor):
-        """Replay sequences ``idx`` of the rollout: flat (T·b) head log-probs, entropies, relevance, values."""
+    def teacher_weight(self) -> float:
+        """Weight of the imitation loss at this update: teacher_coef, decaying linearly to 0 over
+        teacher_fraction of the run's updates (0 without a teacher)."""
+        cfg = self.cfg
+        if cfg.teacher == "none" or cfg.teacher_coef <= 0 or cfg.teacher_fraction <= 0:
+            return 0.0
+        return cfg.teacher_coef * max(0.0, 1.0 - self.updates / (cfg.teacher_fraction * self.total_updates))
+
+    def _dist(self, r: Rollout, idx: Tensor):
+        """Replay sequences ``idx`` of the rollout: the flat (T·b) action distribution and values."""
         state = (r.init_state[0][:, idx], r.init_state[1][:, idx])
         logits, values, _ = self.net(r.obs[:, idx], state, r.starts[:, idx])
         flat = {h: v.reshape(-1, v.shape[-1]) for h, v in logits.items()}
         masks = {h: m[:, idx].reshape(-1, *m.shape[2:]) for h, m in r.masks.items()}
+        return self.net.distribution(flat, masks), values.reshape(-1)
+
+    def _evaluate(self, r: Rollout, idx: Tensor):
+        """Replay sequences ``idx``: flat (T·b) head log-probs, entropies, relevance, values, and the
+        cross-entropy of the teacher's choices (None without them)."""
+        dist, values = self._dist(r, idx)
         actions = {h: a[:, idx].reshape(-1) for h, a in r.actions.items()}
-        dist = self.net.distribution(flat, masks)
-        return dist.head_log_probs(actions), dist.head_entropy(actions["op"]), dist.relevant(actions["op"]), values.reshape(-1)
+        imitation = None
+        if r.teacher_actions is not None:
+            taught = {h: a[:, idx].reshape(-1) for h, a in r.teacher_actions.items()}
+            imitation = -dist.head_log_probs(taught).sum(1)
+        return (dist.head_log_probs(actions), dist.head_entropy(actions["op"]), dist.relevant(actions["op"]), values,
+                imitation)
 
     def _minibatch(self, r: Rollout, idx: Tensor, adv: Tensor, returns: Tensor) -> dict[str, Tensor] | None:
         """One optimizer step on sequences ``idx``; None (no step) when its KL is already past target."""
         cfg = self.cfg
-        head_logp, head_ent, rel, values = self._evaluate(r, idx)
+        head_logp, head_ent, rel, values, imitation = self._evaluate(r, idx)
         old_head = r.head_logp[:, idx].reshape(-1, head_logp.shape[1])
         new_lp, old_lp = head_logp.sum(1), old_head.sum(1)
         kl = L.approx_kl(new_lp, old_lp).detach()
@@ -77,6 +102,9 @@ class PPO:
         pg = L.per_head_surrogate(head_logp, old_head, rel, a, cfg.clip)
         vl = L.clipped_value_loss(values, r.values[:, idx].reshape(-1), returns[:, idx].reshape(-1), cfg.value_clip)
         loss = pg + cfg.vf_coef * vl - L.entropy_bonus(head_ent, rel, self.coefs)
+        weight = self.teacher_weight()
+        if imitation is not None and weight > 0:
+            loss = loss + weight * imitation.mean()
         self.opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
@@ -88,18 +116,32 @@ class PPO:
         """KL and entropies of the policy the update left, over the whole round: the update's
         own minibatch KLs are measured before each step (the first one is exactly 0), so their
         mean understates what the update did. Heads no sample used are left out."""
-        head_logp, head_ent, rel, _ = self._evaluate(r, torch.arange(r.obs.shape[1]))
+        head_logp, head_ent, rel, _, imitation = self._evaluate(r, torch.arange(r.obs.shape[1]))
         old = r.head_logp.reshape(-1, head_logp.shape[1])
+        if imitation is not None:
+            stats.imitation_loss = float(imitation.mean())
+            stats.teacher_agreement = self._agreement(r)
         stats.approx_kl = float(L.approx_kl(head_logp.sum(1), old.sum(1)))
         stats.entropy = float(head_ent.sum(1).mean())
         counts = rel.sum(0)
         stats.head_entropy = {h: float(head_ent[:, i].sum() / counts[i])
                               for i, h in enumerate(self.net.head_names) if counts[i] > 0}
 
+    def _agreement(self, r: Rollout) -> float:
+        """Share of the round's states where the greedy action matches the teacher's on every head
+        the teacher's op uses."""
+        dist, _ = self._dist(r, torch.arange(r.obs.shape[1]))
+        greedy = dist.sample(greedy=True)
+        taught = {h: a.reshape(-1) for h, a in r.teacher_actions.items()}
+        rel = dist.relevant(taught["op"])
+        same = torch.stack([greedy[h] == taught[h] for h in self.net.head_names], 1)
+        return float((same | ~rel).all(1).float().mean())
+
     def update(self, r: Rollout) -> UpdateStats:
         """One PPO update on a round; the KL early stop ends it before an overshooting step."""
         cfg, stats = self.cfg, UpdateStats()
         stats.lr = self._set_lr()
+        stats.teacher_weight = self.teacher_weight() if r.teacher_actions is not None else 0.0
         adv, returns = compute_gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated,
                                    cfg.gamma, cfg.gae_lambda)
         if cfg.normalize_advantages:

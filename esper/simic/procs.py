@@ -76,6 +76,8 @@ class WorkerSpec:
     data_passes: int
     record: bool
     # record telemetry for the parent to write
+    teacher: str = "none"
+    # the environments' teacher (esper.simic.teacher)
 
 
 def _worker(conn, spec: WorkerSpec) -> None:
@@ -86,7 +88,8 @@ def _worker(conn, spec: WorkerSpec) -> None:
         rec = RecordingWriter()
         sinks = {"sink_factory": lambda i: EnvEventSink(rec, i)} if spec.record else {}
         env = VecMorphEnv(len(spec.indices), spec.cfg, spec.reward_cfg, spec.feature_cfg, bridge_cfg=spec.bridge_cfg,
-                          first_episode=spec.first_episode, data_passes=spec.data_passes, indices=spec.indices, **sinks)
+                          first_episode=spec.first_episode, data_passes=spec.data_passes, indices=spec.indices,
+                          teacher=spec.teacher, **sinks)
         conn.send(("ready", (env.space, env.bridge.topology, rec.take())))
         while True:
             cmd, arg = conn.recv()
@@ -94,6 +97,8 @@ def _worker(conn, spec: WorkerSpec) -> None:
                 out = env.observe()
             elif cmd == "step":
                 out = (env.step(arg), [dict(i) for i in env.last_info])
+            elif cmd == "teacher":
+                out = env.teacher_actions()
             elif cmd == "state":
                 out = (env.next_episode(), env.data_passes)
             elif cmd == "cpu":
@@ -113,7 +118,7 @@ class ProcVecEnv:
 
     def __init__(self, num_envs: int, workers: int, cfg: EnvConfig, reward_cfg: RewardConfig,
                  feature_cfg: FeatureConfig, bridge_cfg: BridgeConfig, writer=None, first_episode: int = 0,
-                 data_passes: int = 0) -> None:
+                 data_passes: int = 0, teacher: str = "none") -> None:
         if not 1 <= workers <= num_envs:
             raise ValueError(f"workers must be between 1 and the number of environments ({num_envs})")
         self.num_envs, self.writer = num_envs, writer
@@ -124,7 +129,7 @@ class ProcVecEnv:
         for share in shares:
             parent, child = ctx.Pipe()
             spec = WorkerSpec(share, cfg, reward_cfg, feature_cfg, bridge_cfg, first_episode, data_passes,
-                              writer is not None)
+                              writer is not None, teacher)
             proc = ctx.Process(target=_worker, args=(child, spec), daemon=True)
             proc.start()
             self.conns.append(parent)
@@ -173,6 +178,13 @@ class ProcVecEnv:
         feats = self._unsplit([p[0] for p in parts])
         masks = {k: self._unsplit([p[1][k] for p in parts]) for k in parts[0][1]}
         return feats, masks, self._unsplit([p[2] for p in parts])
+
+    def teacher_actions(self) -> dict[str, Tensor] | None:
+        """The workers' teacher labels, in environment order (None without a teacher)."""
+        parts = self._call("teacher")
+        if parts[0] is None:
+            return None
+        return {h: self._unsplit([p[h] for p in parts]) for h in parts[0]}
 
     def step(self, act: ActResult) -> StepOutcome:
         shares = [list(self._share(w)) for w in range(len(self.conns))]
@@ -224,11 +236,12 @@ class ProcVecEnv:
 
 def make_vec_env(num_envs: int, workers: int, cfg: EnvConfig, reward_cfg: RewardConfig, feature_cfg: FeatureConfig,
                  bridge_cfg: BridgeConfig, writer=None, first_episode: int = 0, data_passes: int = 0,
-                 sink_factory: Callable | None = None):
+                 sink_factory: Callable | None = None, teacher: str = "none"):
     """One process (``workers`` <= 1: a VecMorphEnv) or several (a ProcVecEnv)."""
     if workers <= 1:
         from esper.simic.vec_env import VecMorphEnv
         kw = {"sink_factory": sink_factory} if sink_factory else {}
         return VecMorphEnv(num_envs, cfg, reward_cfg, feature_cfg, bridge_cfg=bridge_cfg,
-                           first_episode=first_episode, data_passes=data_passes, **kw)
-    return ProcVecEnv(num_envs, workers, cfg, reward_cfg, feature_cfg, bridge_cfg, writer, first_episode, data_passes)
+                           first_episode=first_episode, data_passes=data_passes, teacher=teacher, **kw)
+    return ProcVecEnv(num_envs, workers, cfg, reward_cfg, feature_cfg, bridge_cfg, writer, first_episode, data_passes,
+                      teacher)

@@ -38,6 +38,8 @@ class Rollout:
     # (T, N) V(s_{t+1}) used by GAE
     init_state: State
     # LSTM state (1, N, H) before step 0
+    teacher_actions: dict[str, Tensor] | None = None
+    # head -> (T, N) long: the teacher's choice in each state (esper.simic.teacher), when there is one
 
 
 class RolloutBuffer:
@@ -48,10 +50,10 @@ class RolloutBuffer:
         self.steps: list[dict] = []
 
     def add(self, obs: Tensor, starts: Tensor, actions: dict[str, Tensor], masks: dict[str, Tensor],
-            head_logp: Tensor, values: Tensor) -> None:
-        """The policy's side of a step, each (N, ...)."""
+            head_logp: Tensor, values: Tensor, teacher: dict[str, Tensor] | None = None) -> None:
+        """The policy's side of a step, each (N, ...); ``teacher``: the teacher's choices."""
         self.steps.append({"obs": obs, "starts": starts, "actions": actions, "masks": masks,
-                               "head_logp": head_logp.detach(), "values": values.detach()})
+                           "head_logp": head_logp.detach(), "values": values.detach(), "teacher": teacher})
 
     def add_outcome(self, rewards: Tensor, terminated: Tensor, truncated: Tensor, bootstrap: Tensor) -> None:
         """The environments' side of the last step, each (N,); ``bootstrap`` is V of the state
@@ -73,6 +75,8 @@ class RolloutBuffer:
         ended = term | trunc
         nv = next_values_from(values, final_values.detach(), ended, stack("bootstrap"))
         heads = st[0]["actions"].keys()
+        teacher = ({h: torch.stack([s["teacher"][h] for s in st]) for h in st[0]["teacher"]}
+                   if st[0]["teacher"] is not None else None)
         return Rollout(stack("obs"), stack("starts"), {h: torch.stack([s["actions"][h] for s in st]) for h in heads},
                        {h: torch.stack([s["masks"][h] for s in st]) for h in st[0]["masks"]},
-                       stack("head_logp"), values, stack("rewards"), term, trunc, nv, self.init_state)
+                       stack("head_logp"), values, stack("rewards"), term, trunc, nv, self.init_state, teacher)

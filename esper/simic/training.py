@@ -114,7 +114,7 @@ class PPOTrainer:
         episode0 = resume["next_episode"] if resume else 0
         sinks = (lambda i: EnvEventSink(writer, i)) if writer is not None else None
         env = make_vec_env(cfgs.run.envs, cfgs.run.workers, cfgs.env, cfgs.reward, cfgs.features, cfgs.bridge,
-                           writer, episode0, resume["data_passes"] if resume else 0, sinks)
+                           writer, episode0, resume["data_passes"] if resume else 0, sinks, cfgs.ppo.teacher)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfgs.run.seed)
             net = PolicyNetwork(env.obs_dim, env.space, cfgs.network)

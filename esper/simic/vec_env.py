@@ -23,9 +23,11 @@ from esper.kasmina.blueprints import blueprint_names
 from esper.leyline.actions import Decision
 from esper.nissa.sink import Sink
 from esper.simic.collect import StepOutcome
+from esper.simic.config import TEACHERS
 from esper.simic.env import EnvConfig, MorphEnv, episode_seed, task_options
 from esper.simic.rewards import RewardConfig
 from esper.simic.shared_data import Batch, SharedData
+from esper.simic.teacher import HeuristicTeacher
 from esper.simic.telemetry import PolicySink
 from esper.tamiyo.policy.actions import OPS, ActionSpace
 from esper.tamiyo.policy.bridge import BridgeConfig, PolicyBridge
@@ -71,12 +73,15 @@ class VecMorphEnv:
                  feature_cfg: FeatureConfig | None = None,
                  sink_factory: Callable[[int], Sink] = lambda i: Sink(),
                  bridge_cfg: BridgeConfig | None = None, first_episode: int = 0, data_passes: int = 0,
-                 indices: tuple[int, ...] | None = None) -> None:
+                 indices: tuple[int, ...] | None = None, teacher: str = "none") -> None:
         """``first_episode`` and ``data_passes`` (a resumed run) start the episode indices (host
         seeds) and the data stream where an earlier run left them; ``indices`` (a worker's share of
-        a larger run, esper.simic.procs) are the environments' indices, 0..num_envs-1 by default."""
+        a larger run, esper.simic.procs) are the environments' indices, 0..num_envs-1 by default;
+        ``teacher`` ('heuristic') labels every state with the heuristic's choice (teacher_actions)."""
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
+        if teacher not in TEACHERS:
+            raise ValueError(f"unknown teacher {teacher!r} (one of {', '.join(TEACHERS)})")
         self.indices = tuple(indices) if indices is not None else tuple(range(num_envs))
         cfg, self.reward_cfg = cfg or EnvConfig(), reward_cfg or RewardConfig()
         self.num_envs, self.cfg = num_envs, cfg
@@ -95,6 +100,8 @@ class VecMorphEnv:
         self.bridge = PolicyBridge(self.space, model.topology, feature_cfg, bridge_cfg)
         self.last_op = [0] * num_envs
         self.last_info: list[dict] = [{} for _ in range(num_envs)]
+        slot_cfg = self.envs[0].train_config(0).slot
+        self.teachers = [HeuristicTeacher(self.space, slot_cfg) for _ in range(num_envs)] if teacher == "heuristic" else None
 
     def _key(self, i: int, episode: int) -> ShadowKey:
         """The host seed of environment ``i``'s ``episode`` (shared across environments by default)."""
@@ -134,6 +141,14 @@ class VecMorphEnv:
         masks = stack_masks([self.bridge.masks(e.obs) for e in self.envs])
         starts = torch.tensor([e.fresh for e in self.envs], dtype=torch.bool)
         return feats, masks, starts
+
+    def teacher_actions(self) -> dict[str, Tensor] | None:
+        """The teacher's choice in every environment's current state, head -> (N,) long (None
+        without a teacher)."""
+        if self.teachers is None:
+            return None
+        labels = [t.label(e.obs, self.bridge.masks(e.obs), e.episode) for t, e in zip(self.teachers, self.envs)]
+        return {h: torch.tensor([a[h] for a in labels], dtype=torch.long) for h in self.space.heads}
 
     def decisions(self, act: ActResult, i: int) -> list[Decision]:
         """Environment ``i``'s Decisions for the sampled action (the bridge deployment uses too)."""

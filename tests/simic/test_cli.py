@@ -36,6 +36,7 @@ def test_defaults():
     cfgs = configs_from_args(a)
     assert cfgs.run.rounds == 150 and cfgs.run.time_budget_s == 780.0  # at most 13 min of learning
     assert cfgs.reward.gamma == cfgs.ppo.gamma
+    assert (cfgs.ppo.teacher, cfgs.ppo.teacher_coef, cfgs.ppo.teacher_fraction) == ("heuristic", 1.0, 1.0)
     hot = configs_from_args(parse("--entropy-scale", "5"))
     assert hot.ppo.entropy_coefs["op"] == pytest.approx(5 * cfgs.ppo.entropy_coefs["op"])
 
@@ -43,6 +44,8 @@ def test_defaults():
 @pytest.mark.parametrize("flags, match", [(("--envs", "0"), "--envs"), (("--rounds", "0"), "--rounds"),
                                           (("--time-budget", "-1"), "--time-budget"), (("--lr", "0"), "--lr"),
                                           (("--entropy-scale", "-1"), "--entropy-scale"),
+                                          (("--teacher-coef", "-1"), "--teacher-coef"),
+                                          (("--teacher-fraction", "nan"), "--teacher-fraction"),
                                           (("--resume", "nowhere"), "no learner checkpoint")])
 def test_bad_flags_raise_value_error(tmp_path, flags, match):
     with pytest.raises(ValueError, match=match):
@@ -93,6 +96,24 @@ def test_resume_continues_the_learner_in_a_new_run(trained, tmp_path):
     assert torch.load(new_dir / "learner.pt", weights_only=True)["updates"] == 3
     with pytest.raises(ValueError, match="pass --rounds"):
         resumed_configs(parse(), ckpt)  # the checkpoint's own 2 rounds are done
+
+
+def test_a_taught_run_logs_its_teacher_and_resumes_with_it(trained, tmp_path):
+    rc = run_ppo(parse(*TINY, "--teacher-coef", "2", "--teacher-fraction", "0.5", "--runs-dir", str(tmp_path / "a")),
+                 Console(file=io.StringIO()))
+    run_dir = next((tmp_path / "a").iterdir())
+    scalars = {}
+    for r in read_run(run_dir).rows("scalar"):
+        scalars.setdefault(r["name"], []).append(r["value"])
+    assert rc == 0 and scalars["ppo/teacher_weight"] == [2.0, 2.0 * (1 - 1 / (0.5 * 2))]
+    assert all(0.0 <= a <= 1.0 for a in scalars["ppo/teacher_agreement"]) and len(scalars["ppo/imitation_loss"]) == 2
+    ckpt = torch.load(run_dir / "learner.pt", weights_only=True)
+    cfgs = resumed_configs(parse("--rounds", "3", "--workers", "1"), ckpt)
+    assert (cfgs.ppo.teacher, cfgs.ppo.teacher_coef) == ("heuristic", 2.0)
+    assert "ppo/teacher_weight" in {r["name"] for r in read_run(trained[1]).rows("scalar")}  # the default
+    rc = run_ppo(parse(*TINY, "--teacher", "none", "--runs-dir", str(tmp_path / "b")), Console(file=io.StringIO()))
+    untaught = {r["name"] for r in read_run(next((tmp_path / "b").iterdir())).rows("scalar")}
+    assert rc == 0 and "ppo/teacher_weight" not in untaught and "ppo/reward_per_step" in untaught
 
 
 def test_budget_stops_before_a_round_that_would_overrun():

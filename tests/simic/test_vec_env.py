@@ -219,19 +219,22 @@ def test_worker_processes_step_exactly_as_one_process(tmp_path):
     from telemetry_schema import events as ev
     from telemetry_schema.rundir import create_run
     cfg = dataclasses.replace(TINY, episode_length=3)
-    one = VecMorphEnv(3, cfg)
+    one = VecMorphEnv(3, cfg, teacher="heuristic")
     rw = create_run(tmp_path, ev.RunStarted(run_id="procs", task="synthetic-images", topology="cnn", host_params=1))
-    split = ProcVecEnv(3, 2, cfg, RewardConfig(), FeatureConfig(), BridgeConfig(), rw.writer)
+    split = ProcVecEnv(3, 2, cfg, RewardConfig(), FeatureConfig(), BridgeConfig(), rw.writer, teacher="heuristic")
     try:
         rollouts = []
         for env in (one, split):
             torch.manual_seed(0)
             net = PolicyNetwork(env.obs_dim, env.space)
-            r, *_ = collect(env, net, 5, net.initial_state(3), [0.0] * 3, torch.Generator().manual_seed(0))
+            r, *_ = collect(env, net, 5, net.initial_state(3), [0.0] * 3, torch.Generator().manual_seed(0),
+                            teacher=True)
             rollouts.append(r)
         a, b = rollouts
         assert torch.equal(a.obs, b.obs) and torch.equal(a.rewards, b.rewards)
         assert all(torch.equal(a.actions[h], b.actions[h]) for h in a.actions)
+        assert all(torch.equal(a.teacher_actions[h], b.teacher_actions[h]) for h in a.teacher_actions)
+        assert (a.teacher_actions["op"] == OPS.index(Op.GERMINATE)).any()  # the heuristic grows here
         assert torch.equal(a.terminated, b.terminated) and split.next_episode() == one.next_episode()
     finally:
         split.close()

@@ -3,7 +3,8 @@
 Each step shows one of three contexts (one-hot). The right action: context 0 -> WAIT;
 context 1 -> GERMINATE with blueprint 1 (any legal slot); context 2 -> PRUNE (only slot 2 holds
 a live seed). Reward 1 for the right action, 0 otherwise; episodes last ``length`` steps and are
-truncated (bootstrapped).
+truncated (bootstrapped). With ``teach``, ``teacher_actions`` names the right action of each
+state (a teacher, esper.simic.teacher); ``reward_scale`` 0 makes the teacher the only signal.
 """
 
 import torch
@@ -19,8 +20,8 @@ STAGES = [SeedStage.DORMANT, SeedStage.DORMANT, SeedStage.TRAINING]
 
 
 class ContextEnv:
-    def __init__(self, num_envs: int, length: int, seed: int) -> None:
-        self.num_envs, self.length = num_envs, length
+    def __init__(self, num_envs: int, length: int, seed: int, teach: bool = False, reward_scale: float = 1.0) -> None:
+        self.num_envs, self.length, self.teach, self.reward_scale = num_envs, length, teach, reward_scale
         self.g = torch.Generator().manual_seed(seed)
         self.t = torch.zeros(num_envs, dtype=torch.long)
         self.ctx = torch.randint(0, 3, (num_envs,), generator=self.g)
@@ -39,8 +40,17 @@ class ContextEnv:
         prune = (self.ctx == 2) & (op == OPS.index(Op.PRUNE))
         return (wait | germ | prune).float()
 
+    def teacher_actions(self):
+        if not self.teach:
+            return None
+        out = {h: torch.zeros(self.num_envs, dtype=torch.long) for h in SPACE.heads}
+        out["op"] = torch.tensor([OPS.index(op) for op in (Op.WAIT, Op.GERMINATE, Op.PRUNE)])[self.ctx]
+        out["blueprint"] = torch.ones(self.num_envs, dtype=torch.long)  # "good"
+        out["slot"] = torch.where(self.ctx == 2, 2, 0)  # germinate in s0, prune the live seed of s2
+        return out
+
     def step(self, act) -> StepOutcome:
-        reward = self.right(act.actions)
+        reward = self.right(act.actions) * self.reward_scale
         self.t += 1
         self.ctx = torch.randint(0, 3, (self.num_envs,), generator=self.g)
         final = self.feats()

@@ -78,6 +78,27 @@ class ActionSpace:
                             tempo=TEMPOS[action["tempo"]], curve=CURVES[action["curve"]])
         return Decision(op, slot, reason=reason)
 
+    def encode(self, d: Decision, blend: str = "add", tempo: str = "fast", curve: str = "linear") -> dict[str, int]:
+        """The head indices that ``decode`` turns into ``d`` (the inverse of ``decode``); settings
+        ``d`` leaves to the slot (None) take ``blend``, ``tempo`` and ``curve``, the slot's config.
+        Heads the op does not use are 0. ValueError for a slot, blueprint or setting outside the space."""
+        out = dict.fromkeys(self.heads, 0)
+        out["op"] = OPS.index(d.op)
+        try:
+            if d.op is not Op.WAIT:
+                out["slot"] = self.slot_ids.index(d.slot_id)
+            if d.op is Op.GERMINATE:
+                out["blueprint"] = self.blueprints.index(d.blueprint)
+                out["blend"] = BLENDS.index(d.blend or blend)
+                out["tempo"] = TEMPOS.index(d.tempo or tempo)
+                out["curve"] = CURVES.index(d.curve or curve)
+            if d.op is Op.SET_ALPHA_TARGET:
+                out["alpha_target"] = ALPHA_TARGETS.index(d.alpha_target)
+                out["alpha_speed"] = ALPHA_SPEEDS.index(d.alpha_steps or 1)
+        except ValueError:
+            raise ValueError(f"{d.op.name} {d.slot_id} {d.blueprint or ''}: outside the action space") from None
+        return out
+
 
 def alpha_reason(target: float, steps: int) -> str:
     """The reason text of a SET_ALPHA_TARGET, e.g. 'alpha_target=0.7 alpha_speed_epochs=3'."""
