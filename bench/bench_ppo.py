@@ -22,17 +22,17 @@ import time
 
 import torch
 
+from esper.simic.collect import new_policy
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.rollout import RolloutBuffer
 from esper.simic.vec_env import VecMorphEnv
-from esper.tamiyo.policy.network import PolicyNetwork
 
 
 def measure(k: int, steps: int, cfg: EnvConfig, clock=time.perf_counter) -> dict:
     env = VecMorphEnv(k, cfg)
     torch.manual_seed(0)
-    net = PolicyNetwork(env.obs_dim, env.space)
+    net = new_policy(env)
     ppo = PPO(net, PPOConfig(), total_updates=1)
     gen = torch.Generator().manual_seed(0)
     state = net.initial_state(k)

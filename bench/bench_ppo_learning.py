@@ -41,6 +41,7 @@ from esper.leyline.config import TrainConfig
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions
 from esper.session import RunSpec, run_training
+from esper.simic.losses import pooled_explained_variance
 from esper.simic.training import Configs
 from telemetry_schema import read_run
 
@@ -48,6 +49,8 @@ HELD_OUT = (1001, 1002, 1003, 1004, 1005)
 """Evaluation seeds: training episodes draw data from the run's --seed and hosts from
 episode_seed(seed, env, episode); none of these is either."""
 KL_BAND = (1e-3, 5e-2)
+MOMENTS = ("return_mean", "return_var", "value_error_mean", "value_error_var")
+"""Per-round scalars of esper ppo from which explained variance is pooled over rounds."""
 
 
 def mean_se(xs: list[float]) -> tuple[float, float]:
@@ -80,6 +83,7 @@ def curves(run_dir: Path) -> dict:
     returns = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/episode_return"}
     rewards = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/reward_per_step"}
     agreement = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/teacher_agreement"}
+    moments = {k: {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == f"ppo/{k}"} for k in MOMENTS}
     seconds = sum(r["value"] for r in log.rows("scalar") if r["name"] == "ppo/round_seconds")
     cpu = {k: [r["value"] for r in log.rows("scalar") if r["name"] == f"ppo/round_cpu_seconds_{k}"]
            for k in ("main", "worker")}
@@ -87,7 +91,8 @@ def curves(run_dir: Path) -> dict:
     rows = [{"update": u["step"], "episode_return": returns.get(u["step"]), "reward_per_step": rewards.get(u["step"]),
              "approx_kl": u["approx_kl"], "explained_variance": u["explained_variance"],
              "clip_fraction": u["clip_fraction"], "entropy": dict(u["head_entropy"]),
-             "teacher_agreement": agreement.get(u["step"])} for u in ups]
+             "teacher_agreement": agreement.get(u["step"]),
+             "moments": [moments[k].get(u["step"]) for k in MOMENTS]} for u in ups]
     return {"rows": rows, "heads": heads, "learning_seconds": seconds, "cpu": cpu}
 
 
@@ -118,6 +123,8 @@ def curve_summary(c: dict) -> dict:
                 math.isfinite(r["explained_variance"] or float("nan")) for r in tail) else float("nan"),
             "return_first_fifth": statistics.fmean(ret[:fifth]) if ret else float("nan"),
             "return_last_fifth": statistics.fmean(ret[-fifth:]) if ret else float("nan"),
+            "ev_pooled_last_fifth": pooled_explained_variance(
+                [tuple(r["moments"]) for r in tail if None not in r.get("moments", [None])]),
             "teacher_agreement_last_fifth": _mean_of(r["teacher_agreement"] for r in tail),
             "entropy": ent}
 
@@ -223,7 +230,8 @@ def main() -> None:
               f"{agree} | H {heads}")
     print(f"KL in [{KL_BAND[0]:g}, {KL_BAND[1]:g}] on {100 * summary.get('kl_in_band_share', 0):.0f}% of updates "
           f"(median {summary.get('kl_median', float('nan')):.2e}); explained variance over the last fifth "
-          f"{summary.get('ev_last_fifth', float('nan')):+.2f}; return first fifth "
+          f"{summary.get('ev_last_fifth', float('nan')):+.2f} (mean of the rounds'), "
+          f"{summary.get('ev_pooled_last_fifth', float('nan')):+.2f} (their samples pooled); return first fifth "
           f"{summary.get('return_first_fifth', float('nan')):+.3f} -> last fifth "
           f"{summary.get('return_last_fifth', float('nan')):+.3f}")
     for h, e in summary.get("entropy", {}).items():

@@ -153,6 +153,8 @@ def add_ppo_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--episode-length", type=int, default=env.episode_length, help="RL steps (host epochs) per episode")
     p.add_argument("--reward-mode", choices=MODES, default=RewardConfig.mode,
                    help="paired: gains over a host-only shadow; shaped and sparse: the earlier components")
+    p.add_argument("--critic-features", action=argparse.BooleanOptionalAction, default=env.critic_features,
+                   help="give the critic (never the actor) the episode's reward so far and the gap to the shadow")
     p.add_argument("--seed", type=int, default=0, help="seed of the policy, its sampling and the environments")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the hosts train")
     add_run_arguments(p)

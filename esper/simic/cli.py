@@ -68,7 +68,7 @@ def configs_from_args(args: argparse.Namespace) -> Configs:
                     workers=args.workers)
     env = EnvConfig(task=args.task, episode_length=args.episode_length, seed=args.seed, device=args.device,
                     synthetic_train=args.train_size, synthetic_val=args.val_size, gates=args.gates,
-                    data_dir=args.data_dir)
+                    data_dir=args.data_dir, critic_features=args.critic_features)
     ppo = PPOConfig()
     ppo = dataclasses.replace(ppo, lr=args.lr,
                               entropy_coefs={h: c * args.entropy_scale for h, c in ppo.entropy_coefs.items()},
@@ -118,6 +118,8 @@ def _log_round(writer, i: int, r: RoundResult, seconds: float) -> None:
     writer.emit(ppo_update_event(r.stats), step=i)
     writer.scalar("ppo/reward_per_step", r.mean_reward, step=i)
     writer.scalar("ppo/round_seconds", seconds, step=i)
+    for name in ("return_mean", "return_var", "value_error_mean", "value_error_var"):
+        writer.scalar(f"ppo/{name}", getattr(r.stats, name), step=i)
     if r.episode_returns:
         writer.scalar("ppo/episode_return", sum(r.episode_returns) / len(r.episode_returns), step=i)
     for k, v in r.components.items():

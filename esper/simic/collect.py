@@ -6,6 +6,7 @@ morphogenetic environments (``esper.simic.vec_env``) and toy environments in tes
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,7 +15,7 @@ from torch import Tensor
 
 from esper.simic.ppo import PPO, UpdateStats
 from esper.simic.rollout import Rollout, RolloutBuffer, State
-from esper.tamiyo.policy.network import ActResult, PolicyNetwork
+from esper.tamiyo.policy.network import ActResult, NetworkConfig, PolicyNetwork
 from esper.tamiyo.policy.normalizer import RunningNorm
 
 
@@ -45,6 +46,12 @@ class VecEnv(Protocol):
 
     def teacher_actions(self) -> dict[str, Tensor] | None:
         """The teacher's choice in every current state, head -> (N,) long; None without a teacher."""
+
+
+def new_policy(env, cfg: NetworkConfig = NetworkConfig()) -> PolicyNetwork:
+    """A policy network for ``env``'s observations: the actor reads the policy's features, the
+    critic also the environments' critic-only ones (``env.critic_dim`` of them, at the end)."""
+    return PolicyNetwork(env.obs_dim, env.space, dataclasses.replace(cfg, critic_inputs=env.critic_dim))
 
 
 @dataclass

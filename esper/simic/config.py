@@ -63,6 +63,11 @@ class EnvConfig:
     # data directory (cifar10)
     fault: str | None = None
     # deliberate fault of every episode, 'nan@EPOCH' or 'spike@EPOCH' (tests the death path)
+    critic_features: bool = True
+    # the environments also report what only training can know, for the critic alone (esper.simic.env
+    # CRITIC_FEATURES; NetworkConfig.critic_inputs): the reward is the change of the gap to the
+    # host-only shadow, so what is left of an episode's return depends on the gap reached so far,
+    # which the policy's own observation does not show
     shared_host: bool = True
     # environments starting an episode at the same step start from the same host weights (one host
     # seed per episode index), so one host-only shadow pairs with all of them; False gives every

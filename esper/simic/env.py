@@ -31,6 +31,11 @@ from esper.simic.shared_data import Batch, SharedData
 from esper.tolaria.trainer import FaultSpec, Trainer
 
 
+CRITIC_FEATURES: tuple[str, ...] = ("reward_so_far", "shadow_gap")
+"""What an environment tells the critic alone (MorphEnv.critic_features): the episode's summed
+reward, and the mean accuracy gap to the host-only shadow over the reward's window (pp / 10)."""
+
+
 def task_options(cfg: EnvConfig) -> TaskOptions:
     """The options of the environments' shared task (data seed = the base seed)."""
     return TaskOptions(batch_size=cfg.batch_size, seed=cfg.seed, data_dir=cfg.data_dir,
@@ -126,6 +131,7 @@ class MorphEnv:
             self.result = self.trainer.run_epoch(1, batches=batches)
         self.start_acc = self.acc = _finite(self.result.val_acc)
         self.gaps = [0.0]  # accuracy gap to the host-only shadow, per epoch
+        self.reward_so_far = 0.0
         self.rollbacks = self.trainer.summary.rollbacks
         self.obs = self.observe()
         self.fresh = True
@@ -179,7 +185,14 @@ class MorphEnv:
                           extra_compute=extra_compute(m), episode_length=self.cfg.episode_length)
         self.acc = acc
         info = {"val_acc": self.result.val_acc, "episode": self.episode, "host_seed": self.host_seed}
-        return StepResult(compute_reward(facts, self.reward_cfg), died or end, False, self.obs, effect, died, info)
+        components = compute_reward(facts, self.reward_cfg)
+        self.reward_so_far += sum(components.values())
+        return StepResult(components, died or end, False, self.obs, effect, died, info)
+
+    def critic_features(self) -> list[float]:
+        """CRITIC_FEATURES of the current state."""
+        window = self.gaps[-max(1, self.reward_cfg.paired_window):]
+        return [self.reward_so_far, sum(window) / len(window) / 10.0]
 
 
 def extra_compute(model: MorphogeneticModel) -> float:

@@ -60,3 +60,20 @@ def explained_variance(values: Tensor, returns: Tensor) -> float:
     if var_r.item() == 0.0:
         return float("nan")
     return float(1.0 - (returns - values).var(unbiased=False) / var_r)
+
+
+def pooled_explained_variance(rounds: list[tuple[float, float, float, float]]) -> float:
+    """``explained_variance`` over the samples of several equal-sized rounds, from each round's
+    (return mean, return variance, mean and variance of R - v); NaN when the returns do not vary.
+    A round's own explained variance compares its samples with each other only; pooled, the
+    variation of the returns between rounds counts too, as does the value error's."""
+    if not rounds:
+        return float("nan")
+
+    def pooled_var(means: list[float], variances: list[float]) -> float:
+        grand = sum(means) / len(means)
+        return sum(v + (m - grand) ** 2 for m, v in zip(means, variances)) / len(means)
+
+    var_r = pooled_var([r[0] for r in rounds], [r[1] for r in rounds])
+    var_e = pooled_var([r[2] for r in rounds], [r[3] for r in rounds])
+    return float("nan") if var_r == 0.0 else 1.0 - var_e / var_r

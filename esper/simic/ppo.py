@@ -43,6 +43,13 @@ class UpdateStats:
     teacher_agreement: float = float("nan")
     # share of the round's states where the updated policy's greedy action is the teacher's (on the
     # heads the teacher's op uses)
+    return_mean: float = float("nan")
+    return_var: float = float("nan")
+    value_error_mean: float = float("nan")
+    value_error_var: float = float("nan")
+    # mean and variance of the round's returns and of their errors R - v under the values the
+    # round was collected with: a round holds a few dozen correlated samples, so its explained
+    # variance is noisy; these let it be pooled over many rounds (losses.pooled_explained_variance)
 
 
 class PPO:
@@ -165,5 +172,9 @@ class PPO:
         stats.policy_loss, stats.value_loss = sums.get("pg", 0.0) / n, sums.get("vl", 0.0) / n
         stats.clip_fraction = sums.get("cf", 0.0) / n
         self._after(r, stats)
-        stats.explained_variance = L.explained_variance(r.values.reshape(-1), returns.reshape(-1))
+        values, returns = r.values.reshape(-1), returns.reshape(-1)
+        stats.explained_variance = L.explained_variance(values, returns)
+        err = returns - values
+        stats.return_mean, stats.return_var = float(returns.mean()), float(returns.var(unbiased=False))
+        stats.value_error_mean, stats.value_error_var = float(err.mean()), float(err.var(unbiased=False))
         return stats

@@ -15,20 +15,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import torch
 
-from esper.simic.collect import Learner, RoundResult
+from esper.simic.collect import Learner, RoundResult, new_policy
 from esper.simic.config import RunConfig
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.rewards import RewardConfig
 from esper.simic.procs import make_vec_env
 from esper.simic.telemetry import EnvEventSink
-from esper.tamiyo.policy.bridge import BridgeConfig
+from esper.tamiyo.policy.bridge import LEGACY_BRIDGE, BridgeConfig
 from esper.tamiyo.policy.features import FeatureConfig
-from esper.tamiyo.policy.network import NetworkConfig, PolicyNetwork
+from esper.tamiyo.policy.network import NetworkConfig
+
+LEGACY = MappingProxyType({"env": MappingProxyType({"critic_features": False}), "bridge": LEGACY_BRIDGE})
+"""Per section, settings added after the first checkpoints and the values that reproduce them."""
 
 if TYPE_CHECKING:
     from esper.simic.vec_env import VecMorphEnv
@@ -51,10 +55,13 @@ class Configs:
 
     @classmethod
     def from_dict(cls, d: dict) -> Configs:
-        """The inverse of ``as_dict`` (a section missing from ``d`` takes its defaults)."""
+        """The inverse of ``as_dict``: a section missing from ``d`` takes its defaults, a setting
+        missing from a section its value before the setting existed (LEGACY), so that an earlier
+        checkpoint resumes as it was."""
         parts = {"run": RunConfig, "env": EnvConfig, "reward": RewardConfig, "ppo": PPOConfig,
                  "features": FeatureConfig, "bridge": BridgeConfig, "network": NetworkConfig}
-        return cls(**{name: part(**_tuples(part, d.get(name, {}))) for name, part in parts.items()})
+        return cls(**{name: part(**_tuples(part, {**LEGACY.get(name, {}), **d[name]} if name in d else {}))
+                      for name, part in parts.items()})
 
 
 def _tuples(cls_, values: dict) -> dict:
@@ -117,7 +124,7 @@ class PPOTrainer:
                            writer, episode0, resume["data_passes"] if resume else 0, sinks, cfgs.ppo.teacher)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfgs.run.seed)
-            net = PolicyNetwork(env.obs_dim, env.space, cfgs.network)
+            net = new_policy(env, cfgs.network)
         net.set_blueprint_prior(env.bridge.blueprint_log_costs())
         ppo = PPO(net, cfgs.ppo, total_updates=cfgs.run.rounds)
         learner = Learner(env, ppo, torch.Generator().manual_seed(cfgs.run.seed))

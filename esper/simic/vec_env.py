@@ -24,7 +24,7 @@ from esper.leyline.actions import Decision
 from esper.nissa.sink import Sink
 from esper.simic.collect import StepOutcome
 from esper.simic.config import TEACHERS
-from esper.simic.env import EnvConfig, MorphEnv, episode_seed, task_options
+from esper.simic.env import CRITIC_FEATURES, EnvConfig, MorphEnv, episode_seed, task_options
 from esper.simic.rewards import RewardConfig
 from esper.simic.shared_data import Batch, SharedData
 from esper.simic.teacher import HeuristicTeacher
@@ -114,8 +114,20 @@ class VecMorphEnv:
             self.pool.keep(set(self.keys))
 
     @property
+    def critic_dim(self) -> int:
+        """Features at the end of each observation that are the critic's alone (CRITIC_FEATURES)."""
+        return len(CRITIC_FEATURES) if self.cfg.critic_features else 0
+
+    @property
     def obs_dim(self) -> int:
-        return self.bridge.obs_dim
+        return self.bridge.obs_dim + self.critic_dim
+
+    def _features(self, i: int, obs) -> Tensor:
+        """Environment ``i``'s features of ``obs``, then the critic's own (of its current state)."""
+        feats = self.bridge.encode(obs, self.last_op[i])
+        if not self.cfg.critic_features:
+            return feats
+        return torch.cat([feats, torch.tensor(self.envs[i].critic_features(), dtype=feats.dtype)])
 
     def next_episode(self) -> int:
         """An episode index no environment has used yet (where a resumed run starts)."""
@@ -137,7 +149,7 @@ class VecMorphEnv:
         return self.bridge.features
 
     def observe(self) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        feats = torch.stack([self.bridge.encode(e.obs, self.last_op[i]) for i, e in enumerate(self.envs)])
+        feats = torch.stack([self._features(i, e.obs) for i, e in enumerate(self.envs)])
         masks = stack_masks([self.bridge.masks(e.obs) for e in self.envs])
         starts = torch.tensor([e.fresh for e in self.envs], dtype=torch.bool)
         return feats, masks, starts
@@ -169,7 +181,7 @@ class VecMorphEnv:
             if isinstance(env.sink, PolicySink):
                 env.sink.reward(res.components)
             self.last_op[i] = int(act.actions["op"][i])
-            finals.append(self.bridge.encode(res.final_obs, self.last_op[i]))
+            finals.append(self._features(i, res.final_obs))
             rewards.append(sum(res.components.values()))
             term.append(res.terminated)
             trunc.append(res.truncated)

@@ -16,7 +16,8 @@ from esper.leyline.config import TrainConfig
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions, build_task
 from esper.simic.cli import add_ppo_arguments, configs_from_args, resumed_configs, run_ppo
-from esper.simic.training import Budget, PPOTrainer
+from esper.simic.losses import pooled_explained_variance
+from esper.simic.training import Budget, Configs, PPOTrainer
 from esper.tamiyo.policy.controller import load_policy_controller
 from esper.tolaria.trainer import Trainer
 
@@ -37,6 +38,7 @@ def test_defaults():
     assert cfgs.run.rounds == 150 and cfgs.run.time_budget_s == 780.0  # at most 13 min of learning
     assert cfgs.reward.gamma == cfgs.ppo.gamma
     assert (cfgs.ppo.teacher, cfgs.ppo.teacher_coef, cfgs.ppo.teacher_fraction) == ("heuristic", 1.0, 1.0)
+    assert cfgs.env.critic_features and not configs_from_args(parse("--no-critic-features")).env.critic_features
     hot = configs_from_args(parse("--entropy-scale", "5"))
     assert hot.ppo.entropy_coefs["op"] == pytest.approx(5 * cfgs.ppo.entropy_coefs["op"])
 
@@ -111,9 +113,28 @@ def test_a_taught_run_logs_its_teacher_and_resumes_with_it(trained, tmp_path):
     cfgs = resumed_configs(parse("--rounds", "3", "--workers", "1"), ckpt)
     assert (cfgs.ppo.teacher, cfgs.ppo.teacher_coef) == ("heuristic", 2.0)
     assert "ppo/teacher_weight" in {r["name"] for r in read_run(trained[1]).rows("scalar")}  # the default
-    rc = run_ppo(parse(*TINY, "--teacher", "none", "--runs-dir", str(tmp_path / "b")), Console(file=io.StringIO()))
-    untaught = {r["name"] for r in read_run(next((tmp_path / "b").iterdir())).rows("scalar")}
+    rc = run_ppo(parse(*TINY, "--teacher", "none", "--no-critic-features", "--runs-dir", str(tmp_path / "b")),
+                 Console(file=io.StringIO()))
+    plain_dir = next((tmp_path / "b").iterdir())
+    untaught = {r["name"] for r in read_run(plain_dir).rows("scalar")}
     assert rc == 0 and "ppo/teacher_weight" not in untaught and "ppo/reward_per_step" in untaught
+    # without critic features the network reads the policy's features alone, and deployed reports its value
+    ctrl = load_policy_controller(plain_dir / "policy.pt")
+    assert ctrl.net.cfg.critic_inputs == 0 and ctrl.net.obs_dim == ctrl.net.actor_dim == ctrl.bridge.obs_dim
+
+
+def test_each_round_logs_the_moments_its_explained_variance_pools_from(trained):
+    log = read_run(trained[1])
+    names = ("ppo/return_mean", "ppo/return_var", "ppo/value_error_mean", "ppo/value_error_var")
+    moments: dict[int, dict[str, float]] = {}
+    for r in log.rows("scalar"):
+        if r["name"] in names:
+            moments.setdefault(r["step"], {})[r["name"]] = r["value"]
+    updates = log.rows("ppo_update")
+    assert len(updates) == 2 and all(len(moments[u["step"]]) == 4 for u in updates)
+    for u in updates:  # one round pooled alone is that round's own explained variance
+        m = tuple(moments[u["step"]][n] for n in names)
+        assert m[1] > 0 and pooled_explained_variance([m]) == pytest.approx(u["explained_variance"], abs=1e-5)
 
 
 def test_budget_stops_before_a_round_that_would_overrun():
@@ -142,7 +163,9 @@ def test_trained_policy_drives_the_trainer(trained):
     summary = trainer.fit()
     assert summary.epochs == 4
     assert set(ctrl.last_probs) == {op.name for op in Op}
-    assert abs(sum(ctrl.last_probs.values()) - 1.0) < 1e-4 and ctrl.last_value is not None
+    assert abs(sum(ctrl.last_probs.values()) - 1.0) < 1e-4
+    # its critic reads what only training knows (the gap to the shadow): deployed, it reports no value
+    assert ctrl.net.cfg.critic_inputs == 2 and ctrl.last_value is None
 
 
 def test_controller_masks_slots_the_model_lacks(trained):
@@ -193,3 +216,13 @@ def test_configs_round_trip_through_a_checkpoint_dict():
     cfgs = configs_from_args(parse("--envs", "3", "--workers", "1", "--episode-length", "5", "--entropy-scale", "2"))
     assert Configs.from_dict(cfgs.as_dict()) == cfgs
     assert Configs.from_dict({}) == Configs()
+
+
+def test_configs_of_an_earlier_checkpoint_keep_the_settings_it_was_made_with():
+    new = Configs()
+    assert Configs.from_dict(new.as_dict()) == new and new.env.critic_features and new.bridge.prune_after_blend
+    old = new.as_dict()
+    del old["env"]["critic_features"], old["bridge"]["prune_after_blend"]
+    legacy = Configs.from_dict(old)
+    assert not legacy.env.critic_features and not legacy.bridge.prune_after_blend
+    assert legacy.env.task == new.env.task and Configs.from_dict({}) == new  # absent sections: the defaults

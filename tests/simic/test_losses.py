@@ -77,6 +77,21 @@ def test_explained_variance():
     assert math.isnan(L.explained_variance(ret, torch.ones(4)))
 
 
+def test_pooled_explained_variance_is_that_of_the_rounds_together():
+    g = torch.Generator().manual_seed(0)
+    ret = torch.randn(5, 32, generator=g, dtype=torch.float64) + torch.arange(5.0, dtype=torch.float64)[:, None]
+    v = ret + 0.5 * torch.randn(5, 32, generator=g, dtype=torch.float64) + 0.3  # a biased, noisy critic
+    err = ret - v
+    rounds = [(float(r.mean()), float(r.var(unbiased=False)), float(e.mean()), float(e.var(unbiased=False)))
+              for r, e in zip(ret, err)]
+    pooled = L.pooled_explained_variance(rounds)
+    assert pooled == pytest.approx(L.explained_variance(v.reshape(-1), ret.reshape(-1)), abs=1e-12)
+    # each round alone sees only its own spread (about 1), not the spread between rounds
+    per_round = sum(L.explained_variance(v[i], ret[i]) for i in range(5)) / 5
+    assert pooled > 0.9 and per_round < pooled - 0.1
+    assert math.isnan(L.pooled_explained_variance([])) and math.isnan(L.pooled_explained_variance([(1, 0, 0, 0)] * 2))
+
+
 def test_normalize_advantages():
     out = L.normalize_advantages(torch.tensor([1.0, 2.0, 3.0]))
     assert out.tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-6)

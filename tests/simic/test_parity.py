@@ -8,6 +8,7 @@ from esper.leyline.config import TrainConfig
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions
 from esper.session import RunSpec, run_training
+from esper.simic.collect import new_policy
 from esper.simic.env import EnvConfig
 from esper.simic.telemetry import EnvEventSink
 from esper.simic.vec_env import VecMorphEnv
@@ -26,7 +27,7 @@ def steered_policy(env: VecMorphEnv) -> PolicyNetwork:
     every slot (gate blend, cosine curve), then (the bridge advancing the seeds) retarget alpha
     (0.7 over 5 epochs)."""
     torch.manual_seed(3)
-    net = PolicyNetwork(env.obs_dim, env.space)
+    net = new_policy(env)
     prefs = {"op": {Op.WAIT: -5, Op.GERMINATE: 6, Op.SET_ALPHA_TARGET: 5, Op.PRUNE: -5, Op.FOSSILIZE: 3,
                     Op.ADVANCE: 4},
              "blend": {"gate": 5}, "tempo": {"fast": 5}, "curve": {"cosine": 5},
@@ -49,12 +50,14 @@ def env_run(tmp_path, net_path) -> tuple:
     net = steered_policy(env)
     net.save(net_path, dict(env.bridge.config(), task=CFG.task))
     state = net.initial_state(1)
+    critic_seen = []
     for _ in range(CFG.episode_length):  # one whole episode, greedy as deployment acts
         feats, masks, starts = env.observe()
+        critic_seen.append(feats[0, -env.critic_dim:].tolist())  # given to the critic here, zeros deployed
         res = net.act(feats, masks, state, starts, greedy=True)
         state = res.state
         out = env.step(res)
-    assert out.terminated.all()
+    assert out.terminated.all() and env.critic_dim == 2 and any(x != 0.0 for f in critic_seen for x in f)
     rw.close("completed")
     return read_run(tmp_path / "env")
 

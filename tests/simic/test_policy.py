@@ -229,3 +229,21 @@ def test_a_new_policy_mostly_waits():
     for head, choice, n in (("blend", BLENDS.index("add"), 3), ("tempo", TEMPOS.index("fast"), 3),
                             ("curve", CURVES.index("linear"), 4)):
         assert torch.softmax(logits[head][0, 0], -1)[choice].item() == pytest.approx(e3 / (e3 + n - 1), abs=0.01)
+
+
+def test_the_critic_s_own_features_reach_the_value_and_never_the_actor():
+    torch.manual_seed(0)
+    net = PolicyNetwork(8, SPACE, NetworkConfig(critic_inputs=2))
+    with torch.no_grad():  # a normaliser that has seen data, so the critic features are not scaled away
+        net.norm.update(torch.randn(256, 8) * 3)
+    obs = torch.randn(5, 3, 8)
+    other = obs.clone()
+    other[..., 6:] = torch.randn(5, 3, 2) * 10  # only the critic's features differ
+    starts = torch.zeros(5, 3, dtype=torch.bool)
+    logits, values, state = net(obs, net.initial_state(3), starts)
+    logits2, values2, state2 = net(other, net.initial_state(3), starts)
+    assert net.actor_dim == 6 and net.encoder[0].in_features == 6
+    assert all(torch.equal(logits[h], logits2[h]) for h in logits) and torch.equal(state[0], state2[0])
+    assert (values - values2).abs().min() > 0
+    with pytest.raises(ValueError, match="critic_inputs"):
+        PolicyNetwork(2, SPACE, NetworkConfig(critic_inputs=2))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from esper.leyline.actions import Decision, Op
-from esper.simic.collect import Learner, collect
+from esper.simic.collect import Learner, collect, new_policy
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.teacher import HeuristicTeacher, legal
@@ -76,7 +76,7 @@ def test_environment_labels_are_the_heuristic_s_choice_once_per_epoch():
 def test_a_rollout_carries_the_labels_of_the_states_the_policy_reached():
     env = VecMorphEnv(2, TINY, teacher="heuristic")
     torch.manual_seed(0)
-    net = PolicyNetwork(env.obs_dim, env.space)
+    net = new_policy(env)
     r, *_ = collect(env, net, 6, net.initial_state(2), [0.0] * 2, torch.Generator().manual_seed(0), teacher=True)
     assert set(r.teacher_actions) == set(env.space.heads) and r.teacher_actions["op"].shape == (6, 2)
     ops = {OPS[i] for i in r.teacher_actions["op"].flatten().tolist()}

@@ -3,19 +3,20 @@ determinism, telemetry."""
 
 import dataclasses
 
+import pytest
 import torch
 from telemetry_schema import read_run
 
 from esper.kasmina.model import MorphogeneticModel
 from esper.leyline.actions import Op
 from esper.leyline.stages import SeedStage
-from esper.simic.collect import Learner, collect
+from esper.simic.collect import Learner, collect, new_policy
 from esper.simic.env import EnvConfig
 from esper.simic.ppo import PPO, PPOConfig
 from esper.simic.rewards import RewardConfig
 from esper.simic.vec_env import VecMorphEnv
 from esper.tamiyo.policy.actions import ALPHA_SPEEDS, OPS, ActionSpace
-from esper.tamiyo.policy.network import ActResult, NetworkConfig, PolicyNetwork
+from esper.tamiyo.policy.network import ActResult, NetworkConfig
 
 TINY = EnvConfig(episode_length=3, synthetic_train=256, synthetic_val=128)
 
@@ -23,7 +24,7 @@ TINY = EnvConfig(episode_length=3, synthetic_train=256, synthetic_val=128)
 def run(num_envs: int, cfg: EnvConfig, steps: int = 4, policy_seed: int = 0):
     env = VecMorphEnv(num_envs, cfg)
     torch.manual_seed(policy_seed)
-    net = PolicyNetwork(env.obs_dim, env.space, NetworkConfig(wait_bias=0.0))  # a policy that acts
+    net = new_policy(env, NetworkConfig(wait_bias=0.0))  # a policy that acts
     rollout, *_ = collect(env, net, steps, net.initial_state(num_envs), [0.0] * num_envs,
                           torch.Generator().manual_seed(policy_seed))
     return env, rollout
@@ -135,12 +136,18 @@ def test_a_waiting_environment_earns_exactly_zero_paired_gain():
         acts["blueprint"] = torch.tensor([0, env.space.blueprints.index("attention")])
         return ActResult(acts, torch.zeros(2, n_heads), torch.zeros(2), None, torch.full((2, 6), 1 / 6))
 
-    gains, shadow = [], next(iter(env.pool.shadows.values()))
+    gains, shadow, returns = [], next(iter(env.pool.shadows.values())), torch.zeros(2)
     for step in range(7):
         out = env.step(act(Op.GERMINATE if step == 0 else Op.ADVANCE))
         gains.append([c["paired_gain"] for c in out.components])
+        returns += out.rewards
         if step < 6:
             assert env.envs[0].acc == shadow.acc
+            # the critic's own features: the episode's reward so far and the recent gap to the shadow
+            critic = env.observe()[0][:, -env.critic_dim:]
+            gap1 = sum(env.envs[1].gaps[-3:]) / len(env.envs[1].gaps[-3:]) / 10
+            assert critic[0].tolist() == [0.0, 0.0]
+            assert critic[1].tolist() == pytest.approx([float(returns[1]), gap1], abs=1e-6)
     assert all(g[0] == 0.0 for g in gains)
     assert any(g[1] != 0.0 for g in gains)  # the seed, once blending, changed env 1's accuracy
     assert out.terminated.all() and not out.truncated.any()  # the training run is over
@@ -162,7 +169,7 @@ def test_learner_round_logs_events_with_env_index(tmp_path):
     rw = create_run(tmp_path, ev.RunStarted(run_id="ppo-test", task="synthetic-images", topology="cnn",
                                             host_params=1, num_envs=2))
     env = VecMorphEnv(2, TINY, sink_factory=lambda i: EnvEventSink(rw.writer, i))
-    net = PolicyNetwork(env.obs_dim, env.space)
+    net = new_policy(env)
     learner = Learner(env, PPO(net, PPOConfig(), total_updates=1), torch.Generator().manual_seed(0))
     result = learner.round(3)
     rw.writer.emit(ppo_update_event(result.stats))
@@ -226,7 +233,7 @@ def test_worker_processes_step_exactly_as_one_process(tmp_path):
         rollouts = []
         for env in (one, split):
             torch.manual_seed(0)
-            net = PolicyNetwork(env.obs_dim, env.space)
+            net = new_policy(env)
             r, *_ = collect(env, net, 5, net.initial_state(3), [0.0] * 3, torch.Generator().manual_seed(0),
                             teacher=True)
             rollouts.append(r)

@@ -85,12 +85,13 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def _setting_ok(name, value) -> bool:
     """A network setting as ``NetworkConfig`` could hold it: a width (a positive int, at most
-    MAX_WIDTH; the names without 'bias' or 'prior') or a finite initial logit or prior."""
+    MAX_WIDTH; the names without 'bias' or 'prior'), a count of inputs (an int, 0 to MAX_WIDTH;
+    'inputs') or a finite initial logit or prior."""
     if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     if "bias" in name or "prior" in name:
         return math.isfinite(value) and abs(value) <= 100
-    return isinstance(value, int) and 0 < value <= MAX_WIDTH
+    return isinstance(value, int) and (0 if name.endswith("inputs") else 1) <= value <= MAX_WIDTH
 
 
 def summarise_keys(keys: list[str], shown: int = 3) -> str:

@@ -43,13 +43,15 @@ class PolicyController:
     def decide(self, obs: Observation) -> list[Decision]:
         if obs.topology != self.bridge.topology:
             raise ValueError(f"policy was trained on a {self.bridge.topology} host; this run has a {obs.topology} host")
-        feats = self.bridge.encode(obs, self.last_op).unsqueeze(0)
+        feats = self.bridge.encode(obs, self.last_op)
+        critic_only = self.net.obs_dim - self.net.actor_dim  # the critic's own features: unknown here
+        feats = torch.cat([feats, feats.new_zeros(critic_only)]).unsqueeze(0)
         masks = stack_masks([self.bridge.masks(obs)])
         res = self.net.act(feats, masks, self.state, torch.tensor([not self.started]), self.generator, self.greedy)
         self.state, self.started = res.state, True
         self.last_op = int(res.actions["op"][0])
         self.last_probs = {op.name: float(p) for op, p in zip(OPS, res.op_probs[0])}
-        self.last_value = float(res.value[0])
+        self.last_value = None if critic_only else float(res.value[0])
         return self.bridge.decisions({h: int(v[0]) for h, v in res.actions.items()}, obs)
 
 
@@ -64,7 +66,7 @@ def load_policy_controller(path: str | Path, greedy: bool = True, seed: int = 0)
         bridge = PolicyBridge.from_config(net.space, extra)
     except TypeError as exc:  # feature or bridge settings this version does not know
         raise CheckpointError(f"{path}: unknown policy settings ({str(exc).splitlines()[0]})") from None
-    if bridge.obs_dim != net.obs_dim:
-        raise CheckpointError(f"{path}: the policy reads {net.obs_dim} observation features, this version of esper makes "
+    if bridge.obs_dim != net.actor_dim:
+        raise CheckpointError(f"{path}: the policy reads {net.actor_dim} observation features, this version of esper makes "
                               f"{bridge.obs_dim} (retrain it with `esper ppo`)")
     return PolicyController(net, bridge, greedy, seed)

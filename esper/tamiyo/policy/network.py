@@ -63,6 +63,13 @@ class NetworkConfig:
     # three) and learns where other settings pay. With uniform settings heads one germination in
     # 36 had them, and a seed's outcome varied with five random choices instead of two (slot and
     # blueprint): a slow tempo, for one, blends a seed over half a 16-epoch episode
+    critic_inputs: int = 0
+    # the last critic_inputs observation features are the critic's alone (an asymmetric
+    # actor-critic): the value head reads them beside the LSTM's output, the actor never does, so
+    # training may give the critic what a deployed controller cannot know (esper.simic.env
+    # CRITIC_FEATURES: the episode's reward so far, the gap to the host-only shadow); a deployed
+    # policy is given zeros there and reports no value. esper ppo sets it from the environments
+    # (EnvConfig.critic_features)
 
 
 CHOICES: Mapping[str, tuple[str, ...]] = MappingProxyType({"blend": BLENDS, "tempo": TEMPOS, "curve": CURVES})
@@ -82,11 +89,14 @@ class PolicyNetwork(nn.Module):
         self.obs_dim, self.space, self.cfg = obs_dim, space, cfg
         self.head_names = space.heads
         self.register_buffer("relevance", space.relevance(), persistent=False)
+        if not 0 <= cfg.critic_inputs < obs_dim:
+            raise ValueError(f"critic_inputs must be in [0, {obs_dim}) for {obs_dim} observation features")
+        self.actor_dim = obs_dim - cfg.critic_inputs
         self.norm = RunningNorm(obs_dim)
-        self.encoder = nn.Sequential(nn.Linear(obs_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.Tanh())
+        self.encoder = nn.Sequential(nn.Linear(self.actor_dim, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.Tanh())
         self.lstm = nn.LSTM(cfg.hidden, cfg.hidden)
         self.heads = nn.ModuleDict({h: _mlp(cfg.hidden, cfg.head_hidden, n) for h, n in space.head_sizes.items()})
-        self.value = _mlp(cfg.hidden, cfg.head_hidden, 1)
+        self.value = _mlp(cfg.hidden + cfg.critic_inputs, cfg.head_hidden, 1)
         for head in self.heads.values():  # near-uniform initial policy ...
             nn.init.normal_(head[-1].weight, std=0.01)
             nn.init.zeros_(head[-1].bias)
@@ -107,7 +117,8 @@ class PolicyNetwork(nn.Module):
     def forward(self, obs: Tensor, state: State, starts: Tensor) -> tuple[dict[str, Tensor], Tensor, State]:
         """obs (T, B, D), starts (T, B) bool (episode begins: LSTM state reset before the step).
         Returns logits {head: (T, B, n)}, values (T, B), final state."""
-        x = self.encoder(self.norm(obs))  # (T, B, H)
+        normed = self.norm(obs)
+        x = self.encoder(normed[..., :self.actor_dim])  # (T, B, H)
         h, c = state
         outs = []
         for t in range(obs.shape[0]):
@@ -116,7 +127,8 @@ class PolicyNetwork(nn.Module):
             outs.append(out)
         z = torch.cat(outs, 0)  # (T, B, H)
         logits = {name: head(z) for name, head in self.heads.items()}
-        return logits, self.value(z).squeeze(-1), (h, c)
+        critic_in = torch.cat([z, normed[..., self.actor_dim:]], -1) if self.cfg.critic_inputs else z
+        return logits, self.value(critic_in).squeeze(-1), (h, c)
 
     def distribution(self, logits: dict[str, Tensor], masks: dict[str, Tensor]) -> FactoredDistribution:
         """Distribution over flat (N, ·) logits and masks."""
