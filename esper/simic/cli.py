@@ -124,7 +124,7 @@ def _log_round(writer, i: int, r: RoundResult, seconds: float) -> None:
         writer.scalar("ppo/episode_return", sum(r.episode_returns) / len(r.episode_returns), step=i)
     for k, v in r.components.items():
         writer.scalar(f"reward/{k}", v, step=i)
-    if r.stats.teacher_weight > 0 or not math.isnan(r.stats.imitation_loss):
+    if not math.isnan(r.stats.imitation_loss):  # a run with a teacher
         writer.scalar("ppo/teacher_weight", r.stats.teacher_weight, step=i)
         writer.scalar("ppo/imitation_loss", r.stats.imitation_loss, step=i)
         writer.scalar("ppo/teacher_agreement", r.stats.teacher_agreement, step=i)

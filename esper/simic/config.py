@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 """Worker processes of a default run: the 2 cores the default is sized for, where the machine has them."""
+CRITIC_FEATURES: tuple[str, ...] = ("reward_so_far", "shadow_gap")
+"""What an environment tells the critic alone (esper.simic.env MorphEnv.critic_features): the
+episode's summed reward, and the mean accuracy gap to the host-only shadow over the reward's
+window (pp / 10)."""
 TEACHERS: tuple[str, ...] = ("none", "heuristic")
 """Teachers ``esper ppo --teacher`` offers (esper.simic.teacher)."""
 DEFAULT_BUDGET_S = 780.0
@@ -64,10 +68,15 @@ class EnvConfig:
     fault: str | None = None
     # deliberate fault of every episode, 'nan@EPOCH' or 'spike@EPOCH' (tests the death path)
     critic_features: bool = True
-    # the environments also report what only training can know, for the critic alone (esper.simic.env
-    # CRITIC_FEATURES; NetworkConfig.critic_inputs): the reward is the change of the gap to the
+    # the environments also report what only training can know, for the critic alone
+    # (CRITIC_FEATURES; NetworkConfig.critic_inputs): the reward is the change of the gap to the
     # host-only shadow, so what is left of an episode's return depends on the gap reached so far,
     # which the policy's own observation does not show
+
+    @property
+    def critic_dim(self) -> int:
+        """Features at the end of each observation that are the critic's alone."""
+        return len(CRITIC_FEATURES) if self.critic_features else 0
     shared_host: bool = True
     # environments starting an episode at the same step start from the same host weights (one host
     # seed per episode index), so one host-only shadow pairs with all of them; False gives every
@@ -120,10 +129,10 @@ class PPOConfig:
     teacher: str = "heuristic"
     # 'heuristic': every update also imitates what the heuristic would do in the states the policy
     # reached (esper.simic.teacher), with a weight that decays to 0; 'none': PPO alone. On held-out
-    # seeds of the proxy a default run's policy ended 3.05 pp short of the heuristic without a
-    # teacher and 0.12 pp short with one (bench/PERFORMANCE.md)
+    # seeds of the proxy a default run's policy ended 3 pp short of the heuristic without a teacher
+    # and within the noise of it (0.1 to 0.6 pp short) with one (bench/PERFORMANCE.md)
     teacher_coef: float = 1.0
     # weight of the imitation loss (cross-entropy of the teacher's choice) at the first update ...
     teacher_fraction: float = 1.0
     # ... decaying linearly to 0 over this fraction of the run's rounds (--rounds, not the time
-    # budget: a default run that stops on its budget ends with a weight of about 0.15)
+    # budget: a default run that stops on its budget ends with a weight of 0.15 to 0.25)

@@ -31,11 +31,6 @@ from esper.simic.shared_data import Batch, SharedData
 from esper.tolaria.trainer import FaultSpec, Trainer
 
 
-CRITIC_FEATURES: tuple[str, ...] = ("reward_so_far", "shadow_gap")
-"""What an environment tells the critic alone (MorphEnv.critic_features): the episode's summed
-reward, and the mean accuracy gap to the host-only shadow over the reward's window (pp / 10)."""
-
-
 def task_options(cfg: EnvConfig) -> TaskOptions:
     """The options of the environments' shared task (data seed = the base seed)."""
     return TaskOptions(batch_size=cfg.batch_size, seed=cfg.seed, data_dir=cfg.data_dir,
@@ -190,7 +185,7 @@ class MorphEnv:
         return StepResult(components, died or end, False, self.obs, effect, died, info)
 
     def critic_features(self) -> list[float]:
-        """CRITIC_FEATURES of the current state."""
+        """The critic's own features of the current state (esper.simic.config.CRITIC_FEATURES)."""
         window = self.gaps[-max(1, self.reward_cfg.paired_window):]
         return [self.reward_so_far, sum(window) / len(window) / 10.0]
 

@@ -88,13 +88,18 @@ class PPO:
         """Replay sequences ``idx``: flat (T·b) head log-probs, entropies, relevance, values, and the
         cross-entropy of the teacher's choices (None without them)."""
         dist, values = self._dist(r, idx)
+        head_logp, head_ent, rel, imitation = self._scores(r, idx, dist)
+        return head_logp, head_ent, rel, values, imitation
+
+    def _scores(self, r: Rollout, idx: Tensor, dist):
+        """Under ``dist`` (of sequences ``idx``): the taken actions' head log-probs, entropies and
+        relevance, and the cross-entropy of the teacher's choices (None without them)."""
         actions = {h: a[:, idx].reshape(-1) for h, a in r.actions.items()}
         imitation = None
         if r.teacher_actions is not None:
             taught = {h: a[:, idx].reshape(-1) for h, a in r.teacher_actions.items()}
             imitation = -dist.head_log_probs(taught).sum(1)
-        return (dist.head_log_probs(actions), dist.head_entropy(actions["op"]), dist.relevant(actions["op"]), values,
-                imitation)
+        return dist.head_log_probs(actions), dist.head_entropy(actions["op"]), dist.relevant(actions["op"]), imitation
 
     def _minibatch(self, r: Rollout, idx: Tensor, adv: Tensor, returns: Tensor) -> dict[str, Tensor] | None:
         """One optimizer step on sequences ``idx``; None (no step) when its KL is already past target."""
@@ -123,21 +128,22 @@ class PPO:
         """KL and entropies of the policy the update left, over the whole round: the update's
         own minibatch KLs are measured before each step (the first one is exactly 0), so their
         mean understates what the update did. Heads no sample used are left out."""
-        head_logp, head_ent, rel, _, imitation = self._evaluate(r, torch.arange(r.obs.shape[1]))
+        idx = torch.arange(r.obs.shape[1])
+        dist, _ = self._dist(r, idx)
+        head_logp, head_ent, rel, imitation = self._scores(r, idx, dist)
         old = r.head_logp.reshape(-1, head_logp.shape[1])
         if imitation is not None:
             stats.imitation_loss = float(imitation.mean())
-            stats.teacher_agreement = self._agreement(r)
+            stats.teacher_agreement = self._agreement(r, dist)
         stats.approx_kl = float(L.approx_kl(head_logp.sum(1), old.sum(1)))
         stats.entropy = float(head_ent.sum(1).mean())
         counts = rel.sum(0)
         stats.head_entropy = {h: float(head_ent[:, i].sum() / counts[i])
                               for i, h in enumerate(self.net.head_names) if counts[i] > 0}
 
-    def _agreement(self, r: Rollout) -> float:
-        """Share of the round's states where the greedy action matches the teacher's on every head
-        the teacher's op uses."""
-        dist, _ = self._dist(r, torch.arange(r.obs.shape[1]))
+    def _agreement(self, r: Rollout, dist) -> float:
+        """Share of the round's states where the greedy action under ``dist`` (the whole round's)
+        matches the teacher's on every head the teacher's op uses."""
         greedy = dist.sample(greedy=True)
         taught = {h: a.reshape(-1) for h, a in r.teacher_actions.items()}
         rel = dist.relevant(taught["op"])

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from esper.simic.collect import StepOutcome
-from esper.simic.env import CRITIC_FEATURES, EnvConfig
+from esper.simic.env import EnvConfig
 from esper.simic.rewards import RewardConfig
 from esper.simic.telemetry import EnvEventSink
 from esper.tamiyo.policy.actions import ActionSpace
@@ -122,7 +122,7 @@ class ProcVecEnv:
         if not 1 <= workers <= num_envs:
             raise ValueError(f"workers must be between 1 and the number of environments ({num_envs})")
         self.num_envs, self.writer = num_envs, writer
-        self.critic_dim = len(CRITIC_FEATURES) if cfg.critic_features else 0
+        self.critic_dim = cfg.critic_dim
         shares = [tuple(range(num_envs))[w::workers] for w in range(workers)]
         self.order = [i for share in shares for i in share]  # worker-major position -> env index
         ctx = mp.get_context("spawn")

@@ -24,7 +24,7 @@ from esper.leyline.actions import Decision
 from esper.nissa.sink import Sink
 from esper.simic.collect import StepOutcome
 from esper.simic.config import TEACHERS
-from esper.simic.env import CRITIC_FEATURES, EnvConfig, MorphEnv, episode_seed, task_options
+from esper.simic.env import EnvConfig, MorphEnv, episode_seed, task_options
 from esper.simic.rewards import RewardConfig
 from esper.simic.shared_data import Batch, SharedData
 from esper.simic.teacher import HeuristicTeacher
@@ -115,8 +115,7 @@ class VecMorphEnv:
 
     @property
     def critic_dim(self) -> int:
-        """Features at the end of each observation that are the critic's alone (CRITIC_FEATURES)."""
-        return len(CRITIC_FEATURES) if self.cfg.critic_features else 0
+        return self.cfg.critic_dim
 
     @property
     def obs_dim(self) -> int:

@@ -66,7 +66,7 @@ class NetworkConfig:
     critic_inputs: int = 0
     # the last critic_inputs observation features are the critic's alone (an asymmetric
     # actor-critic): the value head reads them beside the LSTM's output, the actor never does, so
-    # training may give the critic what a deployed controller cannot know (esper.simic.env
+    # training may give the critic what a deployed controller cannot know (esper.simic.config
     # CRITIC_FEATURES: the episode's reward so far, the gap to the host-only shadow); a deployed
     # policy is given zeros there and reports no value. esper ppo sets it from the environments
     # (EnvConfig.critic_features)
