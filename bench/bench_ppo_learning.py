@@ -3,6 +3,7 @@ held-out evaluation of the policy it wrote.
 
     python bench/bench_ppo_learning.py                        # default esper ppo, then 5 held-out seeds
     python bench/bench_ppo_learning.py --quick                # 3-minute learning budget, 3 seeds
+    python bench/bench_ppo_learning.py --seeds 10             # ... evaluated on 10 held-out seeds
     python bench/bench_ppo_learning.py --run runs/ppo/X       # evaluate run X's policy (its curves from its log)
     python bench/bench_ppo_learning.py --run runs/ppo/X --full-task   # ... on esper train's default task too
 
@@ -37,15 +38,17 @@ from pathlib import Path
 
 import torch
 
+from esper.leyline.actions import Op
 from esper.leyline.config import TrainConfig
 from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions
 from esper.session import RunSpec, run_training
 from esper.simic.losses import pooled_explained_variance
 from esper.simic.training import Configs
+from esper.tamiyo.policy.actions import HEADS_FOR_OP
 from telemetry_schema import read_run
 
-HELD_OUT = (1001, 1002, 1003, 1004, 1005)
+HELD_OUT = tuple(range(1001, 1011))
 """Evaluation seeds: training episodes draw data from the run's --seed and hosts from
 episode_seed(seed, env, episode); none of these is either."""
 KL_BAND = (1e-3, 5e-2)
@@ -59,6 +62,14 @@ def mean_se(xs: list[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     m = statistics.fmean(xs)
     return m, (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
+
+
+def write_report(out: dict, path: str | None) -> None:
+    """The bench's last line, ``out`` as JSON; also written to ``path`` when given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out))
+    sys.stdout.write(json.dumps(out) + "\n")
 
 
 def learn(ppo_argv: list[str], runs_dir: Path) -> Path:
@@ -88,12 +99,22 @@ def curves(run_dir: Path) -> dict:
     cpu = {k: [r["value"] for r in log.rows("scalar") if r["name"] == f"ppo/round_cpu_seconds_{k}"]
            for k in ("main", "worker")}
     heads = sorted({h for u in ups for h, _ in u["head_entropy"]})
+    ops = [r["op"] for r in sorted(log.rows("controller_decision"), key=lambda r: r["seq"])]
     rows = [{"update": u["step"], "episode_return": returns.get(u["step"]), "reward_per_step": rewards.get(u["step"]),
              "approx_kl": u["approx_kl"], "explained_variance": u["explained_variance"],
              "clip_fraction": u["clip_fraction"], "entropy": dict(u["head_entropy"]),
              "teacher_agreement": agreement.get(u["step"]),
              "moments": [moments[k].get(u["step"]) for k in MOMENTS]} for u in ups]
-    return {"rows": rows, "heads": heads, "learning_seconds": seconds, "cpu": cpu}
+    return {"rows": rows, "heads": heads, "learning_seconds": seconds, "cpu": cpu, "ops": ops}
+
+
+def head_use(ops: list[str]) -> dict[str, float]:
+    """Share of ``ops`` (op names of decisions) whose op uses each head (HEADS_FOR_OP): a head
+    no decision uses gets no gradient from the return, so its entropy says nothing of learning."""
+    if not ops:
+        return {}
+    heads = dict.fromkeys(h for used in HEADS_FOR_OP.values() for h in used)
+    return {h: sum(h in HEADS_FOR_OP[Op[o]] for o in ops) / len(ops) for h in heads}
 
 
 def curve_summary(c: dict) -> dict:
@@ -126,7 +147,7 @@ def curve_summary(c: dict) -> dict:
             "ev_pooled_last_fifth": pooled_explained_variance(
                 [tuple(r["moments"]) for r in tail if None not in r.get("moments", [None])]),
             "teacher_agreement_last_fifth": _mean_of(r["teacher_agreement"] for r in tail),
-            "entropy": ent}
+            "entropy": ent, "head_use_last_fifth": head_use(c["ops"][-max(1, len(c["ops"]) // 5):])}
 
 
 def _mean_of(xs) -> float:
@@ -203,7 +224,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", default=None, help="an esper ppo run directory to evaluate (skips learning)")
     p.add_argument("--quick", action="store_true", help="learn for 3 minutes, evaluate 3 seeds")
-    p.add_argument("--seeds", type=int, default=None, help="held-out seeds to evaluate (at most 5)")
+    p.add_argument("--seeds", type=int, default=None, help=f"held-out seeds to evaluate (default 5, at most {len(HELD_OUT)})")
     p.add_argument("--full-task", action="store_true", help="also evaluate on esper train's default task")
     p.add_argument("--runs-dir", default="runs/bench-ppo")
     p.add_argument("--out", default="bench/results/ppo_learning.json")
@@ -234,10 +255,12 @@ def main() -> None:
           f"{summary.get('ev_pooled_last_fifth', float('nan')):+.2f} (their samples pooled); return first fifth "
           f"{summary.get('return_first_fifth', float('nan')):+.3f} -> last fifth "
           f"{summary.get('return_last_fifth', float('nan')):+.3f}")
+    use = summary.get("head_use_last_fifth", {})
     for h, e in summary.get("entropy", {}).items():
-        print(f"  entropy {h:12s} {e['first']:.3f} -> {e['last']:.3f}")
+        print(f"  entropy {h:12s} {e['first']:.3f} -> {e['last']:.3f}  (its op taken in "
+              f"{100 * use.get(h, float('nan')):.1f} % of the last fifth's decisions)")
     cfgs = Configs.from_dict(json.loads(read_run(run_dir).rows("run_started")[0]["config_json"]))
-    n_seeds = min(5, a.seeds or (3 if a.quick else 5))
+    n_seeds = min(len(HELD_OUT), a.seeds or (3 if a.quick else 5))
     seeds = HELD_OUT[:n_seeds]
     proxy = evaluate(run_dir / "policy.pt", seeds, cfgs.env.episode_length + 1, cfgs.env.synthetic_train,
                      cfgs.env.synthetic_val)

@@ -15,7 +15,6 @@ environment's episode. Figures only, never pass/fail; the last line is one JSON 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -25,12 +24,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ppo_learning import arm_spec, mean_se, run_arm  # noqa: E402  (a sibling script)
+from bench_ppo_learning import arm_spec, mean_se, run_arm, write_report  # noqa: E402  (a sibling script)
 
 from esper.simic.config import EnvConfig  # noqa: E402
 
 SEEDS = (2001, 2002, 2003, 2004)
-"""Not the seeds of bench_ppo_learning's held-out evaluation (1001-1005)."""
+"""Not the seeds of bench_ppo_learning's held-out evaluation (1001-1010)."""
 
 
 def parse(candidate: str) -> tuple[int, int, int | None]:
@@ -81,10 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{candidate:>14s}: heuristic - host {diff[0]:+.2f} ± {diff[1]:.2f} pp final accuracy "
                   f"at x{ratio[0]:.2f} FLOPs; {seconds:.1f} s a run", flush=True)
     out = {"bench": "ppo_proxy", "seeds": list(seeds), "val_size": a.val_size, "results": results}
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(out))
-    sys.stdout.write(json.dumps(out) + "\n")
+    write_report(out, a.out)
 
 
 if __name__ == "__main__":
