@@ -44,6 +44,7 @@ from esper.runtime.synthetic import SyntheticConfig
 from esper.runtime.tasks import TaskOptions
 from esper.session import RunSpec, run_training
 from esper.simic.losses import pooled_explained_variance
+from esper.simic.ppo import MOMENTS
 from esper.simic.training import Configs
 from esper.tamiyo.policy.actions import HEADS_FOR_OP
 from telemetry_schema import read_run
@@ -52,8 +53,6 @@ HELD_OUT = tuple(range(1001, 1011))
 """Evaluation seeds: training episodes draw data from the run's --seed and hosts from
 episode_seed(seed, env, episode); none of these is either."""
 KL_BAND = (1e-3, 5e-2)
-MOMENTS = ("return_mean", "return_var", "value_error_mean", "value_error_var")
-"""Per-round scalars of esper ppo from which explained variance is pooled over rounds."""
 
 
 def mean_se(xs: list[float]) -> tuple[float, float]:
@@ -91,13 +90,14 @@ def curves(run_dir: Path) -> dict:
     """Per update: return, KL, EV, entropy per head (from the run's log)."""
     log = read_run(run_dir)
     ups = sorted(log.rows("ppo_update"), key=lambda r: r["step"])
-    returns = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/episode_return"}
-    rewards = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/reward_per_step"}
-    agreement = {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == "ppo/teacher_agreement"}
-    moments = {k: {r["step"]: r["value"] for r in log.rows("scalar") if r["name"] == f"ppo/{k}"} for k in MOMENTS}
-    seconds = sum(r["value"] for r in log.rows("scalar") if r["name"] == "ppo/round_seconds")
-    cpu = {k: [r["value"] for r in log.rows("scalar") if r["name"] == f"ppo/round_cpu_seconds_{k}"]
-           for k in ("main", "worker")}
+    scalars: dict[str, dict[int, float]] = {}  # name -> step -> value, in one pass over the log's scalars
+    for r in log.rows("scalar"):
+        scalars.setdefault(r["name"], {})[r["step"]] = r["value"]
+    returns, rewards, agreement = (scalars.get(f"ppo/{k}", {}) for k in ("episode_return", "reward_per_step",
+                                                                          "teacher_agreement"))
+    moments = {k: scalars.get(f"ppo/{k}", {}) for k in MOMENTS}
+    seconds = sum(scalars.get("ppo/round_seconds", {}).values())
+    cpu = {k: list(scalars.get(f"ppo/round_cpu_seconds_{k}", {}).values()) for k in ("main", "worker")}
     heads = sorted({h for u in ups for h, _ in u["head_entropy"]})
     ops = [r["op"] for r in sorted(log.rows("controller_decision"), key=lambda r: r["seq"])]
     rows = [{"update": u["step"], "episode_return": returns.get(u["step"]), "reward_per_step": rewards.get(u["step"]),

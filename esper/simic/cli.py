@@ -30,6 +30,7 @@ from esper.runtime.tasks import TaskOptions, build_task
 from esper.session import prepare_runs_dir
 from esper.simic.collect import RoundResult
 from esper.simic.config import DEFAULT_BUDGET_S, DEFAULT_WORKERS, EnvConfig, PPOConfig
+from esper.simic.ppo import MOMENTS
 from esper.simic.rewards import RewardConfig
 from esper.simic.telemetry import ppo_update_event
 from esper.simic.training import Budget, Configs, PPOTrainer, RunConfig, load_checkpoint
@@ -118,7 +119,7 @@ def _log_round(writer, i: int, r: RoundResult, seconds: float) -> None:
     writer.emit(ppo_update_event(r.stats), step=i)
     writer.scalar("ppo/reward_per_step", r.mean_reward, step=i)
     writer.scalar("ppo/round_seconds", seconds, step=i)
-    for name in ("return_mean", "return_var", "value_error_mean", "value_error_var"):
+    for name in MOMENTS:
         writer.scalar(f"ppo/{name}", getattr(r.stats, name), step=i)
     if r.episode_returns:
         writer.scalar("ppo/episode_return", sum(r.episode_returns) / len(r.episode_returns), step=i)

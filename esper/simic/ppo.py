@@ -52,6 +52,11 @@ class UpdateStats:
     # variance is noisy; these let it be pooled over many rounds (losses.pooled_explained_variance)
 
 
+MOMENTS: tuple[str, ...] = ("return_mean", "return_var", "value_error_mean", "value_error_var")
+"""The UpdateStats fields a round's explained variance is pooled from, in the order
+``losses.pooled_explained_variance`` takes them (each logged as the scalar ``ppo/<name>``)."""
+
+
 class PPO:
     """Owns the optimiser and the update counter of a PolicyNetwork."""
 
