@@ -13,8 +13,9 @@ a field of ``HeuristicConfig`` (``blueprints=conv_light,attention``, ``max_flops
 host's width; the proxy's host is 8 wide). ``controller=none+host_width=N`` is a static host that
 costs what a grown one costs: the peer that says whether growth beats spending the same compute on
 a bigger network. ``--compare A:B`` prints A minus B over the same seeds. Every arm runs
-``esper train``'s own path (``session.run_training``) on the environments' proxy (same epochs and data sizes as ``esper ppo``'s episodes) on seeds that
-neither ``esper ppo``'s training nor bench_ppo_learning's held-out evaluation uses. Printed per
+``esper train``'s own path (``session.run_training``) on the environments' proxy (same epochs
+and data sizes as ``esper ppo``'s episodes) on seeds that neither ``esper ppo``'s training nor
+bench_ppo_learning's held-out evaluation uses. Printed per
 variant: final accuracy minus the heuristic's (pct-pt, mean ± SE), FLOPs as a ratio to the
 heuristic's, blueprints germinated. A learned controller that beats the heuristic by some margin
 at equal compute needs a way of acting that does; this is where to look for one first.

@@ -63,7 +63,7 @@ def test_tiny_headroom_pass(bench, tmp_path, capsys):
     assert lines[1].lstrip().startswith("blueprints=attention:")
 
 
-def test_static_hosts_grow_nothing_and_a_wider_one_costs_more(bench, tmp_path, capsys):
+def test_static_hosts_grow_nothing_and_a_wider_one_costs_more(bench, capsys):
     bench.main(["controller=none", "controller=none+host_width=12", "--seeds", "2", "--epochs", "3",
                 "--train-size", "128", "--val-size", "64",
                 "--compare", "controller=none+host_width=12:controller=none", "--compare", "heuristic:controller=none"])
@@ -72,7 +72,7 @@ def test_static_hosts_grow_nothing_and_a_wider_one_costs_more(bench, tmp_path, c
     alone, wide = report["results"]
     assert alone["blueprints"] == wide["blueprints"] == [[], []]  # no controller, no seeds
     assert alone["flops_ratio"][0] < 1  # the heuristic's seeds cost FLOPs the host alone does not spend
-    (wider, heuristic) = report["compared"]
+    wider, heuristic = report["compared"]
     assert wider["a"] == "controller=none+host_width=12" and wider["b"] == "controller=none"
     # the pair is computed from the same seeds' runs: A - B = (A - heuristic) - (B - heuristic)
     assert wider["a_minus_b_pp"][0] == pytest.approx(statistics.fmean(
