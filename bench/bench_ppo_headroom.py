@@ -37,13 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ppo_learning import arm_spec, mean_se, run_arm, write_report  # noqa: E402  (a sibling script)
 
 from esper.cli import CHOICES  # noqa: E402
+from esper.kasmina.hosts import CNNConfig  # noqa: E402
 from esper.leyline.config import HeuristicConfig, SlotConfig  # noqa: E402
 from esper.simic.config import EnvConfig  # noqa: E402
 from esper.tamiyo.policy.actions import ALPHA_TARGETS, BLENDS, CURVES, TEMPOS  # noqa: E402
 
 SETTINGS = {"blend": BLENDS, "tempo": TEMPOS, "curve": CURVES, "alpha_target": ALPHA_TARGETS}
 """Slot settings a variant may change, and their options (the policy's)."""
-RUN = {"controller": "heuristic", "host_width": 8}
+RUN = {"controller": "heuristic", "host_width": CNNConfig().base}
 """Settings of the run itself a variant may change, with the proxy's: no growth, a wider host."""
 WORDS = {**SETTINGS, **CHOICES, "controller": ("heuristic", "none")}
 """The allowed values of the settings that take one of a few."""
@@ -108,6 +109,12 @@ def parse_compare(text: str, variants: list[str]) -> tuple[str, str]:
     return a, b
 
 
+def paired(xs: list[dict], ys: list[dict]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Runs of two arms on the same seeds -> (final accuracy x - y, FLOPs x / y), each (mean, SE)."""
+    return (mean_se([x["final"] - y["final"] for x, y in zip(xs, ys)]),
+            mean_se([x["flops"] / y["flops"] for x, y in zip(xs, ys)]))
+
+
 def run_variant(text: str, seed: int, proxy: tuple[int, int, int], runs: Path) -> dict:
     """One run of the heuristic with ``text``'s overrides ('heuristic': none) on (epochs, train, val),
     in a fresh directory under ``runs``."""
@@ -146,15 +153,14 @@ def main(argv: list[str] | None = None) -> None:
         for v in variants:
             res = runs[v] = [run_variant(v, s, proxy, Path(tmp)) for s in seeds]
             diffs = [r["final"] - b["final"] for r, b in zip(res, base)]
-            diff, ratio = mean_se(diffs), mean_se([r["flops"] / b["flops"] for r, b in zip(res, base)])
+            diff, ratio = paired(res, base)
             rows.append({"variant": v, "minus_heuristic_pp": diff, "flops_ratio": ratio, "diffs": diffs,
                          "blueprints": [r["blueprints"] for r in res]})
             print(f"{v:>52s}: {diff[0]:+.2f} ± {diff[1]:.2f} pp at x{ratio[0]:.2f} the heuristic's FLOPs; "
                   f"{','.join(res[0]['blueprints'])}", flush=True)
         pairs = []
         for x, y in compares:
-            diff = mean_se([p["final"] - q["final"] for p, q in zip(runs[x], runs[y])])
-            ratio = mean_se([p["flops"] / q["flops"] for p, q in zip(runs[x], runs[y])])
+            diff, ratio = paired(runs[x], runs[y])
             pairs.append({"a": x, "b": y, "a_minus_b_pp": diff, "flops_ratio": ratio})
             print(f"{x} minus {y}: {diff[0]:+.2f} ± {diff[1]:.2f} pp at x{ratio[0]:.2f} its FLOPs", flush=True)
     out = {"bench": "ppo_headroom", "seeds": list(seeds), "proxy": dict(zip(("epochs", "train_size", "val_size"), proxy)),
