@@ -85,6 +85,21 @@ async def test_a_size_that_did_not_last_is_not_drawn_and_the_shown_one_not_redra
         assert one._drawn[1] == (60, 20)
 
 
+async def test_the_same_data_with_gaps_is_not_drawn_again(charts):
+    def spec():  # a gap (NaN), as series curves have, built afresh each time as a redraw builds it
+        return plot.PlotSpec("g", "x", (("a", (0.0, float("nan"), 2.0), (1.0, float("nan"), 0.5)),))
+
+    assert spec() == spec()
+    app = OnePlot()
+    async with app.run_test(size=(60, 20)) as pilot:
+        one = app.query_one(plot.AsyncPlot)
+        one.draw(spec())
+        await wait_for(pilot, lambda: not one.pending)
+        one.draw(spec())
+        await wait_for(pilot, lambda: not one.pending)
+        assert charts == [("g", 60, 20)]
+
+
 def test_the_first_screen_tabs_filters_and_seeks_do_not_import_pandas(run_dir):
     """pyarrow's pandas bridge imports pandas (0.2-0.4 s of the start-up) on a first conversion:
     the read, the fold, every panel, the event filters and the replay seeks avoid it (a fresh

@@ -31,6 +31,15 @@ class PlotSpec:
     hline: float | None = None
     log_y: bool = False
 
+    def __post_init__(self) -> None:
+        # NaN != NaN, but tuples compare items by identity first: with every NaN the one
+        # ``math.nan``, two specs of the same data are equal, and a plot is not drawn again for it
+        object.__setattr__(self, "curves", tuple((label, _one_nan(xs), _one_nan(ys)) for label, xs, ys in self.curves))
+
+
+def _one_nan(values) -> tuple:
+    return tuple(math.nan if v != v else v for v in values)
+
 
 def segments(xs, ys) -> list[tuple[list[float], list[float]]]:
     """The unbroken runs of finite points of one curve (plotext draws no gaps of its own)."""
